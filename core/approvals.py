@@ -1,0 +1,100 @@
+"""Pending approval requests: opened by a turn, answered by a user, denied on timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+from .errors import ApprovalForbidden, ApprovalNotFound
+from .events import ApprovalRequest, Decision
+from .keys import ConversationKey
+
+log = logging.getLogger(__name__)
+
+
+class ApprovalBroker:
+    """Holds open approval requests by id; one decision each, first answer wins.
+
+    Ids are short and unguessable (they travel in button payloads, e.g. a
+    Telegram ``callback_data`` of at most 64 bytes).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[ApprovalRequest, asyncio.Future[ApprovalRequest]]] = {}
+
+    def open(
+        self,
+        key: ConversationKey,
+        requested_by: str,
+        tool_name: str,
+        summary: str,
+        tool_input: dict[str, Any],
+        timeout: float,
+    ) -> ApprovalRequest:
+        request = ApprovalRequest(
+            id=secrets.token_urlsafe(9),
+            key=key,
+            requested_by=requested_by,
+            tool_name=tool_name,
+            summary=summary,
+            input=tool_input,
+            timeout=timeout,
+        )
+        self._pending[request.id] = (request, asyncio.get_running_loop().create_future())
+        return request
+
+    def get(self, request_id: str) -> ApprovalRequest | None:
+        entry = self._pending.get(request_id)
+        return entry[0] if entry else None
+
+    def pending_for(self, key: ConversationKey) -> list[ApprovalRequest]:
+        return [req for req, _ in self._pending.values() if req.key == key]
+
+    async def wait(self, request: ApprovalRequest) -> ApprovalRequest:
+        """Wait for the decision; a request not answered in time is denied."""
+        entry = self._pending.get(request.id)
+        if entry is None:
+            return request
+        try:
+            return await asyncio.wait_for(asyncio.shield(entry[1]), request.timeout)
+        except asyncio.TimeoutError:
+            self._decide(request.id, Decision.DENY, None, "timed out")
+            return request
+        except asyncio.CancelledError:
+            self._decide(request.id, Decision.DENY, None, "turn ended")
+            raise
+        finally:
+            self._pending.pop(request.id, None)
+
+    def resolve(self, request_id: str, decision: Decision, user_id: str, *, is_admin: bool = False) -> ApprovalRequest:
+        """Answer a request as ``user_id``; only the requester or an admin may."""
+        entry = self._pending.get(request_id)
+        if entry is None or entry[1].done():
+            raise ApprovalNotFound("this approval request was already answered or has expired")
+        request = entry[0]
+        if user_id != request.requested_by and not is_admin:
+            raise ApprovalForbidden("only the person who asked, or an admin, can answer this request")
+        self._decide(request_id, Decision(decision), user_id, None)
+        return request
+
+    def deny_all(self, key: ConversationKey, reason: str) -> int:
+        """Deny every open request of a conversation (``/stop``, ``/new``)."""
+        count = 0
+        for req in self.pending_for(key):
+            if self._decide(req.id, Decision.DENY, None, reason):
+                count += 1
+        return count
+
+    def _decide(self, request_id: str, decision: Decision, by: str | None, reason: str | None) -> bool:
+        entry = self._pending.get(request_id)
+        if entry is None or entry[1].done():
+            return False
+        request, future = entry
+        request.decision = decision
+        request.decided_by = by
+        request.reason = reason
+        future.set_result(request)
+        log.info("approval %s for %s: %s", request_id, request.tool_name, request.outcome())
+        return True

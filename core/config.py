@@ -1,0 +1,293 @@
+"""Configuration: one YAML file, ``${ENV}`` substitution, env overrides, pydantic validation.
+
+Shared sections (``agent``, ``workspace``, ``store``, ``access``, ``reply``) apply to
+every bot; each entry under ``bots:`` names its ``kind`` (a module in ``bots/``),
+carries that bot's own settings, and may override any shared section.
+
+Precedence, highest first: ``CCBRIDGE_<SECTION>__<KEY>`` environment variables,
+the YAML file, defaults. Relative paths are resolved against the config file's
+directory. Every validation error names the offending key (``agent.pool_size``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"]
+Verbosity = Literal["quiet", "normal", "verbose"]
+BusyPolicy = Literal["queue", "interrupt"]
+SettingSource = Literal["user", "project", "local"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AgentSettings(_Section):
+    """How Claude Code runs: model, prompt, tools, limits, warm-client pool."""
+
+    model: str | None = None
+    system_prompt: str | None = Field(None, description="Appended to Claude Code's own system prompt.")
+    permission_mode: PermissionMode = "default"
+    allowed_tools: list[str] = Field(default_factory=list, description="Tools run without asking (fnmatch patterns).")
+    approval_tools: list[str] = Field(default_factory=lambda: ["*"], description="Tools that need the user's approval.")
+    admin_tools: list[str] = Field(default_factory=list, description="Tools admins may run without asking.")
+    disallowed_tools: list[str] = Field(default_factory=list)
+    approval_timeout: float = Field(300.0, gt=0)
+    max_turns: int | None = Field(None, gt=0)
+    max_budget_usd: float | None = Field(None, gt=0)
+    turn_timeout: float | None = Field(None, gt=0, description="Seconds before a turn is interrupted.")
+    mcp_servers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    setting_sources: list[SettingSource] = Field(default_factory=list)
+    cli_path: str | None = None
+    pool_size: int = Field(8, gt=0, description="Warm Claude Code processes kept for active conversations.")
+    idle_timeout: float = Field(900.0, gt=0, description="Seconds before an idle warm process is closed.")
+
+    @field_validator("permission_mode")
+    @classmethod
+    def _no_bypass_as_root(cls, value: str) -> str:
+        if value == "bypassPermissions" and hasattr(os, "geteuid") and os.geteuid() == 0:
+            raise ValueError(
+                "Claude Code refuses bypassPermissions when run as root; use 'default' "
+                "(workspace-confined file tools, approvals for the rest)"
+            )
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return value
+
+
+class WorkspaceSettings(_Section):
+    base_dir: Path = Path("workspaces")
+    uploads_dir: str = "uploads"
+    admin_paths: list[Path] = Field(default_factory=list, description="Extra roots admins' file tools may use.")
+
+
+class StoreSettings(_Section):
+    backend: Literal["memory", "sqlite"] = "sqlite"
+    path: Path = Path("data/ccbridge.db")
+    history_limit: int = Field(1000, gt=0, description="Turns kept per conversation.")
+
+
+class AccessSettings(_Section):
+    allowlist: list[str] = Field(default_factory=list, description="'platform:user' entries ('platform:*' for all).")
+    admins: list[str] = Field(default_factory=list, description="'platform:user' entries.")
+    allow_all: bool = False
+    busy_policy: BusyPolicy = "queue"
+    refusal: str = "Sorry, I can't help you here: you are not on this bot's allowlist. Ask an admin to add you."
+
+    @field_validator("allowlist", "admins")
+    @classmethod
+    def _qualified(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            platform, sep, user = str(entry).partition(":")
+            if not sep or not platform or not user:
+                raise ValueError(f"{entry!r} must look like 'platform:user_id'")
+        return [str(e) for e in entries]
+
+
+class ReplySettings(_Section):
+    verbosity: Verbosity = "normal"
+    show_cost: bool = False
+
+
+class Sections(_Section):
+    """The shared sections, as one bot sees them (after its overrides)."""
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    reply: ReplySettings = Field(default_factory=ReplySettings)
+
+
+SECTION_NAMES = tuple(Sections.model_fields)
+
+
+class BotEntry(BaseModel):
+    """One named bot instance: its kind, its own settings, overrides of shared sections."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    enabled: bool = True
+    agent: dict[str, Any] | None = None
+    workspace: dict[str, Any] | None = None
+    store: dict[str, Any] | None = None
+    access: dict[str, Any] | None = None
+    reply: dict[str, Any] | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _module_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not a bot kind (a module name in bots/)")
+        return value
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The bot's own (platform) settings: everything but kind/enabled/overrides."""
+        return dict(self.model_extra or {})
+
+    def overrides(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SECTION_NAMES if getattr(self, name) is not None}
+
+
+class AppConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CCBRIDGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    reply: ReplySettings = Field(default_factory=ReplySettings)
+    bots: dict[str, BotEntry] = Field(default_factory=dict)
+    log_level: str = "INFO"
+    source: Path | None = Field(None, exclude=True, description="The file this was loaded from.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _bot_names(self) -> "AppConfig":
+        for name in self.bots:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ValueError(f"bot name {name!r} may only use letters, digits, '_' and '-'")
+        return self
+
+    def sections(self) -> Sections:
+        return Sections(agent=self.agent, workspace=self.workspace, store=self.store, access=self.access, reply=self.reply)
+
+    def for_bot(self, name: str) -> Sections:
+        """The shared sections with bot ``name``'s overrides applied and validated."""
+        if name not in self.bots:
+            raise ConfigError(f"no bot named {name!r} (configured: {', '.join(self.bots) or 'none'})", key="bots")
+        base = self.sections().model_dump()
+        merged = deep_merge(base, self.bots[name].overrides())
+        try:
+            sections = Sections.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, prefix=f"bots.{name}")) from None
+        return _resolve_paths(sections, self._base_dir())
+
+    def _base_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    def resolved(self) -> Sections:
+        return _resolve_paths(self.sections(), self._base_dir())
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
+    """Load, substitute and validate a config file (or only defaults + env when ``path`` is None)."""
+    raw: dict[str, Any] = {}
+    source: Path | None = None
+    if path is not None:
+        source = Path(path).resolve()
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {source}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source} must hold a mapping of sections at the top level")
+        raw = _substitute(loaded, os.environ, "")
+    return config_from_dict(raw, source=source)
+
+
+def config_from_dict(raw: dict[str, Any], *, source: Path | None = None) -> AppConfig:
+    """Validate an already-loaded mapping (``CCBRIDGE_*`` env overrides still apply)."""
+    try:
+        return AppConfig(**raw, source=source)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (use ${{{name}:-default}} for a default)", key=where)
+
+        return _VAR.sub(repl, value)
+    return value
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_paths(sections: Sections, base: Path) -> Sections:
+    def absolute(p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    return sections.model_copy(
+        update={
+            "workspace": sections.workspace.model_copy(
+                update={
+                    "base_dir": absolute(sections.workspace.base_dir),
+                    "admin_paths": [absolute(p) for p in sections.workspace.admin_paths],
+                }
+            ),
+            "store": sections.store.model_copy(update={"path": absolute(sections.store.path)}),
+        }
+    )
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        if prefix:
+            loc = f"{prefix}.{loc}" if loc else prefix
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc or '(top level)'}: {msg}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

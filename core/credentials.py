@@ -1,0 +1,33 @@
+"""Can Claude Code authenticate? Checked before a bot starts, so newcomers get one clear line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+HELP = (
+    "No Anthropic credentials found: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), "
+    "put it under agent.env in your config, or log in once with Claude Code (`claude /login`)."
+)
+
+_ENV_KEYS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+)
+
+
+def credentials_source(agent_env: Mapping[str, str], environ: Mapping[str, str] | None = None) -> str | None:
+    """Where credentials come from (a short description), or None when there are none."""
+    env = {**(os.environ if environ is None else environ), **agent_env}
+    for name in _ENV_KEYS:
+        if env.get(name):
+            return name
+    config_dir = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME") or Path.home()) / ".claude")
+    if (config_dir / ".credentials.json").is_file():
+        return f"Claude Code login ({config_dir})"
+    return None

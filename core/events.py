@@ -1,0 +1,148 @@
+"""The normalized event stream of one agent turn.
+
+A turn yields, in order: any number of :class:`TextDelta`, :class:`ToolUse`,
+:class:`ToolResult`, :class:`ApprovalRequested` / :class:`ApprovalResolved` and
+:class:`FileOffered` events, then exactly one terminal event: :class:`TurnResult`
+(also for agent-reported errors, with ``is_error``) or :class:`TurnError` (the
+turn could not complete: the CLI died, a timeout, an internal failure).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from .keys import ConversationKey
+
+
+class Decision(str, enum.Enum):
+    """An answer to an approval request."""
+
+    ALLOW_ONCE = "allow_once"
+    ALLOW_SESSION = "allow_session"
+    DENY = "deny"
+
+    @property
+    def allowed(self) -> bool:
+        return self is not Decision.DENY
+
+    @property
+    def label(self) -> str:
+        return {
+            Decision.ALLOW_ONCE: "Allowed once",
+            Decision.ALLOW_SESSION: "Allowed for this session",
+            Decision.DENY: "Denied",
+        }[self]
+
+
+@dataclass
+class ApprovalRequest:
+    """A tool call waiting for a user's decision."""
+
+    id: str
+    key: ConversationKey
+    requested_by: str
+    tool_name: str
+    summary: str
+    input: dict[str, Any]
+    timeout: float
+    created_at: float = field(default_factory=time.time)
+    decision: Decision | None = None
+    decided_by: str | None = None
+    reason: str | None = None  # e.g. "timed out", "turn stopped"
+
+    @property
+    def pending(self) -> bool:
+        return self.decision is None
+
+    def describe(self) -> str:
+        return f"{self.tool_name}: {self.summary}" if self.summary else self.tool_name
+
+    def outcome(self) -> str:
+        """Human-readable decision line, e.g. 'Denied by alice (timed out)'."""
+        if self.decision is None:
+            return "Waiting for approval"
+        text = self.decision.label
+        if self.decided_by:
+            text += f" by {self.decided_by}"
+        if self.reason:
+            text += f" ({self.reason})"
+        return text
+
+
+@dataclass
+class TextDelta:
+    text: str
+    new_block: bool = False  # first delta of a new text block (after tools / another message)
+
+
+@dataclass
+class ToolUse:
+    id: str
+    name: str
+    summary: str
+    input: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolResult:
+    tool_use_id: str
+    name: str
+    is_error: bool
+    summary: str
+
+
+@dataclass
+class ApprovalRequested:
+    request: ApprovalRequest
+
+
+@dataclass
+class ApprovalResolved:
+    request: ApprovalRequest
+
+
+@dataclass
+class FileOffered:
+    """The agent hands a file from its workspace back to the user."""
+
+    path: Path
+    caption: str = ""
+
+
+@dataclass
+class ToolCallRecord:
+    name: str
+    summary: str
+    is_error: bool | None = None
+
+
+@dataclass
+class TurnResult:
+    text: str
+    session_id: str
+    is_error: bool = False
+    error: str | None = None
+    interrupted: bool = False
+    cost_usd: float | None = None
+    usage: dict[str, Any] | None = None
+    duration_ms: int | None = None
+    num_turns: int | None = None
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+
+
+@dataclass
+class TurnError:
+    message: str
+    kind: str = "agent"  # agent | unavailable | timeout | internal
+    text: str = ""  # text produced before the failure
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+
+
+AgentEvent = Union[
+    TextDelta, ToolUse, ToolResult, ApprovalRequested, ApprovalResolved, FileOffered, TurnResult, TurnError
+]
+TERMINAL_EVENTS = (TurnResult, TurnError)

@@ -1,0 +1,73 @@
+"""The reply sink: the small interface every adapter implements to show a reply.
+
+A sink is where the reply to one incoming message goes (a chat, a thread).
+The :class:`~core.reply.ReplyStreamer` drives it; adapters only translate each
+call into their platform's API. The contract (``tests/contracts/sink_contract.py``):
+
+* ``post(text)`` shows a new message and returns a handle for it.
+* ``edit(handle, text)`` replaces that message's text (streaming update).
+  Identical text must be a no-op, not an error.
+* ``finalize(handle, text)`` gives the message its final text. With
+  ``handle=None`` it sends ``text`` as a new complete message (notices, the
+  continuation of a split reply, or a fallback when an edit is impossible).
+  Adapters with native streaming (drafts, stream APIs) end the stream here.
+* ``typing()`` shows that the agent is working (repeated while it works).
+* ``show_approval(request)`` shows the approval buttons for a pending request,
+  and, called again once ``request.decision`` is set, shows the decision.
+* ``send_file(path, caption)`` uploads a file from the workspace.
+
+Errors: raise :class:`~core.errors.RateLimited` (with ``retry_after``) when the
+platform says slow down, :class:`~core.errors.MessageGone` when a message can no
+longer be edited, :class:`~core.errors.SinkError` for anything else. The
+streamer waits out rate limits, coalesces updates, and never drops the final text.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .events import ApprovalRequest
+
+
+@dataclass(frozen=True)
+class SinkLimits:
+    """What the platform allows; the streamer respects it."""
+
+    max_len: int = 4000  # characters of Markdown per message
+    min_edit_interval: float = 1.0  # seconds between two updates of one message
+    typing_interval: float = 4.0  # seconds between typing indications (0: once)
+    measure: Callable[[str], int] = field(default=len)  # how the platform counts length
+
+
+class ReplySink(ABC):
+    limits: SinkLimits = SinkLimits()
+
+    @abstractmethod
+    async def post(self, text: str) -> Any: ...
+
+    @abstractmethod
+    async def edit(self, handle: Any, text: str) -> None: ...
+
+    @abstractmethod
+    async def finalize(self, handle: Any | None, text: str) -> None: ...
+
+    async def typing(self) -> None:
+        """Show a typing / working indicator (optional)."""
+
+    async def show_approval(self, request: ApprovalRequest) -> None:
+        """Show buttons for a pending request, or its decision once made.
+
+        The default writes a plain message; platforms with buttons override it.
+        """
+        if request.pending:
+            await self.finalize(None, f"🔐 Approval needed — {request.describe()}")
+        else:
+            await self.finalize(None, f"🔐 {request.describe()} — {request.outcome()}")
+
+    async def send_file(self, path: Path, caption: str = "") -> None:
+        """Upload a file; the default only names it."""
+        await self.finalize(None, f"📎 {path.name}" + (f" — {caption}" if caption else ""))

@@ -1,0 +1,46 @@
+"""What the stores keep: conversations and their turn history."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..events import ToolCallRecord
+from ..keys import ConversationKey
+
+ConversationStatus = Literal["idle", "running", "interrupted"]
+TurnStatus = Literal["ok", "error", "interrupted"]
+
+
+@dataclass
+class Conversation:
+    """One conversation: its current Claude Code session and where it works."""
+
+    key: ConversationKey
+    session_id: str
+    cwd: str
+    model: str | None = None
+    created_at: float = field(default_factory=time.time)
+    last_active_at: float = field(default_factory=time.time)
+    message_count: int = 0
+    status: ConversationStatus = "idle"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TurnRecord:
+    """One exchange: what the user said, what the agent answered, what it cost."""
+
+    key: ConversationKey
+    session_id: str
+    user_id: str
+    user_text: str
+    reply_text: str = ""
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    cost_usd: float | None = None
+    duration_ms: int | None = None
+    status: TurnStatus = "ok"
+    error: str | None = None
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None

@@ -1,0 +1,111 @@
+"""Workspaces: ``base_dir/<platform>/<owner>[/<subdir>]``, sanitized, created on demand.
+
+Paths given by users (``/cwd sub/dir``, an API ``subdir``) are relative to the
+conversation's workspace root; ``..`` segments and absolute paths are rejected
+with a :class:`WorkspaceError`. Containment checks resolve symlinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path, PurePosixPath
+
+from .errors import WorkspaceError
+from .keys import ConversationKey
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
+_MAX_NAME = 80
+
+
+def sanitize_name(name: str) -> str:
+    """A single path segment safe on every filesystem: no separators, no dot-names."""
+    cleaned = _UNSAFE.sub("_", name.strip()).strip("._") or "_"
+    return cleaned[:_MAX_NAME]
+
+
+def check_subdir(subdir: str) -> PurePosixPath:
+    """Validate a user-given relative directory; returns it normalized."""
+    text = subdir.strip().replace("\\", "/")
+    if not text or text in (".", "./"):
+        return PurePosixPath(".")
+    if "\x00" in text:
+        raise WorkspaceError("the path contains a NUL byte")
+    rel = PurePosixPath(text)
+    if rel.is_absolute() or re.match(r"^[A-Za-z]:", text):
+        raise WorkspaceError(f"{subdir!r} is absolute; give a path relative to the workspace")
+    if any(part == ".." for part in rel.parts):
+        raise WorkspaceError(f"{subdir!r} goes outside the workspace ('..' is not allowed)")
+    return rel
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """True when ``path`` (symlinks resolved) is ``root`` or inside it. Blocking: touches the disk."""
+    try:
+        resolved = path.resolve(strict=False)
+        root_resolved = root.resolve(strict=False)
+    except (OSError, RuntimeError):
+        return False
+    return resolved == root_resolved or root_resolved in resolved.parents
+
+
+class Workspaces:
+    """Maps conversation keys to directories under one base directory."""
+
+    def __init__(self, base_dir: Path, uploads_dir: str = "uploads") -> None:
+        self.base_dir = Path(base_dir).expanduser().resolve()
+        self.uploads_dir = sanitize_name(uploads_dir)
+
+    def root(self, key: ConversationKey) -> Path:
+        """The workspace root of a conversation (not created)."""
+        return self.base_dir / sanitize_name(key.platform) / sanitize_name(key.owner)
+
+    def path(self, key: ConversationKey, subdir: str | None = None) -> Path:
+        root = self.root(key)
+        if not subdir:
+            return root
+        return root / check_subdir(subdir)
+
+    async def ensure(self, key: ConversationKey, subdir: str | None = None) -> Path:
+        """Create (if needed) and return the directory; rejects escapes through symlinks."""
+        root = self.root(key)
+        target = self.path(key, subdir)
+
+        def make() -> Path:
+            root.mkdir(parents=True, exist_ok=True)
+            if not is_within(target, root):
+                raise WorkspaceError(f"{subdir!r} leads outside the workspace")
+            target.mkdir(parents=True, exist_ok=True)
+            return target
+
+        return await asyncio.to_thread(make)
+
+    async def uploads(self, key: ConversationKey) -> Path:
+        """The directory incoming files are saved to."""
+        return await self.ensure(key, self.uploads_dir)
+
+    async def save_upload(self, key: ConversationKey, filename: str, data: bytes) -> Path:
+        """Write an incoming file into the uploads directory under a safe, unique name."""
+        folder = await self.uploads(key)
+        name = sanitize_name(filename) or "file"
+
+        def write() -> Path:
+            stem, dot, ext = name.rpartition(".")
+            if not dot:
+                stem, ext = name, ""
+            candidate = folder / name
+            n = 1
+            while candidate.exists():
+                candidate = folder / (f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}")
+                n += 1
+            candidate.write_bytes(data)
+            return candidate
+
+        return await asyncio.to_thread(write)
+
+    def relative(self, key: ConversationKey, path: Path) -> str:
+        """``path`` relative to the conversation's root, for display."""
+        try:
+            return str(Path(path).relative_to(self.root(key))) or "."
+        except ValueError:
+            return str(path)

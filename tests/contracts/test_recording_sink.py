@@ -1,0 +1,40 @@
+"""The sink contract against the in-memory recording sink (the reference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from core import RateLimited, SinkLimits
+from tests.fakes.recording_sink import RecordingSink
+
+from .sink_contract import SinkContract
+
+
+@dataclass
+class RecordingHarness:
+    sink: RecordingSink = field(
+        default_factory=lambda: RecordingSink(limits=SinkLimits(max_len=300, min_edit_interval=0.01))
+    )
+
+    async def new_sink(self) -> RecordingSink:
+        return self.sink
+
+    async def messages(self) -> list[str]:
+        return self.sink.visible()
+
+    async def rate_limit_next(self, op: str, retry_after: float) -> None:
+        self.sink.fail(op, RateLimited(retry_after))
+
+    async def approvals(self) -> list[str]:
+        return self.sink.approvals
+
+    async def files(self) -> list[str]:
+        return self.sink.files
+
+
+class TestRecordingSink(SinkContract):
+    @pytest.fixture
+    def harness(self) -> RecordingHarness:
+        return RecordingHarness()

@@ -1,0 +1,350 @@
+"""A scripted fake of the Anthropic Messages API, served on 127.0.0.1.
+
+The real Claude Code CLI (bundled with claude-agent-sdk) is pointed at it with
+``ANTHROPIC_BASE_URL``. It answers ``POST /v1/messages`` with server-sent events
+exactly as the real API does (``message_start``, ``content_block_*``,
+``message_delta``, ``message_stop``), or with an HTTP error.
+
+Scripting: ``fake.enqueue(...)`` queues one response per future request (FIFO);
+each response is a list of steps (:class:`Text`, :class:`ToolCall`,
+:class:`Error`, :class:`Hang`). When the queue is empty the default responder
+answers deterministically from the request itself:
+
+* a request whose last message carries a tool result -> ``"tool result: <content>"``
+* otherwise -> ``"echo: <last user text>"``
+
+so concurrent conversations each get their own answer without any ordering.
+``fake.rules`` maps a substring of the last user text to a response, for tests
+that need a specific answer whatever the order of requests.
+Every request is recorded in ``fake.requests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import web
+
+
+@dataclass
+class Text:
+    """Stream ``text`` as ``chunks`` text deltas, ``delay`` seconds apart."""
+
+    text: str
+    chunks: int = 3
+    delay: float = 0.0
+
+
+@dataclass
+class ToolCall:
+    """A ``tool_use`` block; the response ends with ``stop_reason: tool_use``."""
+
+    name: str
+    input: dict[str, Any]
+    id: str | None = None
+
+
+@dataclass
+class Error:
+    """An HTTP error response with the API's JSON error body."""
+
+    status: int
+    type: str = "api_error"
+    message: str = "fake error"
+    retry_after: float | None = 0
+    should_retry: bool = True
+
+
+@dataclass
+class Hang:
+    """Stream ``text`` first, then keep the stream open (pinging) for ``seconds``."""
+
+    text: str = ""
+    seconds: float = 120.0
+
+
+Step = Text | ToolCall | Error | Hang
+Response = list[Step]
+
+
+@dataclass
+class FakeRequest:
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.body.get("messages", [])
+
+    def user_texts(self) -> list[str]:
+        """Every user-typed text block, in order (system reminders left out)."""
+        out: list[str] = []
+        for msg in self.messages:
+            if msg.get("role") != "user":
+                continue
+            for block in _blocks(msg):
+                text = block.get("text", "") if block.get("type") == "text" else ""
+                if text and not text.lstrip().startswith("<system-reminder>"):
+                    out.append(text)
+        return out
+
+    def last_user_text(self) -> str:
+        texts = self.user_texts()
+        return texts[-1] if texts else ""
+
+    def tool_results(self) -> list[dict[str, Any]]:
+        if not self.messages:
+            return []
+        return [b for b in _blocks(self.messages[-1]) if b.get("type") == "tool_result"]
+
+    def images(self) -> list[dict[str, Any]]:
+        return [
+            b
+            for msg in self.messages
+            if msg.get("role") == "user"
+            for b in _blocks(msg)
+            if b.get("type") == "image"
+        ]
+
+
+def _blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    content = msg.get("content")
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [b for b in content or [] if isinstance(b, dict)]
+
+
+def _tool_result_text(block: dict[str, Any]) -> str:
+    content = block.get("content")
+    if isinstance(content, list):
+        return " ".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return str(content or "")
+
+
+def default_response(req: FakeRequest) -> Response:
+    results = req.tool_results()
+    if results:
+        return [Text("tool result: " + _tool_result_text(results[0]))]
+    return [Text("echo: " + req.last_user_text())]
+
+
+@dataclass
+class FakeAnthropicAPI:
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[FakeRequest] = field(default_factory=list)
+    rules: dict[str, Response] = field(default_factory=dict)
+    responder: Callable[[FakeRequest], Response] = default_response
+
+    def __post_init__(self) -> None:
+        self._queue: deque[Response] = deque()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.request_seen = asyncio.Event()
+
+    # -- scripting -----------------------------------------------------------
+    def enqueue(self, *responses: Step | Response) -> None:
+        """Queue responses; a bare step is a one-step response."""
+        for resp in responses:
+            self._queue.append(list(resp) if isinstance(resp, list) else [resp])
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """Environment that points the CLI at this fake."""
+        return {
+            "ANTHROPIC_BASE_URL": self.base_url,
+            "ANTHROPIC_API_KEY": "sk-ant-fake-key",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+        }
+
+    # -- server --------------------------------------------------------------
+    async def start(self) -> "FakeAnthropicAPI":
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "FakeAnthropicAPI":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _next_response(self, req: FakeRequest) -> Response:
+        if self._queue:
+            return self._queue.popleft()
+        last = req.last_user_text()
+        if not req.tool_results():
+            for needle, resp in self.rules.items():
+                if needle in last:
+                    return list(resp)
+        return self.responder(req)
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        return web.json_response({"input_tokens": 10})
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"type": "error", "error": {"type": "not_found_error", "message": request.path}},
+            status=404,
+        )
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        req = FakeRequest(body=body, headers=dict(request.headers))
+        self.requests.append(req)
+        self.request_seen.set()
+        steps = self._next_response(req)
+        first = steps[0] if steps else None
+        if isinstance(first, Error):
+            return self._error(first)
+        if not body.get("stream"):
+            return self._json_message(body, steps)
+        return await self._stream(request, body, steps)
+
+    def _error(self, err: Error) -> web.Response:
+        headers = {"x-should-retry": "true" if err.should_retry else "false"}
+        if err.retry_after is not None:
+            headers["retry-after"] = str(err.retry_after)
+        payload = {"type": "error", "error": {"type": err.type, "message": err.message}}
+        return web.json_response(payload, status=err.status, headers=headers)
+
+    def _json_message(self, body: dict[str, Any], steps: Response) -> web.Response:
+        content: list[dict[str, Any]] = []
+        for step in steps:
+            if isinstance(step, (Text, Hang)) and step.text:
+                content.append({"type": "text", "text": step.text})
+            elif isinstance(step, ToolCall):
+                content.append(
+                    {"type": "tool_use", "id": step.id or self._tool_id(), "name": step.name, "input": step.input}
+                )
+        stop = "tool_use" if any(isinstance(s, ToolCall) for s in steps) else "end_turn"
+        return web.json_response(
+            {
+                "id": f"msg_fake_{next(self._ids)}",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model", "claude-fake"),
+                "content": content,
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 10, "output_tokens": 5},
+            }
+        )
+
+    def _tool_id(self) -> str:
+        return f"toolu_fake_{next(self._ids)}"
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], steps: Response) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+
+        async def send(event: str, data: dict[str, Any]) -> None:
+            await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+        await send(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": f"msg_fake_{next(self._ids)}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model", "claude-fake"),
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 10, "output_tokens": 1},
+                },
+            },
+        )
+        stop_reason = "end_turn"
+        try:
+            for index, step in enumerate(steps):
+                if isinstance(step, (Text, Hang)):
+                    await send(
+                        "content_block_start",
+                        {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                    )
+                    for piece in _split(step.text, step.chunks if isinstance(step, Text) else 1):
+                        if isinstance(step, Text) and step.delay:
+                            await asyncio.sleep(step.delay)
+                        await send(
+                            "content_block_delta",
+                            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}},
+                        )
+                    if isinstance(step, Hang):
+                        await _ping_for(send, step.seconds)
+                    await send("content_block_stop", {"type": "content_block_stop", "index": index})
+                elif isinstance(step, ToolCall):
+                    stop_reason = "tool_use"
+                    await send(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {"type": "tool_use", "id": step.id or self._tool_id(), "name": step.name, "input": {}},
+                        },
+                    )
+                    await send(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": json.dumps(step.input)},
+                        },
+                    )
+                    await send("content_block_stop", {"type": "content_block_stop", "index": index})
+            await send(
+                "message_delta",
+                {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": 5}},
+            )
+            await send("message_stop", {"type": "message_stop"})
+        except (ConnectionResetError, asyncio.CancelledError):
+            # The client went away (an interrupted turn, a killed CLI).
+            return resp
+        await resp.write_eof()
+        return resp
+
+
+async def _ping_for(send: Callable[[str, dict[str, Any]], Any], seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        await send("ping", {"type": "ping"})
+        await asyncio.sleep(0.5)
+
+
+def _split(text: str, parts: int) -> list[str]:
+    if not text:
+        return []
+    parts = max(1, min(parts, len(text)))
+    size = -(-len(text) // parts)
+    return [text[i : i + size] for i in range(0, len(text), size)]
