@@ -31,6 +31,7 @@ class Conversations:
         self.runtime = runtime
         self.default_model = default_model
         self.lanes = Lanes()
+        self._running: dict[ConversationKey, TurnRequest] = {}
 
     # -- records -------------------------------------------------------------
     async def get(self, key: ConversationKey) -> Conversation | None:
@@ -110,8 +111,16 @@ class Conversations:
         return self.lanes.waiting(key)
 
     async def stop(self, key: ConversationKey) -> bool:
-        """Interrupt the running turn (the session is kept). True if one was running."""
-        return await self.runtime.interrupt(key)
+        """Interrupt the running turn (the session is kept). True if one was running.
+
+        Works at any point of the turn, also while its Claude Code process is still starting.
+        """
+        request = self._running.get(key)
+        if request is None:
+            return False
+        request.stop_requested = True
+        await self.runtime.interrupt(key)
+        return True
 
     async def turn(
         self,
@@ -144,6 +153,7 @@ class Conversations:
                 attachments=list(attachments or []),
             )
             record = TurnRecord(key=key, session_id=conv.session_id, user_id=user.id, user_text=text)
+            self._running[key] = request
             try:
                 async with aclosing(self.runtime.run_turn(request)) as events:
                     async for event in events:
@@ -165,6 +175,7 @@ class Conversations:
                     record.status, record.error = "interrupted", "the turn was abandoned"
                 raise
             finally:
+                self._running.pop(key, None)
                 record.finished_at = time.time()
                 await self._finish_turn(key, conv.session_id, record)
 

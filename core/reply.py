@@ -160,6 +160,9 @@ class ReplyStreamer:
         return self._prefix + self.doc[self._msg_start :]
 
     def _pending_text(self) -> bool:
+        """True when a live update is due (never once live updates are broken)."""
+        if self._edits_broken:
+            return False
         text = self._current_text()
         return bool(text.strip()) and text != self._last_sent
 
@@ -199,7 +202,7 @@ class ReplyStreamer:
     async def _update(self) -> None:
         """Bring the current message up to date (one post/edit), honouring rate limits."""
         await self._split_overflow()
-        if not self._pending_text() or self._edits_broken:
+        if not self._pending_text():
             return
         wait = self._next_allowed - self._clock()
         if wait > 0:

@@ -20,6 +20,7 @@ from typing import Any
 
 from claude_agent_sdk import (
     ClaudeAgentOptions,
+    HookMatcher,
     ClaudeSDKClient,
     ClaudeSDKError,
     CLINotFoundError,
@@ -45,7 +46,7 @@ from .events import (
     TurnResult,
 )
 from .keys import ConversationKey
-from .tool_policy import ALLOW, ToolContext, ToolPolicy
+from .tool_policy import ALLOW, ToolContext, ToolPolicy, Verdict
 from .translate import TurnTranslator, summarize_tool_input
 from .workspace import is_within
 
@@ -89,6 +90,7 @@ class TurnRequest:
     user_id: str
     is_admin: bool = False
     attachments: list[Attachment] = field(default_factory=list)
+    stop_requested: bool = False  # set by /stop, even before the CLI has the prompt
 
 
 @dataclass
@@ -150,6 +152,9 @@ class AgentRuntime:
     async def run_turn(self, request: TurnRequest) -> AsyncIterator[AgentEvent]:
         """Run one turn; yields events and ends with a TurnResult or TurnError."""
         spec = ClientSpec(request.session_id, request.cwd, request.model)
+        if request.stop_requested:
+            yield _stopped(request)
+            return
         try:
             warm = await self.pool.lease(request.key, spec, lambda w: self._connect(w, request.resume))
         except AgentUnavailable as exc:
@@ -207,8 +212,14 @@ class AgentRuntime:
             client = warm.client
             if client is None:
                 raise AgentUnavailable("the Claude Code process is gone")
+            if state.request.stop_requested:  # stopped while the CLI was starting
+                state.emit(_stopped(state.request))
+                return
             message = await _user_message(state.request)
             await client.query(_one(message))
+            if state.request.stop_requested:
+                translator.interrupt_requested = True
+                await client.interrupt()
             async for msg in client.receive_response():
                 for event in translator.feed(msg):
                     state.emit(event)
@@ -270,6 +281,9 @@ class AgentRuntime:
         async def can_use_tool(name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> Any:
             return await self._can_use_tool(warm, name, tool_input)
 
+        async def pre_tool_use(hook_input: Any, tool_use_id: str | None, ctx: Any) -> Any:
+            return await self._pre_tool_use(warm, hook_input)
+
         def on_stderr(line: str) -> None:
             warm.stderr_tail.append(line.rstrip())
             log.debug("claude[%s]: %s", warm.key, line.rstrip())
@@ -283,6 +297,9 @@ class AgentRuntime:
             permission_mode=s.permission_mode,
             disallowed_tools=list(s.disallowed_tools),
             can_use_tool=can_use_tool,
+            # The policy decides every tool call, whatever Claude Code's own rules would do:
+            # allow / deny here; "ask" falls through to can_use_tool, which asks the user.
+            hooks={"PreToolUse": [HookMatcher(matcher=None, hooks=[pre_tool_use], on_failure="block")]},
             include_partial_messages=True,
             max_turns=s.max_turns,
             max_budget_usd=s.max_budget_usd,
@@ -294,18 +311,36 @@ class AgentRuntime:
         )
 
     # -- permissions ---------------------------------------------------------
-    async def _can_use_tool(self, warm: WarmClient, name: str, tool_input: dict[str, Any]) -> Any:
+    async def _verdict(self, warm: WarmClient, name: str, tool_input: dict[str, Any]) -> Verdict:
         state = warm.turn
         if state is None:
-            return PermissionResultDeny(message="no turn is running")
+            return Verdict("deny", "no turn is running")
+        if name == SEND_FILE_TOOL:
+            return ALLOW
         req = state.request
         allowed = self._session_allowed.setdefault(req.session_id, set())
         ctx = ToolContext(root=Path(req.root), cwd=Path(req.cwd), is_admin=req.is_admin, session_allowed=allowed)
-        verdict = ALLOW if name == SEND_FILE_TOOL else await self.policy.evaluate(name, tool_input, ctx)
+        return await self.policy.evaluate(name, tool_input, ctx)
+
+    async def _pre_tool_use(self, warm: WarmClient, hook_input: Any) -> dict[str, Any]:
+        name = str(hook_input.get("tool_name", ""))
+        tool_input = hook_input.get("tool_input") or {}
+        verdict = await self._verdict(warm, name, tool_input if isinstance(tool_input, dict) else {})
+        output: dict[str, Any] = {"hookEventName": "PreToolUse", "permissionDecision": verdict.action}
+        if verdict.reason:
+            output["permissionDecisionReason"] = verdict.reason
+        return {"hookSpecificOutput": output}
+
+    async def _can_use_tool(self, warm: WarmClient, name: str, tool_input: dict[str, Any]) -> Any:
+        verdict = await self._verdict(warm, name, tool_input)
         if verdict.action == "allow":
             return PermissionResultAllow()
         if verdict.action == "deny":
             return PermissionResultDeny(message=verdict.reason)
+        state = warm.turn
+        assert state is not None  # a verdict other than deny implies a running turn
+        req = state.request
+        allowed = self._session_allowed.setdefault(req.session_id, set())
         approval = self.approvals.open(
             req.key, req.user_id, name, summarize_tool_input(name, tool_input), tool_input, self.settings.approval_timeout
         )
@@ -355,6 +390,10 @@ class AgentRuntime:
             return {"content": [{"type": "text", "text": f"{path.name} was sent to the user."}]}
 
         return create_sdk_mcp_server(name="ccbridge", tools=[send_file])
+
+
+def _stopped(request: TurnRequest) -> TurnResult:
+    return TurnResult(text="", session_id=request.session_id, interrupted=True)
 
 
 def _tool_error(text: str) -> dict[str, Any]:

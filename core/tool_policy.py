@@ -5,6 +5,9 @@ the CLI's own rules would ask about. Never relies on ``bypassPermissions``.
 
 Order of rules:
 
+0. Claude Code's bookkeeping tools (todo list, tool search, sub-agents:
+   every tool a sub-agent calls is checked on its own) -> allow;
+   ``AskUserQuestion`` -> deny (the chat has no such dialog: ask in the reply)
 1. ``disallowed_tools``                      -> deny
 2. file tools (Read, Write, Edit, ...)       -> allow when every path, symlinks
    resolved, is inside the conversation's workspace (admins: or inside
@@ -41,6 +44,14 @@ FILE_TOOLS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Tools acting only on Claude Code's own state.
+BOOKKEEPING_TOOLS = frozenset({"TodoWrite", "TodoRead", "ToolSearch", "ListAgents", "ExitPlanMode", "Agent", "Task"})
+REFUSED_TOOLS = {
+    "AskUserQuestion": "Questions can't be asked with a dialog in this chat: ask in your reply, "
+    "the user answers with their next message.",
+}
+
+
 @dataclass(frozen=True)
 class Verdict:
     action: Literal["allow", "deny", "ask"]
@@ -72,6 +83,10 @@ class ToolPolicy:
 
     async def evaluate(self, tool: str, tool_input: dict[str, Any], ctx: ToolContext) -> Verdict:
         s = self.settings
+        if tool in BOOKKEEPING_TOOLS and not _matches(tool, s.disallowed_tools):
+            return ALLOW
+        if tool in REFUSED_TOOLS:
+            return Verdict("deny", REFUSED_TOOLS[tool])
         if _matches(tool, s.disallowed_tools):
             return Verdict("deny", f"{tool} is disabled on this bot")
         if tool in FILE_TOOLS:

@@ -1,0 +1,125 @@
+"""Workspaces (sanitizing, traversal) and the tool policy (confinement, approvals, admins)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core import ConversationKey, WorkspaceError
+from core.config import AgentSettings
+from core.tool_policy import ToolContext, ToolPolicy
+from core.workspace import Workspaces, check_subdir, sanitize_name
+
+KEY = ConversationKey("telegram", "42")
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [("alice", "alice"), ("../etc", "etc"), ("a/b\\c", "a_b_c"), ("..", "_"), ("  ", "_"), ("U123:T9", "U123_T9")],
+)
+def test_sanitize_name(raw: str, safe: str) -> None:
+    assert sanitize_name(raw) == safe
+
+
+@pytest.mark.parametrize("bad", ["..", "../x", "a/../../b", "/etc", "C:\\Windows", "a\x00b"])
+def test_subdir_traversal_and_absolute_paths_are_rejected(bad: str) -> None:
+    with pytest.raises(WorkspaceError):
+        check_subdir(bad)
+
+
+async def test_workspace_layout_and_creation(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path)
+    assert ws.root(KEY) == tmp_path / "telegram" / "42"
+    assert ws.root(ConversationKey("slack", "../../x")) == tmp_path / "slack" / "x"
+    made = await ws.ensure(KEY, "src/app")
+    assert made == tmp_path / "telegram" / "42" / "src" / "app" and made.is_dir()
+    assert ws.relative(KEY, made) == "src/app"
+
+
+async def test_symlink_escape_is_rejected(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path / "base")
+    root = await ws.ensure(KEY)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, root / "link")
+    with pytest.raises(WorkspaceError, match="outside"):
+        await ws.ensure(KEY, "link")
+
+
+async def test_uploads_get_unique_safe_names(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path)
+    first = await ws.save_upload(KEY, "../../evil.png", b"1")
+    second = await ws.save_upload(KEY, "evil.png", b"2")
+    assert first.parent == second.parent == tmp_path / "telegram" / "42" / "uploads"
+    assert first.name == "evil.png" and second.name == "evil-1.png"
+    assert second.read_bytes() == b"2"
+
+
+def policy(**settings: object) -> ToolPolicy:
+    return ToolPolicy(AgentSettings(**settings), admin_paths=[Path("/srv/shared")])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> ToolContext:
+    root = tmp_path / "ws"
+    (root / "sub").mkdir(parents=True)
+    return ToolContext(root=root, cwd=root / "sub")
+
+
+async def test_file_tools_inside_the_workspace_are_allowed(ctx: ToolContext) -> None:
+    p = policy()
+    assert (await p.evaluate("Write", {"file_path": str(ctx.root / "a.txt")}, ctx)).action == "allow"
+    assert (await p.evaluate("Read", {"file_path": "notes.md"}, ctx)).action == "allow"  # relative to cwd
+    assert (await p.evaluate("Glob", {"pattern": "**/*.py"}, ctx)).action == "allow"
+    assert (await p.evaluate("Grep", {"pattern": "x", "path": str(ctx.root)}, ctx)).action == "allow"
+
+
+@pytest.mark.parametrize(
+    ("tool", "tool_input"),
+    [
+        ("Write", {"file_path": "/etc/passwd"}),
+        ("Edit", {"file_path": "../../outside.txt"}),
+        ("Read", {"file_path": "~/.ssh/id_rsa"}),
+        ("Glob", {"pattern": "/etc/**"}),
+        ("Grep", {"pattern": "root", "path": "/etc"}),
+        ("NotebookEdit", {"notebook_path": "/tmp/x.ipynb"}),
+    ],
+)
+async def test_file_tools_outside_the_workspace_are_denied(ctx: ToolContext, tool: str, tool_input: dict) -> None:
+    verdict = await policy().evaluate(tool, tool_input, ctx)
+    assert verdict.action == "deny" and "outside" in verdict.reason
+
+
+async def test_symlinks_out_of_the_workspace_are_denied(ctx: ToolContext, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    os.symlink(secret, ctx.root / "innocent")
+    verdict = await policy().evaluate("Write", {"file_path": str(ctx.root / "innocent" / "x")}, ctx)
+    assert verdict.action == "deny"
+
+
+async def test_other_tools_need_approval_unless_allowed(ctx: ToolContext) -> None:
+    assert (await policy().evaluate("Bash", {"command": "ls"}, ctx)).action == "ask"
+    assert (await policy(allowed_tools=["WebSearch", "mcp__docs__*"]).evaluate("mcp__docs__find", {}, ctx)).action == "allow"
+    assert (await policy(disallowed_tools=["Bash"]).evaluate("Bash", {}, ctx)).action == "deny"
+    assert (await policy(approval_tools=["Bash"]).evaluate("WebFetch", {}, ctx)).action == "deny"
+    ctx.session_allowed.add("Bash")
+    assert (await policy().evaluate("Bash", {"command": "make"}, ctx)).action == "allow"
+
+
+async def test_admins_get_wider_rules(ctx: ToolContext) -> None:
+    p = policy(admin_tools=["Bash"])
+    assert (await p.evaluate("Bash", {}, ctx)).action == "ask"
+    ctx.is_admin = True
+    assert (await p.evaluate("Bash", {}, ctx)).action == "allow"
+    assert (await p.evaluate("Read", {"file_path": "/srv/shared/doc.md"}, ctx)).action == "allow"
+    assert (await p.evaluate("Read", {"file_path": "/etc/shadow"}, ctx)).action == "deny"
+
+
+async def test_bookkeeping_tools_pass_and_dialogs_are_refused(ctx: ToolContext) -> None:
+    assert (await policy().evaluate("TodoWrite", {"todos": []}, ctx)).action == "allow"
+    assert (await policy(disallowed_tools=["Agent"]).evaluate("Agent", {}, ctx)).action == "deny"
+    verdict = await policy().evaluate("AskUserQuestion", {"questions": []}, ctx)
+    assert verdict.action == "deny" and "ask in your reply" in verdict.reason
