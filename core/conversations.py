@@ -135,7 +135,8 @@ class Conversations:
         """Run one turn in ``key`` after any turn already running there; yields its events."""
         async with self.lanes.hold(key):
             conv = await self.open(key)
-            cwd = await self.workspaces.ensure(key, self.workspaces.relative(key, Path(conv.cwd)))
+            cwd = await self._working_dir(conv)
+            conv.cwd = str(cwd)
             conv.status = "running"
             conv.last_active_at = time.time()
             await self.store.put(conv)
@@ -178,6 +179,14 @@ class Conversations:
                 self._running.pop(key, None)
                 record.finished_at = time.time()
                 await self._finish_turn(key, conv.session_id, record)
+
+    async def _working_dir(self, conv: Conversation) -> Path:
+        """The conversation's directory, recreated if deleted; back to the root if it moved away."""
+        rel = self.workspaces.relative(conv.key, Path(conv.cwd))
+        if Path(rel).is_absolute():  # e.g. workspace.base_dir changed since it was stored
+            log.warning("%s: stored cwd %s is outside its workspace; using the workspace root", conv.key, conv.cwd)
+            rel = "."
+        return await self.workspaces.ensure(conv.key, rel)
 
     async def _finish_turn(self, key: ConversationKey, session_id: str, record: TurnRecord) -> None:
         conv = await self.store.get(key)

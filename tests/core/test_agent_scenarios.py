@@ -284,3 +284,16 @@ async def test_history_is_recorded(agent: Agent, fake_api: FakeAnthropicAPI) -> 
     assert turns[0].tool_calls[0].name == "Write" and turns[0].cost_usd is not None
     conv = await agent.conversations.get(ConversationKey("api", "u1"))
     assert conv and conv.message_count == 1 and conv.status == "idle"
+
+
+async def test_idle_warm_clients_are_closed_and_resume_later(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    async with Agent(make_sections(agent={"idle_timeout": 1})) as agent:
+        first = await agent.chat("note: idle test", user_id="u1")
+        assert len(agent.runtime.pool) == 1
+        await eventually(lambda: len(agent.runtime.pool) == 0, what="idle client reaped")
+        await eventually(lambda: not claude_children(), what="CLI process gone")
+        again = await agent.chat("after idling", user_id="u1")
+        assert again.session_id == first.session_id
+        assert "note: idle test" in fake_api.requests[-1].user_texts()
