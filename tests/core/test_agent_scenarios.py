@@ -136,16 +136,22 @@ async def test_unanswered_approval_is_denied_on_timeout(
     assert isinstance(final(events), TurnResult)
 
 
-async def test_stop_mid_turn_keeps_the_session(agent: Agent, fake_api: FakeAnthropicAPI) -> None:
-    fake_api.enqueue(Hang("thinking out loud", seconds=60))
+async def start_streaming(agent: Agent, text: str) -> tuple[asyncio.Task[None], list[object]]:
+    """Start a turn in the background; returns once its first text has streamed."""
     seen: list[object] = []
 
     async def run() -> None:
-        async for event in agent.stream("long task", user_id="u1"):
+        async for event in agent.stream(text, user_id="u1"):
             seen.append(event)
 
     task = asyncio.create_task(run())
     await eventually(lambda: any(isinstance(e, TextDelta) for e in seen), what="streamed text")
+    return task, seen
+
+
+async def test_stop_mid_turn_keeps_the_session(agent: Agent, fake_api: FakeAnthropicAPI) -> None:
+    fake_api.enqueue(Hang("thinking out loud", seconds=60))
+    task, seen = await start_streaming(agent, "long task")
     assert await agent.stop("u1") is True
     await asyncio.wait_for(task, 30)
     result = final(seen)
@@ -160,14 +166,7 @@ async def test_cli_killed_mid_turn_gives_a_clear_error_and_the_next_turn_works(
 ) -> None:
     await agent.chat("first", user_id="u1")
     fake_api.enqueue(Hang("working", seconds=60))
-    seen: list[object] = []
-
-    async def run() -> None:
-        async for event in agent.stream("long", user_id="u1"):
-            seen.append(event)
-
-    task = asyncio.create_task(run())
-    await eventually(lambda: any(isinstance(e, TextDelta) for e in seen), what="streamed text")
+    task, seen = await start_streaming(agent, "long")
     for pid in claude_children():
         os.kill(pid, signal.SIGKILL)
     await asyncio.wait_for(task, 30)
