@@ -1,0 +1,20 @@
+"""Telegram adapter on python-telegram-bot v22 (async).
+
+Modules: :mod:`.adapter` (receiving, routing, buttons), :mod:`.sink` (streaming
+replies), :mod:`.formatting` (Markdown -> text + entities), :mod:`.updates`
+(duplicates, what a message means), :mod:`.approvals` (inline keyboards),
+:mod:`.files` (incoming photos and documents), :mod:`.errors` (PTB errors ->
+core errors), :mod:`.config` (settings).
+"""
+
+from .adapter import ALLOWED_UPDATES, Router, TelegramAdapter, TelegramUnavailable
+from .config import TelegramConfig, WebhookConfig
+from .formatting import MAX_TEXT, Rendered, render, telegram_length
+from .sink import ChatPacer, ChatTarget, DraftSupport, TelegramSink, telegram_limits
+from .updates import MessageView, SeenUpdates, inspect_message
+
+__all__ = [
+    "ALLOWED_UPDATES", "MAX_TEXT", "ChatPacer", "ChatTarget", "DraftSupport", "MessageView", "Rendered", "Router",
+    "SeenUpdates", "TelegramAdapter", "TelegramConfig", "TelegramSink", "TelegramUnavailable", "WebhookConfig",
+    "inspect_message", "render", "telegram_length", "telegram_limits",
+]

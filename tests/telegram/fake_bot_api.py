@@ -1,0 +1,555 @@
+"""A fake Telegram Bot API server on 127.0.0.1, speaking the real wire format.
+
+The real python-telegram-bot client is pointed at it with
+``ApplicationBuilder().base_url(fake.base_url).base_file_url(fake.base_file_url)``.
+Requests arrive as ``POST /bot<token>/<method>`` with form or multipart bodies
+(nested values JSON-encoded, as PTB sends them); answers are
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": ..., "description": ...}``.
+Files are served from ``GET /file/bot<token>/<file_path>``.
+
+It keeps what a chat would show (messages, their edits, drafts, documents,
+callback answers), validates what the real API validates that matters here
+(4,096 UTF-16 units after entity parsing, entity bounds, empty texts,
+"message is not modified"), and lets tests inject failures
+(:meth:`FakeBotAPI.fail`) and unsupported methods (``unsupported``).
+
+Tests produce updates with :meth:`FakeBotAPI.say`, :meth:`FakeBotAPI.press`
+and :meth:`FakeBotAPI.push`; PTB receives them through ``getUpdates`` (long
+polling honours ``offset`` and ``timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "123456:TEST-token_for-the-fake"
+BOT_ID = 999
+BOT_USERNAME = "cc_test_bot"
+
+# Form fields PTB sends JSON-encoded (every other field is a plain string).
+_JSON_FIELDS = {
+    "chat_id", "message_id", "draft_id", "message_thread_id", "entities", "caption_entities",
+    "reply_markup", "reply_parameters", "offset", "limit", "timeout", "allowed_updates", "commands",
+    "show_alert", "scope", "disable_notification", "max_connections", "drop_pending_updates",
+    "cache_time", "protect_content", "link_preview_options",
+}
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.retry_after = retry_after
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": False, "error_code": self.code, "description": self.description}
+        if self.retry_after is not None:
+            body["parameters"] = {"retry_after": self.retry_after}
+        return body
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ChatMessage:
+    """A message in a chat, as a client would see it (its latest version)."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    reply_markup: dict[str, Any] | None = None
+    thread_id: int | None = None
+    reply_to: int | None = None
+    from_bot: bool = True
+    history: list[str] = field(default_factory=list)  # every text it showed, in order
+    document: dict[str, Any] | None = None
+    caption: str | None = None
+
+    def buttons(self) -> list[dict[str, Any]]:
+        if not self.reply_markup:
+            return []
+        return [b for row in self.reply_markup.get("inline_keyboard", []) for b in row]
+
+
+@dataclass
+class Draft:
+    chat_id: int
+    draft_id: int
+    text: str
+    entities: list[dict[str, Any]]
+    thread_id: int | None = None
+
+
+@dataclass
+class Document:
+    chat_id: int
+    filename: str
+    data: bytes
+    caption: str | None
+    thread_id: int | None = None
+
+
+@dataclass
+class Failure:
+    code: int
+    description: str
+    retry_after: int | None = None
+
+
+def user(uid: int, first_name: str = "User", username: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": uid, "is_bot": False, "first_name": first_name}
+    if username:
+        out["username"] = username
+    return out
+
+
+def private_chat(u: dict[str, Any]) -> dict[str, Any]:
+    return {"id": u["id"], "type": "private", "first_name": u["first_name"]}
+
+
+def group_chat(chat_id: int, title: str = "Team", *, forum: bool = False) -> dict[str, Any]:
+    chat: dict[str, Any] = {"id": chat_id, "type": "supergroup", "title": title}
+    if forum:
+        chat["is_forum"] = True
+    return chat
+
+
+@dataclass
+class FakeBotAPI:
+    token: str = TOKEN
+    host: str = "127.0.0.1"
+    port: int = 0
+    bot_id: int = BOT_ID
+    bot_username: str = BOT_USERNAME
+    unsupported: set[str] = field(default_factory=set)  # methods answered with 404 Not Found
+
+    def __post_init__(self) -> None:
+        self.calls: list[Call] = []
+        self.messages: dict[int, list[ChatMessage]] = {}
+        self.drafts: list[Draft] = []
+        self.documents: list[Document] = []
+        self.chat_actions: list[tuple[int, str]] = []
+        self.callback_answers: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] | None = None
+        self.webhook: dict[str, Any] | None = None
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, data)
+        self._failures: dict[str, list[Failure]] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1000)
+        self._message_ids = itertools.count(1)
+        self._file_ids = itertools.count(1)
+        self._callback_ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._closing = False
+
+    # -- server ----------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://{self.host}:{self.port}/file/bot"
+
+    async def start(self) -> "FakeBotAPI":
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        self._closing = True
+        self._notify()
+        await asyncio.sleep(0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "FakeBotAPI":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- scripting -------------------------------------------------------------
+    def fail(self, method: str, code: int = 429, description: str | None = None, *,
+             retry_after: int | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with an error (429 -> RetryAfter)."""
+        if code == 429:
+            retry_after = 1 if retry_after is None else retry_after
+            description = description or f"Too Many Requests: retry after {retry_after}"
+        self._failures.setdefault(method, []).extend(
+            [Failure(code, description or "Bad Request: injected failure", retry_after)] * times
+        )
+
+    def pending_failures(self, method: str) -> int:
+        return len(self._failures.get(method, []))
+
+    def add_file(self, data: bytes, file_path: str) -> str:
+        file_id = f"file-{next(self._file_ids)}"
+        self.files[file_id] = (file_path, data)
+        return file_id
+
+    def push(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Queue an update for getUpdates (an ``update_id`` is assigned when missing)."""
+        update.setdefault("update_id", next(self._update_ids))
+        self._updates.append(update)
+        self._notify()
+        return update
+
+    def new_message(
+        self,
+        chat: dict[str, Any],
+        sender: dict[str, Any],
+        text: str | None = None,
+        *,
+        entities: list[dict[str, Any]] | None = None,
+        thread_id: int | None = None,
+        reply_to: ChatMessage | dict[str, Any] | None = None,
+        caption: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A user's message as the Bot API delivers it (not queued); commands and @bot get their entities."""
+        message_id = next(self._message_ids)
+        msg: dict[str, Any] = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": sender}
+        if text is not None:
+            msg["text"] = text
+            if ents := self._entities(text, entities):
+                msg["entities"] = ents
+        if caption is not None:
+            msg["caption"] = caption
+            if ents := self._entities(caption, entities):
+                msg["caption_entities"] = ents
+        if thread_id is not None:
+            msg["message_thread_id"] = thread_id
+            msg["is_topic_message"] = True
+        if isinstance(reply_to, ChatMessage):
+            msg["reply_to_message"] = self.message_json(reply_to)
+        elif reply_to is not None:
+            msg["reply_to_message"] = reply_to
+        msg.update(extra)
+        self.messages.setdefault(chat["id"], []).append(
+            ChatMessage(chat["id"], message_id, text or caption or "", list(entities or []), None, thread_id, None,
+                        from_bot=False, history=[text or caption or ""])
+        )
+        return msg
+
+    def _entities(self, text: str, extra: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        ents = list(extra or [])
+        if text.startswith("/"):
+            ents.append({"type": "bot_command", "offset": 0, "length": utf16_len(text.split()[0])})
+        at = f"@{self.bot_username}"
+        start = text.find(at)
+        if start >= 0 and not text.startswith("/"):
+            ents.append({"type": "mention", "offset": utf16_len(text[:start]), "length": utf16_len(at)})
+        return ents
+
+    def say(self, chat: dict[str, Any], sender: dict[str, Any], text: str | None = None, **kw: Any) -> dict[str, Any]:
+        """A user sends a message; returns the queued update."""
+        return self.push({"message": self.new_message(chat, sender, text, **kw)})
+
+    def press(self, sender: dict[str, Any], message: ChatMessage, data: str) -> dict[str, Any]:
+        """A user presses an inline button of ``message``; returns the queued update."""
+        query = {
+            "id": f"cbq-{next(self._callback_ids)}",
+            "from": sender,
+            "chat_instance": "ci-1",
+            "data": data,
+            "message": self.message_json(message),
+        }
+        return self.push({"callback_query": query})
+
+    def message_json(self, m: ChatMessage) -> dict[str, Any]:
+        chat = {"id": m.chat_id, "type": "private" if m.chat_id > 0 else "supergroup"}
+        if m.chat_id > 0:
+            chat["first_name"] = "User"
+        else:
+            chat["title"] = "Team"
+        out: dict[str, Any] = {"message_id": m.message_id, "date": int(time.time()), "chat": chat}
+        out["from"] = self.me() if m.from_bot else user(m.chat_id)
+        if m.document is not None:
+            out["document"] = m.document
+            if m.caption:
+                out["caption"] = m.caption
+        else:
+            out["text"] = m.text
+        if m.entities:
+            out["entities"] = m.entities
+        if m.reply_markup:
+            out["reply_markup"] = m.reply_markup
+        if m.thread_id is not None:
+            out["message_thread_id"] = m.thread_id
+            out["is_topic_message"] = True
+        return out
+
+    def me(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Claude", "username": self.bot_username,
+                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    # -- views -----------------------------------------------------------------
+    def bot_messages(self, chat_id: int) -> list[ChatMessage]:
+        return [m for m in self.messages.get(chat_id, []) if m.from_bot]
+
+    def texts(self, chat_id: int) -> list[str]:
+        return [m.text for m in self.bot_messages(chat_id) if m.document is None]
+
+    def calls_of(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def answers_for(self, update: dict[str, Any]) -> list[dict[str, Any]]:
+        qid = update["callback_query"]["id"]
+        return [a for a in self.callback_answers if a.get("callback_query_id") == qid]
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+        """Wait until ``predicate()`` is truthy (re-checked on every API call); returns its value."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self._changed:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out waiting for {what}; calls: {[c.method for c in self.calls][-30:]}")
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+                except TimeoutError:
+                    pass
+
+    def _notify(self) -> None:
+        async def wake() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        asyncio.get_running_loop().create_task(wake())
+
+    # -- HTTP ------------------------------------------------------------------
+    async def _params(self, request: web.Request) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
+        params: dict[str, Any] = {}
+        uploads: dict[str, tuple[str, bytes]] = {}
+        if request.content_type == "application/json":
+            params = await request.json() if request.can_read_body else {}
+        elif request.can_read_body:
+            form = await request.post()
+            for name, value in form.items():
+                if isinstance(value, web.FileField):
+                    uploads[name] = (value.filename, value.file.read())
+                elif name in _JSON_FIELDS:
+                    try:
+                        params[name] = json.loads(value)
+                    except ValueError:
+                        params[name] = value
+                else:
+                    params[name] = value
+        params.update({k: v for k, v in request.query.items() if k not in params})
+        return params, uploads
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        method = request.match_info["method"]
+        params, uploads = await self._params(request)
+        self.calls.append(Call(method, params))
+        try:
+            if method in self.unsupported:
+                raise ApiError(404, "Not Found")
+            failures = self._failures.get(method)
+            if failures:
+                f = failures.pop(0)
+                raise ApiError(f.code, f.description, f.retry_after)
+            handler = getattr(self, f"_m_{method}", None)
+            if handler is None:
+                raise ApiError(404, "Not Found")
+            if method == "getUpdates":
+                result = await handler(params)
+            else:
+                result = handler(params, uploads) if method == "sendDocument" else handler(params)
+        except ApiError as exc:
+            self._notify()
+            return web.json_response(exc.payload(), status=exc.code)
+        self._notify()
+        return web.json_response({"ok": True, "result": result})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        for file_path, data in self.files.values():
+            if file_path == path:
+                return web.Response(body=data)
+        return web.Response(status=404)
+
+    # -- methods ---------------------------------------------------------------
+    def _m_getMe(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self.me()
+
+    def _m_deleteWebhook(self, p: dict[str, Any]) -> bool:
+        self.webhook = None
+        return True
+
+    def _m_setWebhook(self, p: dict[str, Any]) -> bool:
+        self.webhook = p
+        return True
+
+    def _m_setMyCommands(self, p: dict[str, Any]) -> bool:
+        commands = p.get("commands")
+        if not isinstance(commands, list):
+            raise ApiError(400, "Bad Request: commands must be a list")
+        for c in commands:
+            name = c.get("command", "")
+            if not (1 <= len(name) <= 32) or name != name.lower() or not (1 <= len(c.get("description", "")) <= 256):
+                raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+        self.commands = commands
+        return True
+
+    def _m_close(self, p: dict[str, Any]) -> bool:
+        return True
+
+    async def _m_getUpdates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(p.get("offset") or 0)
+        timeout = float(p.get("timeout") or 0)
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self._changed:
+            while not self._updates and not self._closing and loop.time() < deadline:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
+                except TimeoutError:
+                    break
+        limit = int(p.get("limit") or 100)
+        return self._updates[:limit]
+
+    def _chat_id(self, p: dict[str, Any]) -> int:
+        try:
+            return int(p["chat_id"])
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(400, "Bad Request: chat not found") from None
+
+    @staticmethod
+    def _check_text(text: str, entities: list[dict[str, Any]], *, limit: int = 4096, what: str = "message") -> None:
+        if not text or not text.strip():
+            raise ApiError(400, f"Bad Request: {what} text is empty")
+        length = utf16_len(text)
+        if length > limit:
+            raise ApiError(400, f"Bad Request: {what} is too long")
+        for e in entities:
+            if e.get("offset", -1) < 0 or e.get("length", 0) <= 0 or e["offset"] + e["length"] > length:
+                raise ApiError(400, f"Bad Request: can't parse entities: entity {e} is out of bounds")
+
+    def _find(self, chat_id: int, message_id: Any) -> ChatMessage:
+        for m in self.messages.get(chat_id, []):
+            if m.message_id == message_id and m.from_bot:
+                return m
+        raise ApiError(400, "Bad Request: message to edit not found")
+
+    def _m_sendMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        chat_id = self._chat_id(p)
+        text = str(p.get("text", ""))
+        entities = p.get("entities") or []
+        if p.get("parse_mode"):
+            raise ApiError(400, "Bad Request: this fake only accepts entities, not parse_mode")
+        self._check_text(text, entities)
+        reply = (p.get("reply_parameters") or {}).get("message_id")
+        m = ChatMessage(chat_id, next(self._message_ids), text, entities, p.get("reply_markup"),
+                        p.get("message_thread_id"), reply, history=[text])
+        self.messages.setdefault(chat_id, []).append(m)
+        return self.message_json(m)
+
+    def _m_sendMessageDraft(self, p: dict[str, Any]) -> bool:
+        chat_id = self._chat_id(p)
+        if chat_id < 0:
+            raise ApiError(400, "Bad Request: drafts are available in private chats only")
+        if not p.get("draft_id"):
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = str(p.get("text", ""))
+        entities = p.get("entities") or []
+        if text:
+            self._check_text(text, entities)
+        self.drafts.append(Draft(chat_id, int(p["draft_id"]), text, entities, p.get("message_thread_id")))
+        return True
+
+    def _m_editMessageText(self, p: dict[str, Any]) -> dict[str, Any]:
+        chat_id = self._chat_id(p)
+        m = self._find(chat_id, p.get("message_id"))
+        text = str(p.get("text", ""))
+        entities = p.get("entities") or []
+        self._check_text(text, entities)
+        markup = p.get("reply_markup")
+        if text == m.text and entities == m.entities and markup == m.reply_markup:
+            raise ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup are "
+                "exactly the same as a current content and reply markup of the message",
+            )
+        m.text, m.entities, m.reply_markup = text, entities, markup
+        m.history.append(text)
+        return self.message_json(m)
+
+    def _m_editMessageReplyMarkup(self, p: dict[str, Any]) -> dict[str, Any]:
+        m = self._find(self._chat_id(p), p.get("message_id"))
+        markup = p.get("reply_markup")
+        if markup == m.reply_markup:
+            raise ApiError(400, "Bad Request: message is not modified")
+        m.reply_markup = markup
+        return self.message_json(m)
+
+    def _m_sendChatAction(self, p: dict[str, Any]) -> bool:
+        self.chat_actions.append((self._chat_id(p), str(p.get("action"))))
+        return True
+
+    def _m_answerCallbackQuery(self, p: dict[str, Any]) -> bool:
+        if not p.get("callback_query_id"):
+            raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        self.callback_answers.append(p)
+        return True
+
+    def _m_getFile(self, p: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(p.get("file_id", ""))
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, data = self.files[file_id]
+        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(data), "file_path": path}
+
+    def _m_sendDocument(self, p: dict[str, Any], uploads: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+        chat_id = self._chat_id(p)
+        if "document" not in uploads:
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        filename, data = uploads["document"]
+        caption = p.get("caption")
+        if caption is not None:
+            self._check_text(caption, p.get("caption_entities") or [], limit=1024, what="message caption")
+        self.documents.append(Document(chat_id, filename, data, caption, p.get("message_thread_id")))
+        file_id = self.add_file(data, f"documents/{filename}")
+        doc = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": filename, "file_size": len(data)}
+        m = ChatMessage(chat_id, next(self._message_ids), "", p.get("caption_entities") or [], None,
+                        p.get("message_thread_id"), document=doc, caption=caption)
+        self.messages.setdefault(chat_id, []).append(m)
+        return self.message_json(m)

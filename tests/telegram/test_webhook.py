@@ -1,0 +1,50 @@
+"""Webhook mode: PTB's webhook server with a secret token, fed by real HTTP POSTs."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+
+from tests.fakes.anthropic_api import FakeAnthropicAPI
+
+from .conftest import BotFactory
+from .fake_bot_api import FakeBotAPI
+from .people import ADA, ADA_DM
+
+SECRET = "right-secret_42"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_webhook_requires_the_secret_token(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    port = free_port()
+    webhook = {"url": "https://bot.example.com/tg-hook", "secret_token": SECRET, "listen": "127.0.0.1",
+               "port": port, "path": "tg-hook"}
+    await make_bot(settings={"mode": "webhook", "webhook": webhook})
+    assert bot_api.webhook is not None
+    assert (bot_api.webhook["url"], bot_api.webhook["secret_token"]) == ("https://bot.example.com/tg-hook", SECRET)
+    assert not bot_api.calls_of("getUpdates")  # no polling in webhook mode
+
+    def update(text: str) -> dict:
+        return {"update_id": len(bot_api.calls) + 5000, "message": bot_api.new_message(ADA_DM, ADA, text)}
+
+    url = f"http://127.0.0.1:{port}/tg-hook"
+    async with aiohttp.ClientSession() as http:
+        wrong = await http.post(url, json=update("wrong secret"), headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
+        missing = await http.post(url, json=update("no secret"))
+        garbage = await http.post(url, data=b"{not json", headers={
+            "X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"})
+        right = await http.post(url, json=update("right secret"), headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
+    assert (wrong.status, missing.status) == (403, 403)
+    assert garbage.status >= 400
+    assert right.status == 200
+    await bot_api.wait_for(lambda: bot_api.texts(42), what="the reply")
+    assert bot_api.texts(42) == ["echo: right secret"]
+    assert [r.last_user_text() for r in fake_api.requests] == ["right secret"]  # the others were never processed
