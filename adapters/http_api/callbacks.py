@@ -1,0 +1,108 @@
+"""Signed callbacks for finished async tasks.
+
+Each callback is a JSON ``POST`` of the task (the body of ``GET /api/v1/tasks/{id}``)
+with these headers::
+
+    X-CCBridge-Event:      task.completed | task.failed
+    X-CCBridge-Task-Id:    <task id>
+    X-CCBridge-Timestamp:  <unix seconds>
+    X-CCBridge-Signature:  sha256=<hex HMAC-SHA256(callback_secret, "<timestamp>." + raw body)>
+
+Receivers recompute the HMAC over the timestamp, a dot and the raw body bytes,
+compare in constant time, and reject old timestamps (replays). A delivery is
+retried (``callback_retries`` times, with backoff) until the receiver answers 2xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-CCBridge-Signature"
+TIMESTAMP_HEADER = "X-CCBridge-Timestamp"
+EVENT_HEADER = "X-CCBridge-Event"
+TASK_HEADER = "X-CCBridge-Task-Id"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str, *, max_age: float = 300.0) -> bool:
+    """Check a received callback (what a receiver does; used by the tests too)."""
+    try:
+        age = abs(time.time() - float(timestamp))
+    except ValueError:
+        return False
+    return age <= max_age and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+@dataclass
+class Delivery:
+    url: str
+    delivered: bool = False
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+class CallbackSender:
+    """POSTs signed callbacks with retries; owns its HTTP client (closed by :meth:`aclose`)."""
+
+    def __init__(self, secret: str, *, timeout: float, retries: int, backoff: float = 0.5) -> None:
+        self.secret = secret
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def send(self, delivery: Delivery, body: bytes, *, event: str, task_id: str) -> Delivery:
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            timestamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                EVENT_HEADER: event,
+                TASK_HEADER: task_id,
+                TIMESTAMP_HEADER: timestamp,
+                SIGNATURE_HEADER: sign(self.secret, timestamp, body),
+            }
+            delivery.attempts += 1
+            try:
+                response = await self.client.post(delivery.url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                delivery.last_status, delivery.last_error = None, f"{type(exc).__name__}: {exc}"
+            except OSError as exc:
+                delivery.last_status, delivery.last_error = None, f"{type(exc).__name__}: {exc}"
+            else:
+                delivery.last_status = response.status_code
+                if response.is_success:
+                    delivery.delivered, delivery.last_error = True, None
+                    return delivery
+                delivery.last_error = f"the receiver answered {response.status_code}"
+            log.info("callback %s for task %s failed (attempt %d): %s", delivery.url, task_id, attempt + 1,
+                     delivery.last_error)
+        log.warning("callback %s for task %s gave up after %d attempts", delivery.url, task_id, delivery.attempts)
+        return delivery

@@ -1,0 +1,230 @@
+"""The routes of claude-code-server clients: ``/chat``, ``/chat/stream``, ``/chat/async``,
+``/task/{id}``, ``/session/{id}/history`` and ``DELETE /session/{id}``.
+
+Same bodies as those clients send and expect (``message``/``user_id``/``session_id`` in,
+``content``/``session_id``/``claude_session_id``/``success`` out). Session ids:
+
+* omitted or ``user_<user_id>``: the user's default session (shared with ``/api/v1``);
+* a session id of ``/api/v1/sessions``: that session;
+* any other name: a named session of that user, created on first use.
+
+Tools needing approval are refused (these clients cannot answer approvals).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+
+from core import ConversationKey, TextDelta
+from core.store import Conversation
+
+from .auth import require_api_key
+from .chat import SSE_DOC, finish, raise_for_outcome
+from .common import Ctx, errors
+from .context import PLATFORM, ApiContext
+from .errors import ApiError
+from .models import MessageText, UserId, tool_calls_out, utc
+from .sse import sse_stream
+from .tasks import Task
+from .turns import TurnOutcome, TurnRunner
+
+router = APIRouter(
+    tags=["compat (claude-code-server)"], deprecated=True, dependencies=[Depends(require_api_key)]
+)
+DEFAULT_PREFIX = "user_"
+
+
+class CompatChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # old clients send debounce options etc.
+
+    message: MessageText
+    user_id: UserId
+    session_id: str | None = Field(None, min_length=1, max_length=128)
+    response_mode: Literal["sync", "stream", "async"] | None = Field(
+        None, description="Accepted for compatibility; the route decides the mode."
+    )
+    timeout: float | None = Field(None, gt=0, le=86400)
+
+
+class CompatChatResponse(BaseModel):
+    content: str
+    session_id: str
+    claude_session_id: str | None = None
+    success: bool = True
+    error: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompatAsyncResponse(BaseModel):
+    task_id: str
+    status: str = "processing"
+    message: str = "Task submitted successfully"
+
+
+class CompatTaskStatus(BaseModel):
+    task_id: str
+    status: Literal["pending", "processing", "completed", "failed"]
+    result: CompatChatResponse | None = None
+    error: str | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+
+
+class CompatMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    timestamp: datetime
+
+
+class CompatHistory(BaseModel):
+    session_id: str
+    user_id: str
+    messages: list[CompatMessage]
+    total_messages: int
+
+
+class CompatCleared(BaseModel):
+    message: str
+
+
+# -- session ids ---------------------------------------------------------------
+async def chat_target(ctx: ApiContext, user_id: str, session_id: str | None) -> tuple[ConversationKey, str | None]:
+    """The conversation and (when addressed by id) the session id a compat chat goes to."""
+    ctx.check_user(user_id)
+    if not session_id or session_id == DEFAULT_PREFIX + user_id:
+        return ConversationKey(PLATFORM, user_id), None
+    conv = await ctx.agent.conversations.find_session(session_id)
+    if conv is not None and conv.key.platform == PLATFORM:
+        if conv.key.owner != user_id:
+            raise ApiError(403, "forbidden", f"session {session_id} belongs to another user")
+        return conv.key, session_id
+    return ConversationKey(PLATFORM, user_id, session_id), None
+
+
+async def find_compat_session(ctx: ApiContext, session_id: str) -> Conversation:
+    conv = await ctx.agent.conversations.find_session(session_id)
+    if conv is None or conv.key.platform != PLATFORM:
+        conv = None
+        owner = session_id.removeprefix(DEFAULT_PREFIX)
+        if session_id.startswith(DEFAULT_PREFIX) and owner:
+            conv = await ctx.agent.conversations.get(ConversationKey(PLATFORM, owner))
+        if conv is None:
+            listed = await ctx.agent.store.list(platform=PLATFORM, limit=10_000)
+            named = [c for c in listed if c.key.thread == session_id]
+            conv = named[0] if len(named) == 1 else None
+    if conv is None:
+        raise ApiError(404, "session_not_found", f"no session {session_id}")
+    ctx.check_user(conv.key.owner)
+    return conv
+
+
+def label(body: CompatChatRequest) -> str:
+    return body.session_id or DEFAULT_PREFIX + body.user_id
+
+
+def compat_response(outcome: TurnOutcome, session_label: str) -> CompatChatResponse:
+    return CompatChatResponse(
+        content=outcome.text,
+        session_id=session_label,
+        claude_session_id=outcome.session_id or None,
+        success=outcome.ok,
+        error=outcome.error,
+        metadata={
+            "cost_usd": outcome.cost_usd,
+            "duration_ms": outcome.duration_ms,
+            "num_turns": outcome.num_turns,
+            "usage": outcome.usage,
+            "interrupted": outcome.interrupted,
+            "tool_calls": [t.model_dump(mode="json") for t in tool_calls_out(outcome.tool_calls)],
+            "timestamp": utc(outcome.timestamp).isoformat(),
+        },
+    )
+
+
+async def start(ctx: ApiContext, body: CompatChatRequest) -> TurnRunner:
+    key, session_id = await chat_target(ctx, body.user_id, body.session_id)
+    return ctx.start_turn(key, body.message, session_id=session_id, approval_mode="deny", timeout=body.timeout)
+
+
+# -- routes ----------------------------------------------------------------------
+@router.post("/chat", responses=errors(403, 429, 504))
+async def compat_chat(body: CompatChatRequest, ctx: Ctx) -> CompatChatResponse:
+    """Sync chat. Agent failures answer 200 with ``success: false``; a timeout is a 504."""
+    outcome = await finish(await start(ctx, body))
+    if outcome.error_kind in ("timeout", "not_found", "internal"):
+        raise_for_outcome(outcome)
+    return compat_response(outcome, label(body))
+
+
+@router.post("/chat/stream", response_class=EventSourceResponse, responses={**errors(403, 429), **SSE_DOC})
+async def compat_chat_stream(body: CompatChatRequest, ctx: Ctx) -> EventSourceResponse:
+    """Events: ``message`` (a piece of text), then ``done`` or ``error``."""
+    session_label = label(body)
+
+    def render(runner: TurnRunner, event: object) -> tuple[str, dict[str, Any] | str] | None:
+        if isinstance(event, TextDelta):
+            return "message", event.text
+        if isinstance(event, TurnOutcome):
+            if event.ok:
+                return "done", {"session_id": session_label, "claude_session_id": event.session_id}
+            return "error", {"error": event.error or "the turn failed"}
+        return None
+
+    return EventSourceResponse(sse_stream(await start(ctx, body), render), ping=15)
+
+
+@router.post("/chat/async", responses=errors(403, 429))
+async def compat_chat_async(body: CompatChatRequest, ctx: Ctx) -> CompatAsyncResponse:
+    ctx.tasks.check_room()
+    runner = await start(ctx, body)
+    task = ctx.tasks.submit(runner, body.user_id, labels={"session_id": label(body)})
+    return CompatAsyncResponse(task_id=task.id)
+
+
+def compat_task(task: Task) -> CompatTaskStatus:
+    outcome = task.outcome
+    status = {"running": "processing", "completed": "completed", "failed": "failed"}[task.status]
+    return CompatTaskStatus(
+        task_id=task.id,
+        status=status,  # type: ignore[arg-type]
+        result=compat_response(outcome, task.labels.get("session_id", DEFAULT_PREFIX + task.user_id))
+        if outcome is not None and outcome.ok else None,
+        error=outcome.error if outcome is not None and not outcome.ok else None,
+        created_at=utc(task.created_at),
+        completed_at=utc(task.completed_at) if task.completed_at else None,
+    )
+
+
+@router.get("/task/{task_id}", responses=errors(404))
+async def compat_get_task(task_id: str, ctx: Ctx) -> CompatTaskStatus:
+    task = ctx.tasks.get(task_id)
+    if task is None:
+        raise ApiError(404, "task_not_found", f"no task {task_id} (unknown or expired)")
+    return compat_task(task)
+
+
+@router.get("/session/{session_id}/history", responses=errors(403, 404))
+async def compat_history(
+    session_id: str, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> CompatHistory:
+    conv = await find_compat_session(ctx, session_id)
+    messages: list[CompatMessage] = []
+    for turn in await ctx.agent.conversations.history(conv.key, limit):
+        messages.append(CompatMessage(role="user", content=turn.user_text, timestamp=utc(turn.started_at)))
+        if turn.reply_text:
+            messages.append(CompatMessage(role="assistant", content=turn.reply_text,
+                                          timestamp=utc(turn.finished_at or turn.started_at)))
+    return CompatHistory(session_id=session_id, user_id=conv.key.owner, messages=messages,
+                         total_messages=len(messages))
+
+
+@router.delete("/session/{session_id}", responses=errors(403, 404))
+async def compat_clear(session_id: str, ctx: Ctx) -> CompatCleared:
+    conv = await find_compat_session(ctx, session_id)
+    await ctx.agent.conversations.delete(conv.key)
+    return CompatCleared(message="Session cleared successfully")

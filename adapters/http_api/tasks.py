@@ -1,0 +1,135 @@
+"""Async-mode tasks: an in-memory, bounded, expiring registry.
+
+A task is one turn run in the background; it is readable until ``task_ttl``
+seconds after it finished, and at most ``max_tasks`` are remembered (the oldest
+finished ones are forgotten first). Tasks do not survive a restart; the turn
+itself is recorded in the session's history like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .callbacks import CallbackSender, Delivery
+from .errors import ApiError
+from .models import CallbackInfo, ErrorInfo, TaskState, TaskStatus, approval_out, chat_out, utc
+from .turns import TurnOutcome, TurnRunner, error_status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    id: str
+    user_id: str
+    runner: TurnRunner
+    created_at: float = field(default_factory=time.time)
+    completed_at: float | None = None
+    outcome: TurnOutcome | None = None
+    callback: Delivery | None = None
+    worker: asyncio.Task[None] | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # adapter-specific notes (compat session label)
+
+    @property
+    def status(self) -> TaskState:
+        if self.outcome is None:
+            return "running"
+        return "completed" if self.outcome.ok else "failed"
+
+
+def task_out(task: Task) -> TaskStatus:
+    outcome = task.outcome
+    error = None
+    if outcome is not None and not outcome.ok:
+        _, code = error_status(outcome)
+        error = ErrorInfo(code=code, message=outcome.error or "the turn failed",
+                          session_id=outcome.session_id or None, text=outcome.text)
+    cb = task.callback
+    return TaskStatus(
+        task_id=task.id,
+        user_id=task.user_id,
+        status=task.status,
+        created_at=utc(task.created_at),
+        completed_at=utc(task.completed_at) if task.completed_at else None,
+        result=chat_out(outcome) if outcome is not None and outcome.ok else None,
+        error=error,
+        pending_approvals=[approval_out(r) for r in task.runner.pending_approvals] if outcome is None else [],
+        callback=CallbackInfo(url=cb.url, delivered=cb.delivered, attempts=cb.attempts,
+                              last_status=cb.last_status, last_error=cb.last_error) if cb else None,
+    )
+
+
+class TaskRegistry:
+    def __init__(self, max_tasks: int, ttl: float, sender: CallbackSender | None = None) -> None:
+        self.max_tasks = max_tasks
+        self.ttl = ttl
+        self.sender = sender
+        self._tasks: OrderedDict[str, Task] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def check_room(self, callback_url: str | None = None) -> None:
+        """Raise before a turn starts if it could not become a task."""
+        if callback_url and self.sender is None:
+            raise ApiError(400, "callbacks_disabled",
+                           "callback_url needs the server's callback_secret to be configured (callbacks are signed)")
+        self._make_room()
+
+    def submit(
+        self, runner: TurnRunner, user_id: str, callback_url: str | None = None, labels: dict[str, str] | None = None
+    ) -> Task:
+        """Track a started turn; its result (and callback) arrive in the background."""
+        self.check_room(callback_url)
+        task = Task(id=secrets.token_urlsafe(16), user_id=user_id, runner=runner,
+                    callback=Delivery(callback_url) if callback_url else None, labels=dict(labels or {}))
+        self._tasks[task.id] = task
+        task.worker = asyncio.create_task(self._work(task), name=f"ccbridge-http-task-{task.id}")
+        return task
+
+    def get(self, task_id: str) -> Task | None:
+        self._expire()
+        return self._tasks.get(task_id)
+
+    async def shutdown(self) -> None:
+        workers = [t.worker for t in self._tasks.values() if t.worker and not t.worker.done()]
+        for worker in workers:
+            worker.cancel()
+        if workers:
+            await asyncio.wait(workers)
+        for task in self._tasks.values():
+            await task.runner.close()
+        if self.sender is not None:
+            await self.sender.aclose()
+
+    async def _work(self, task: Task) -> None:
+        try:
+            task.outcome = await task.runner.result()
+        finally:
+            task.completed_at = time.time()
+            if task.outcome is None:  # cancelled (shutdown): make sure the turn stops
+                await task.runner.close()
+        if task.callback is not None and self.sender is not None:
+            body = task_out(task).model_dump_json().encode("utf-8")
+            event = "task.completed" if task.outcome.ok else "task.failed"
+            await self.sender.send(task.callback, body, event=event, task_id=task.id)
+
+    def _expire(self) -> None:
+        now = time.time()
+        for task_id, task in list(self._tasks.items()):
+            if task.completed_at is not None and now - task.completed_at > self.ttl:
+                del self._tasks[task_id]
+
+    def _make_room(self) -> None:
+        self._expire()
+        while len(self._tasks) >= self.max_tasks:
+            finished = next((tid for tid, t in self._tasks.items() if t.completed_at is not None), None)
+            if finished is None:
+                raise ApiError(429, "too_many_tasks", f"{len(self._tasks)} tasks are still running; retry later",
+                               headers={"Retry-After": "5"})
+            del self._tasks[finished]

@@ -1,0 +1,267 @@
+"""One agent turn run for an HTTP request, in its own task.
+
+The turn runs in a task of its own (not in the request's task) so that a
+client going away, a timeout or a server shutdown stops it the same way:
+the task is cancelled once, the core's turn generator unwinds (interrupting
+Claude Code and recording the turn), and the concurrency slot is released.
+Consumers read :meth:`TurnRunner.events`: the turn's core events, then one
+:class:`TurnOutcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from core import (
+    Agent,
+    AgentEvent,
+    ApprovalRequest,
+    ApprovalRequested,
+    ApprovalResolved,
+    CCBridgeError,
+    ConversationKey,
+    ConversationNotFound,
+    FileOffered,
+    TextDelta,
+    ToolCallRecord,
+    TurnError,
+    TurnResult,
+)
+
+log = logging.getLogger(__name__)
+
+ApprovalModeName = Literal["deny", "ask"]
+DENY_REASON = "no one to ask: approval_mode is 'deny'"
+
+
+@dataclass
+class TurnSpec:
+    key: ConversationKey
+    text: str
+    user_id: str
+    session_id: str | None
+    approval_mode: ApprovalModeName
+    timeout: float
+
+
+@dataclass
+class FileRef:
+    name: str
+    path: str  # relative to the workspace root
+    caption: str = ""
+
+
+@dataclass
+class TurnOutcome:
+    """How a turn ended, in the terms the HTTP API answers with."""
+
+    key: ConversationKey
+    session_id: str
+    text: str
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    files: list[FileRef] = field(default_factory=list)
+    cost_usd: float | None = None
+    usage: dict[str, Any] | None = None
+    duration_ms: int | None = None
+    num_turns: int | None = None
+    interrupted: bool = False
+    error_kind: str | None = None  # None = success; agent | timeout | unavailable | internal | not_found
+    error: str | None = None
+    timestamp: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+ERROR_STATUS: dict[str, tuple[int, str]] = {
+    "agent": (502, "agent_error"),
+    "timeout": (504, "turn_timeout"),
+    "unavailable": (503, "agent_unavailable"),
+    "not_found": (404, "session_not_found"),
+    "internal": (500, "internal_error"),
+}
+
+
+def error_status(outcome: TurnOutcome) -> tuple[int, str]:
+    return ERROR_STATUS.get(outcome.error_kind or "agent", ERROR_STATUS["agent"])
+
+
+class ApprovalBook:
+    """Approval requests raised by turns of this API and not answered yet."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, ApprovalRequest] = {}
+
+    def add(self, request: ApprovalRequest) -> None:
+        self._open[request.id] = request
+
+    def discard(self, request_id: str) -> None:
+        self._open.pop(request_id, None)
+
+    def for_user(self, user_id: str) -> list[ApprovalRequest]:
+        return [r for r in self._open.values() if r.requested_by == user_id and r.pending]
+
+    def for_key(self, key: ConversationKey) -> list[ApprovalRequest]:
+        return [r for r in self._open.values() if r.key == key and r.pending]
+
+
+_END = object()
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        agent: Agent,
+        spec: TurnSpec,
+        book: ApprovalBook,
+        on_finish: Callable[[], None],
+    ) -> None:
+        self.agent = agent
+        self.spec = spec
+        self.book = book
+        self._on_finish = on_finish
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._text: list[str] = []
+        self._approvals: set[str] = set()
+        self._files: list[FileRef] = []
+
+    def start(self) -> "TurnRunner":
+        self._task = asyncio.create_task(self._run(), name=f"ccbridge-http-turn-{self.spec.key}")
+        return self
+
+    @property
+    def pending_approvals(self) -> list[ApprovalRequest]:
+        return [r for r in self.book.for_key(self.spec.key) if r.id in self._approvals]
+
+    async def events(self) -> AsyncIterator[AgentEvent | TurnOutcome]:
+        """The turn's non-terminal events, then its :class:`TurnOutcome` (read once)."""
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            yield item
+
+    async def result(self) -> TurnOutcome:
+        """Wait for the end of the turn."""
+        async for item in self.events():
+            if isinstance(item, TurnOutcome):
+                return item
+        raise RuntimeError("the turn ended without an outcome")  # pragma: no cover
+
+    async def close(self) -> None:
+        """Stop the turn if it still runs (the consumer left) and wait for it to unwind."""
+        task = self._task
+        if task is None:  # never started
+            self._on_finish()
+            return
+        if not task.done():
+            task.cancel()
+        await asyncio.wait({task})
+
+    # -- the turn's task -----------------------------------------------------
+    async def _run(self) -> None:
+        spec = self.spec
+        outcome: TurnOutcome | None = None
+        try:
+            async with asyncio.timeout(spec.timeout):
+                stream = self.agent.stream(spec.text, user_id=spec.user_id, session_id=spec.session_id,
+                                           thread=spec.key.thread if spec.session_id is None else None)
+                async with aclosing(stream) as events:
+                    async for event in events:
+                        outcome = await self._handle(event) or outcome
+        except TimeoutError:
+            outcome = await self._failed(
+                "timeout", f"the turn took longer than {spec.timeout:g}s and was stopped"
+            )
+        except ConversationNotFound as exc:
+            outcome = await self._failed("not_found", str(exc))
+        except CCBridgeError as exc:
+            outcome = await self._failed("agent", str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("HTTP turn of %s failed: %r", spec.key, exc)
+            outcome = await self._failed("internal", "internal error (see the server log)")
+        finally:
+            for request_id in self._approvals:
+                self.book.discard(request_id)
+            self._on_finish()
+            if outcome is None and not self._cancelling():
+                outcome = await self._failed("internal", "the turn ended without a result")
+            if outcome is not None:
+                self._queue.put_nowait(outcome)
+            self._queue.put_nowait(_END)
+
+    def _cancelling(self) -> bool:
+        task = asyncio.current_task()
+        return bool(task and task.cancelling())
+
+    async def _handle(self, event: AgentEvent) -> TurnOutcome | None:
+        spec = self.spec
+        if isinstance(event, TextDelta):
+            self._text.append(event.text)
+        elif isinstance(event, ApprovalRequested):
+            if spec.approval_mode == "deny":
+                self.agent.approvals.deny_all(event.request.key, DENY_REASON)
+            else:
+                self._approvals.add(event.request.id)
+                self.book.add(event.request)
+        elif isinstance(event, ApprovalResolved):
+            self.book.discard(event.request.id)
+        elif isinstance(event, FileOffered):
+            self._files.append(self.file_ref(event))
+        elif isinstance(event, TurnResult):
+            outcome = TurnOutcome(
+                key=spec.key,
+                session_id=event.session_id,
+                text=event.text,
+                tool_calls=event.tool_calls,
+                files=list(self._files),
+                cost_usd=event.cost_usd,
+                usage=event.usage,
+                duration_ms=event.duration_ms,
+                num_turns=event.num_turns,
+                interrupted=event.interrupted,
+                error_kind="agent" if event.is_error else None,
+                error=event.error or ("the agent reported an error" if event.is_error else None),
+            )
+            return outcome
+        elif isinstance(event, TurnError):
+            return await self._failed(event.kind, event.message, text=event.text, tool_calls=event.tool_calls)
+        self._queue.put_nowait(event)
+        return None
+
+    def file_ref(self, event: FileOffered) -> FileRef:
+        root = self.agent.workspaces.root(self.spec.key)
+        try:
+            rel = str(Path(event.path).relative_to(root))
+        except ValueError:
+            rel = Path(event.path).name
+        return FileRef(name=Path(event.path).name, path=rel, caption=event.caption)
+
+    async def _failed(
+        self, kind: str, message: str, *, text: str | None = None, tool_calls: list[ToolCallRecord] | None = None
+    ) -> TurnOutcome:
+        conv = None
+        try:
+            conv = await self.agent.conversations.get(self.spec.key)
+        except CCBridgeError:
+            pass
+        return TurnOutcome(
+            key=self.spec.key,
+            session_id=conv.session_id if conv else (self.spec.session_id or ""),
+            text="".join(self._text) if text is None else text,
+            tool_calls=list(tool_calls or []),
+            files=list(self._files),
+            error_kind=kind if kind in ERROR_STATUS else "agent",
+            error=message,
+        )

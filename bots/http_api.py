@@ -1,0 +1,87 @@
+"""The HTTP API bot: ccbridge's sessions over HTTP (FastAPI served by uvicorn).
+
+Users are whoever the calling application says (``user_id`` in each request);
+the caller authenticates with an API key. Sessions live on platform ``"api"``,
+shared with the library API (``Agent.chat(user_id=...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+
+from adapters.http_api import ApiSettings, create_app
+from core import ConfigError
+
+from .base import Bot, BotSettings
+
+log = logging.getLogger(__name__)
+
+SHORT_KEY = 16
+
+
+class HttpApiSettings(BotSettings, ApiSettings):
+    """``bots.<name>:`` keys of an ``http_api`` bot (see ApiSettings for each key)."""
+
+
+class HttpApiBot(Bot):
+    kind = "http_api"
+    platform = "api"
+    Settings = HttpApiSettings
+    chat_platform = False
+    settings: HttpApiSettings
+
+    def describe(self) -> str:
+        s = self.settings
+        auth = "anonymous" if s.anonymous else f"{len(s.api_keys)} API key(s)"
+        return f"{self.name} (http_api on http://{s.host}:{s.port}, {auth})"
+
+    def warnings(self) -> list[str]:
+        s = self.settings
+        out = []
+        if s.anonymous:
+            out.append("allow_anonymous is set and there are no api_keys: anyone who can reach "
+                       f"{s.host}:{s.port} can run Claude Code (put an authenticating proxy in front).")
+        if any(len(k.get_secret_value()) < SHORT_KEY for k in s.api_keys):
+            out.append(f"some api_keys are shorter than {SHORT_KEY} characters; use long random keys.")
+        if not s.allowed_users:
+            out.append("allowed_users is empty: API callers may act as any user_id.")
+        return out
+
+    def server(self) -> uvicorn.Server:
+        s = self.settings
+        app = create_app(self.agent, s)
+        config = uvicorn.Config(
+            app,
+            host=s.host,
+            port=s.port,
+            log_config=None,  # keep run_bot's logging
+            access_log=s.access_log,
+            timeout_graceful_shutdown=5,
+            lifespan="on",
+        )
+        return uvicorn.Server(config)
+
+    async def run(self) -> None:
+        server = self.server()
+        serving = asyncio.create_task(self._serve(server), name=f"uvicorn-{self.name}")
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            server.should_exit = True  # graceful: finish responses, run the app's shutdown
+            await asyncio.wait({serving})
+            raise
+
+    async def _serve(self, server: uvicorn.Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind or start the app
+            raise ConfigError(
+                f"the HTTP API could not start on {self.settings.host}:{self.settings.port} (see the log above)",
+                key=f"bots.{self.name}.port",
+            ) from None
+
+
+BOT = HttpApiBot

@@ -1,0 +1,98 @@
+"""/api/v1/sessions: create, list, get, resume, history, delete; bad subdirs are 400."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import ConversationKey
+
+from .conftest import Api
+
+
+async def test_create_get_list_history_delete(api: Api) -> None:
+    created = await api.client.post(
+        "/api/v1/sessions", json={"user_id": "alice", "subdir": "proj/x", "metadata": {"ticket": 7}}
+    )
+    assert created.status_code == 201, created.text
+    session = created.json()
+    assert session["user_id"] == "alice" and session["cwd"] == "proj/x"
+    assert session["metadata"] == {"ticket": 7}
+    assert session["message_count"] == 0 and session["status"] == "idle" and session["default"] is False
+    assert {"id", "created_at", "last_active_at"} <= session.keys()
+    sid = session["id"]
+    assert Path(api.agent.workspaces.root(ConversationKey("api", "alice")), "proj/x").is_dir()
+
+    got = await api.client.get(f"/api/v1/sessions/{sid}")
+    assert got.status_code == 200 and got.json()["id"] == sid
+
+    chat = await api.client.post("/api/v1/chat", json={"text": "hello session", "user_id": "alice", "session_id": sid})
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["session_id"] == sid and chat.json()["text"] == "echo: hello session"
+
+    listed = await api.client.get("/api/v1/sessions", params={"user_id": "alice"})
+    assert listed.status_code == 200
+    assert [s["id"] for s in listed.json()["sessions"]] == [sid]
+    assert listed.json()["sessions"][0]["message_count"] == 1
+
+    history = await api.client.get(f"/api/v1/sessions/{sid}/history")
+    assert history.status_code == 200
+    turns = history.json()["turns"]
+    assert [(t["user_text"], t["reply_text"], t["status"]) for t in turns] == [
+        ("hello session", "echo: hello session", "ok")
+    ]
+
+    deleted = await api.client.delete(f"/api/v1/sessions/{sid}")
+    assert deleted.status_code == 204
+    gone = await api.client.get(f"/api/v1/sessions/{sid}")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "session_not_found"
+    assert (await api.client.get(f"/api/v1/sessions/{sid}/history")).status_code == 404
+    assert (await api.client.delete(f"/api/v1/sessions/{sid}")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("subdir", "phrase"),
+    [("../escape", "'..' is not allowed"), ("/etc", "is absolute"), ("a/../../b", "'..' is not allowed")],
+)
+async def test_bad_subdir_is_400_with_a_clear_message(api: Api, subdir: str, phrase: str) -> None:
+    resp = await api.client.post("/api/v1/sessions", json={"user_id": "bob", "subdir": subdir})
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_subdir"
+    assert error["message"].startswith("subdir: ") and phrase in error["message"]
+    assert (await api.client.get("/api/v1/sessions", params={"user_id": "bob"})).json()["sessions"] == []
+
+
+async def test_resume_clears_an_interrupted_mark_and_the_session_continues(api: Api) -> None:
+    first = await api.client.post("/api/v1/chat", json={"text": "before the crash", "user_id": "carol"})
+    sid = first.json()["session_id"]
+    # A restart in the middle of a turn leaves the conversation marked interrupted.
+    key = ConversationKey("api", "carol")
+    conv = await api.agent.store.get(key)
+    assert conv is not None
+    conv.status = "interrupted"
+    await api.agent.store.put(conv)
+    assert (await api.client.get(f"/api/v1/sessions/{sid}")).json()["status"] == "interrupted"
+
+    resumed = await api.client.post(f"/api/v1/sessions/{sid}/resume")
+    assert resumed.status_code == 200
+    assert resumed.json()["status"] == "idle" and resumed.json()["id"] == sid and resumed.json()["default"] is True
+
+    again = await api.client.post("/api/v1/chat", json={"text": "after", "user_id": "carol", "session_id": sid})
+    assert again.json()["session_id"] == sid
+    assert "before the crash" in api.fake.requests[-1].user_texts()
+    assert (await api.client.post("/api/v1/sessions/nope/resume")).status_code == 404
+
+
+async def test_sessions_of_other_users_and_platforms_are_not_reachable(api: Api) -> None:
+    sid = (await api.client.post("/api/v1/sessions", json={"user_id": "dave"})).json()["id"]
+    wrong = await api.client.get(f"/api/v1/sessions/{sid}", params={"user_id": "erin"})
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "forbidden"
+    chat = await api.client.post("/api/v1/chat", json={"text": "hi", "user_id": "erin", "session_id": sid})
+    assert chat.status_code == 403
+    # A chat bot's conversation is not an API session, even with its id.
+    tg = await api.agent.conversations.create(ConversationKey("telegram", "dave"))
+    assert (await api.client.get(f"/api/v1/sessions/{tg.session_id}")).status_code == 404
+    foreign = await api.client.post("/api/v1/chat", json={"text": "x", "user_id": "dave", "session_id": tg.session_id})
+    assert foreign.status_code == 404
