@@ -1,0 +1,366 @@
+"""The Slack bridge: a bolt ``AsyncApp`` whose listeners feed the core dispatcher.
+
+Receiving: Socket Mode (``AsyncSocketModeHandler``, no public URL) or the HTTP
+Events API (bolt's own aiohttp server, which verifies every request's signature
+and timestamp: forged or stale requests get 401 and nothing runs). Events are
+acknowledged at once (bolt acks event listeners before running them) and the
+turn runs in the background (:meth:`Dispatcher.submit`). A delivery is handled
+once: repeated ``event_id``s (Slack's retries, ``X-Slack-Retry-Num``) and the
+``message`` twin of an ``app_mention`` are dropped.
+
+Everything platform-specific about *answering* lives in :mod:`.sink`; who is
+answered and in which conversation in :mod:`.events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core import (
+    Agent,
+    ApprovalError,
+    Attachment,
+    ConfigError,
+    ConversationKey,
+    Dispatcher,
+    IncomingMessage,
+    UserRef,
+    send_notice,
+)
+from core.commands import COMMANDS, help_text
+
+from .approvals import ACTION_PATTERN, decision_for
+from .config import SlackConfig
+from .errors import NETWORK_ERRORS, error_code
+from .events import PLATFORM, BotIdentity, Seen, SlackInbound, translate_message
+from .files import FileFetcher, FileRejected, SlackFile
+from .formatting import clip, escape, to_mrkdwn
+from .sink import SinkOptions, SlackSink, SlackTarget
+from .status import Capabilities
+
+log = logging.getLogger(__name__)
+
+_NAME_CACHE = 5000
+_MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Slack's payloads are small; refuse anything huge
+
+
+class SlackBridge:
+    def __init__(self, agent: Agent, config: SlackConfig, *, dispatcher: Dispatcher | None = None) -> None:
+        self.agent = agent
+        self.config = config
+        self.dispatcher = dispatcher or Dispatcher(agent)
+        token = config.bot_token.get_secret_value()
+        self.client = AsyncWebClient(token=token, base_url=config.base_url)
+        self.caps = Capabilities(streaming=config.streaming)
+        self.sink_options = SinkOptions(
+            streaming=config.streaming,
+            text_format=config.text_format,
+            edit_interval=config.edit_interval,
+            max_len=config.max_message_chars,
+            working_reaction=config.working_reaction,
+            working_status=config.working_status,
+        )
+        api_host = urlsplit(config.base_url).hostname or ""
+        self.files = FileFetcher(token, max_bytes=config.max_file_bytes, extra_hosts={api_host} if api_host else set())
+        self.bot: BotIdentity | None = None
+        self._seen_events = Seen()
+        self._seen_messages = Seen()
+        self._names: dict[str, str | None] = {}
+        self._names_enabled = True
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.port: int | None = None
+        self.app = self._build_app()
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> BotIdentity:
+        """Check the bot token (``auth.test``) and learn the bot's own ids."""
+        try:
+            auth = await self.client.auth_test()
+        except SlackApiError as exc:
+            raise ConfigError(f"Slack rejected the bot token ({error_code(exc) or exc})", key="bot_token") from None
+        except NETWORK_ERRORS as exc:
+            raise ConfigError(
+                f"cannot reach the Slack Web API at {self.config.base_url}: {exc!r}", key="base_url"
+            ) from None
+        self.bot = BotIdentity(user_id=str(auth["user_id"]), bot_id=auth.get("bot_id"), team_id=auth.get("team_id"))
+        log.info("Slack: connected as <@%s> in team %s", self.bot.user_id, self.bot.team_id)
+        return self.bot
+
+    async def serve_http(self) -> int:
+        """Serve the Events API / interactivity / slash commands at ``host:port`` + ``path``."""
+        web_app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
+        web_app.router.add_post(self.config.path, self._http_request)
+        web_app.router.add_get("/healthz", _healthz)
+        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
+        log.info("Slack: listening for events on http://%s:%s%s", self.config.host, self.port, self.config.path)
+        return self.port
+
+    async def _http_request(self, request: web.Request) -> web.Response:
+        """One Events API / interactivity / slash command request, through bolt (which checks its signature)."""
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:  # a body that is not JSON / form data
+            return web.json_response({"error": "malformed request body"}, status=400)
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+
+    async def connect_socket(self) -> None:
+        """Open the Socket Mode connection (``apps.connections.open`` + WebSocket)."""
+        assert self.config.app_token is not None  # SlackConfig guarantees it in socket mode
+        self._socket = AsyncSocketModeHandler(
+            self.app, self.config.app_token.get_secret_value(), web_client=self.client
+        )
+        try:
+            await self._socket.connect_async()
+        except SlackApiError as exc:
+            raise ConfigError(f"Socket Mode connection refused ({error_code(exc) or exc})", key="app_token") from None
+        log.info("Slack: connected over Socket Mode")
+
+    async def run(self) -> None:
+        """Receive events until cancelled."""
+        await self.start()
+        try:
+            if self.config.mode == "http":
+                await self.serve_http()
+            else:
+                await self.connect_socket()
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            socket, self._socket = self._socket, None
+            try:
+                await socket.close_async()
+            except Exception as exc:  # closing is best effort
+                log.debug("closing Socket Mode failed: %r", exc)
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+        await self.files.close()
+
+    # -- bolt wiring -----------------------------------------------------------
+    def _build_app(self) -> AsyncApp:
+        secret = self.config.signing_secret.get_secret_value() if self.config.signing_secret else None
+        app = AsyncApp(
+            client=self.client,
+            signing_secret=secret,
+            request_verification_enabled=self.config.mode == "http",
+            logger=logging.getLogger("ccbridge.slack.bolt"),
+        )
+        app.middleware(self._drop_repeats)
+        app.event("app_mention")(self._on_message)
+        app.event("message")(self._on_message)
+        app.action(ACTION_PATTERN)(self._on_approval_button)
+        if self.config.slash_command:
+            app.command(self.config.slash_command)(self._on_slash_command)
+        app.event(re.compile(".*"))(self._on_other_event)
+        app.error(self._on_error)
+        return app
+
+    async def _drop_repeats(self, req: AsyncBoltRequest, body: dict[str, Any], next: Any) -> BoltResponse | None:
+        """Handle each Events API delivery once (Slack retries unacknowledged ones)."""
+        event_id = body.get("event_id") if isinstance(body, dict) and body.get("type") == "event_callback" else None
+        if event_id and not self._seen_events.add(event_id):
+            retry = (req.headers.get("x-slack-retry-num") or ["-"])[0]
+            log.info("Slack: dropping a repeated delivery of %s (retry %s)", event_id, retry)
+            return BoltResponse(status=200, body="")
+        return await next()
+
+    async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        log.error("Slack listener failed on a %s payload", body.get("type") if isinstance(body, dict) else "?",
+                  exc_info=error)
+
+    async def _on_other_event(self, event: dict[str, Any]) -> None:
+        log.debug("Slack: skipping a %s event", event.get("type"))
+
+    # -- messages --------------------------------------------------------------
+    async def _identity(self) -> BotIdentity:
+        return self.bot or await self.start()
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        bot = await self._identity()
+        inbound = translate_message(event, bot, team_id=body.get("team_id"), dm_threads=self.config.dm_threads)
+        if inbound is None:
+            log.debug("Slack: not for the bot: %s/%s", event.get("type"), event.get("subtype"))
+            return
+        if not self._seen_messages.add((inbound.target.channel, inbound.ts)):
+            log.debug("Slack: message %s already handled (app_mention + message event)", inbound.ts)
+            return
+        await self._deliver(inbound)
+
+    def sink_for(self, target: SlackTarget) -> SlackSink:
+        return SlackSink(self.client, target, self.sink_options, self.caps)
+
+    async def _deliver(self, inbound: SlackInbound) -> None:
+        sink = self.sink_for(inbound.target)
+        attachments: list[Attachment] = []
+        if inbound.files and await self._takes_files(inbound):
+            attachments, problems = await self._download(inbound.key, inbound.files)
+            for problem in problems:
+                await send_notice(sink, f"⚠️ {problem}")
+            if problems and not attachments and not inbound.text.strip():
+                return
+        user = UserRef(inbound.user_id, await self._name(inbound.user_id))
+        self.dispatcher.submit(
+            IncomingMessage(
+                key=inbound.key,
+                user=user,
+                text=inbound.text,
+                reply=sink,
+                attachments=attachments,
+                mentioned=inbound.mentioned,
+                message_id=inbound.ts,
+            )
+        )
+
+    async def _takes_files(self, inbound: SlackInbound) -> bool:
+        """Only download for people the bot will answer."""
+        if not self.agent.access.allows(PLATFORM, inbound.user_id):
+            return False
+        return inbound.mentioned or await self.agent.conversations.get(inbound.key) is not None
+
+    async def _download(
+        self, key: ConversationKey, infos: list[dict[str, Any]]
+    ) -> tuple[list[Attachment], list[str]]:
+        attachments: list[Attachment] = []
+        problems: list[str] = []
+        for info in infos:
+            if not info.get("url_private") and not info.get("url_private_download") and info.get("id"):
+                info = await self._file_info(str(info["id"])) or info
+            file = SlackFile.from_event(info)
+            try:
+                data = await self.files.fetch(file)
+            except FileRejected as exc:
+                problems.append(str(exc))
+                continue
+            path = await self.agent.workspaces.save_upload(key, file.name, data)
+            attachments.append(Attachment(path=path, name=file.name, mime_type=file.mime_type))
+        return attachments, problems
+
+    async def _file_info(self, file_id: str) -> dict[str, Any] | None:
+        """Complete a partial file object (``file_access: check_file_info``)."""
+        try:
+            response = await self.client.files_info(file=file_id)
+            info = response.get("file")
+            return info if isinstance(info, dict) else None
+        except (SlackApiError, *NETWORK_ERRORS) as exc:
+            log.info("files.info %s failed: %r", file_id, exc)
+            return None
+
+    async def _name(self, user_id: str) -> str | None:
+        """The user's display name (``users.info``, cached); None when unknown."""
+        if user_id in self._names or not self._names_enabled:
+            return self._names.get(user_id)
+        name: str | None = None
+        try:
+            response = await self.client.users_info(user=user_id)
+            user = response.get("user") or {}
+            profile = user.get("profile") or {}
+            name = profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name")
+        except SlackApiError as exc:
+            if error_code(exc) in ("missing_scope", "not_allowed_token_type", "unknown_method"):
+                log.info("Slack: users.info unavailable (%s); using user ids as names", error_code(exc))
+                self._names_enabled = False
+                return None
+        except NETWORK_ERRORS as exc:
+            log.debug("users.info failed: %r", exc)
+            return None
+        if len(self._names) >= _NAME_CACHE:
+            self._names.clear()
+        self._names[user_id] = name or None
+        return name or None
+
+    # -- buttons ---------------------------------------------------------------
+    async def _on_approval_button(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        decision = decision_for(str(action.get("action_id", "")))
+        user_id = (body.get("user") or {}).get("id")
+        request_id = action.get("value")
+        if decision is None or not user_id or not request_id:
+            log.debug("Slack: malformed approval action %r", action)
+            return
+        try:
+            self.dispatcher.resolve_approval(str(request_id), decision, str(user_id))
+        except ApprovalError as exc:
+            container = body.get("container") or {}
+            channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+            thread = container.get("thread_ts") or (body.get("message") or {}).get("thread_ts")
+            if channel:
+                await self._ephemeral(str(channel), str(user_id), f":no_entry: {escape(str(exc))}", thread)
+
+    async def _ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> None:
+        try:
+            kwargs: dict[str, Any] = {"channel": channel, "user": user, "text": text}
+            if thread_ts:
+                kwargs["thread_ts"] = thread_ts
+            await self.client.chat_postEphemeral(**kwargs)
+        except (SlackApiError, *NETWORK_ERRORS) as exc:
+            log.warning("could not tell %s privately: %r", user, exc)
+
+    # -- slash command ---------------------------------------------------------
+    async def _on_slash_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        text = str(command.get("text") or "").strip()
+        user_id, channel = str(command.get("user_id") or ""), str(command.get("channel_id") or "")
+        if not user_id or not channel:
+            return
+        word = text.split(maxsplit=1)[0].lstrip("/!").lower() if text else "help"
+        is_command = word in COMMANDS
+        line = ("/" + text.lstrip("/!")) if (is_command and text) else (text or "/help")
+        team = command.get("team_id")
+        direct = channel.startswith("D") or command.get("channel_name") == "directmessage"
+        if direct:
+            key = ConversationKey(PLATFORM, user_id)
+            target = SlackTarget(channel, None, user_id, team, None)
+        else:
+            if not self.agent.access.allows(PLATFORM, user_id):
+                await respond(text=to_mrkdwn(self.agent.access.settings.refusal), response_type="ephemeral")
+                return
+            if is_command:
+                bot = await self._identity()
+                hint = (
+                    "In a channel, commands work inside my threads: "
+                    f"mention me there, e.g. <@{bot.user_id}> /{word} (or send !{word}).\n\n"
+                )
+                await respond(text=hint + to_mrkdwn(help_text()), response_type="ephemeral")
+                return
+            try:
+                opened = await self.client.chat_postMessage(
+                    channel=channel, text=f"<@{user_id}> asked: {escape(clip(text, 2900))}"
+                )
+            except SlackApiError as exc:
+                await respond(
+                    text=f"I can't post here ({error_code(exc)}). Invite me to the channel first.",
+                    response_type="ephemeral",
+                )
+                return
+            root = str(opened["ts"])
+            key = ConversationKey(PLATFORM, channel, root)
+            target = SlackTarget(channel, root, user_id, team, root)
+        user = UserRef(user_id, await self._name(user_id))
+        self.dispatcher.submit(IncomingMessage(key=key, user=user, text=line, reply=self.sink_for(target)))
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})

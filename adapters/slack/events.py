@@ -1,0 +1,151 @@
+"""Slack message events -> who is talking, in which conversation, answered where.
+
+Pure functions over the event payloads, so the scoping rules are easy to read
+and to test:
+
+* A DM (``channel_type: im``) is one conversation per user:
+  ``ConversationKey("slack", user)``. Replies go to the DM (into the thread
+  when the user wrote in one, or with ``dm_threads`` under each message).
+* In a channel the bot answers an ``app_mention`` (or a message mentioning it)
+  in a thread; the thread is one conversation:
+  ``ConversationKey("slack", channel, thread=<thread root ts>)``. Later messages
+  in that thread continue it without a mention (``mentioned=False``: the
+  dispatcher answers them only while the conversation exists).
+* Messages from bots (this one included) and edits / deletions / joins are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Hashable
+
+from core import ConversationKey
+from core.commands import COMMANDS
+
+from .sink import SlackTarget
+
+PLATFORM = "slack"
+# Message subtypes that are people talking; everything else (edits, joins, bot posts...) is skipped.
+_PEOPLE_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
+_BANG_COMMAND = re.compile(r"^!([A-Za-z]+)\b")
+
+
+@dataclass
+class SlackInbound:
+    """One message addressed to the bot, normalized."""
+
+    key: ConversationKey
+    user_id: str
+    text: str
+    target: SlackTarget
+    mentioned: bool
+    ts: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    user_id: str  # the bot's user id (U...), as mentioned: <@U...>
+    bot_id: str | None = None  # B...
+    team_id: str | None = None
+
+
+def is_direct(event: dict[str, Any]) -> bool:
+    channel_type = event.get("channel_type")
+    if channel_type is not None:
+        return channel_type == "im"
+    return str(event.get("channel", "")).startswith("D")
+
+
+def mentions(text: str, bot_user_id: str) -> bool:
+    return f"<@{bot_user_id}>" in text or f"<@{bot_user_id}|" in text
+
+
+def strip_mentions(text: str, bot_user_id: str) -> str:
+    return re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text).strip()
+
+
+def normalize_command(text: str) -> str:
+    """``!new`` -> ``/new`` for the core commands (Slack's composer swallows a leading '/')."""
+    m = _BANG_COMMAND.match(text)
+    if m and m.group(1).lower() in COMMANDS:
+        return "/" + text[1:]
+    return text
+
+
+def from_bot(event: dict[str, Any], bot: BotIdentity) -> bool:
+    return bool(
+        event.get("bot_id")
+        or event.get("bot_profile")
+        or event.get("subtype") == "bot_message"
+        or (event.get("user") and event.get("user") == bot.user_id)
+    )
+
+
+def translate_message(
+    event: dict[str, Any], bot: BotIdentity, *, team_id: str | None = None, dm_threads: bool = False
+) -> SlackInbound | None:
+    """A ``message`` / ``app_mention`` event -> :class:`SlackInbound`, or None when not for us."""
+    kind = event.get("type")
+    if kind not in ("message", "app_mention"):
+        return None
+    if from_bot(event, bot) or event.get("subtype") not in _PEOPLE_SUBTYPES or event.get("hidden"):
+        return None
+    user, channel, ts = event.get("user"), event.get("channel"), event.get("ts")
+    if not (isinstance(user, str) and isinstance(channel, str) and isinstance(ts, str)):
+        return None
+    raw = event.get("text") or ""
+    if not isinstance(raw, str):
+        raw = ""
+    thread_ts = event.get("thread_ts") if isinstance(event.get("thread_ts"), str) else None
+    team = event.get("team") or event.get("user_team") or team_id or bot.team_id
+    mentioned = kind == "app_mention" or mentions(raw, bot.user_id)
+    text = normalize_command(strip_mentions(raw, bot.user_id))
+    files = [f for f in event.get("files") or [] if isinstance(f, dict)]
+
+    if kind == "message" and is_direct(event):
+        reply_thread = thread_ts or (ts if dm_threads else None)
+        return SlackInbound(
+            key=ConversationKey(PLATFORM, user),
+            user_id=user,
+            text=text,
+            target=SlackTarget(channel, reply_thread, user, team, ts),
+            mentioned=True,
+            ts=ts,
+            files=files,
+        )
+    if not mentioned and thread_ts is None:
+        return None  # channel chatter that isn't addressed to the bot
+    root = thread_ts or ts
+    return SlackInbound(
+        key=ConversationKey(PLATFORM, channel, root),
+        user_id=user,
+        text=text,
+        target=SlackTarget(channel, root, user, team, ts),
+        mentioned=mentioned,
+        ts=ts,
+        files=files,
+    )
+
+
+class Seen:
+    """A bounded set of recently seen keys (event ids, message timestamps)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._keys: OrderedDict[Hashable, None] = OrderedDict()
+
+    def add(self, key: Hashable) -> bool:
+        """Record ``key``; False if it was already there."""
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+        return True
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._keys

@@ -1,0 +1,495 @@
+"""The Slack bridge end to end: real bolt + slack-sdk, the fake Slack, the real agent CLI + fake model.
+
+Events arrive as correctly signed HTTP requests (the Events API) or over the
+fake Socket Mode WebSocket; replies are read back from the fake Web API.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from core import ConversationKey
+from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
+
+from .conftest import Running, eventually
+from .fake_slack import BOT_ID, BOT_USER, TEAM, FakeSlack
+
+CHANNEL = "C0GENERAL"
+DM = "D0ALICE"
+
+
+def mention(fake: FakeSlack, text: str, *, user: str = "U1", channel: str = CHANNEL,
+            thread_ts: str | None = None) -> dict[str, Any]:
+    msg = fake.user_message(channel, user, f"<@{BOT_USER}> {text}", thread_ts=thread_ts)
+    event = {"type": "app_mention", "user": user, "text": msg.text, "ts": msg.ts, "channel": channel,
+             "event_ts": msg.ts, "team": TEAM}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def message(fake: FakeSlack, text: str, *, user: str = "U1", channel: str = CHANNEL, thread_ts: str | None = None,
+            channel_type: str = "channel", **extra: Any) -> dict[str, Any]:
+    msg = fake.user_message(channel, user, text, thread_ts=thread_ts)
+    event = {"type": "message", "user": user, "text": text, "ts": msg.ts, "channel": channel,
+             "event_ts": msg.ts, "channel_type": channel_type, "team": TEAM, **extra}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def dm(fake: FakeSlack, text: str, *, user: str = "U1", channel: str = DM, **extra: Any) -> dict[str, Any]:
+    return message(fake, text, user=user, channel=channel, channel_type="im", **extra)
+
+
+def _key(owner: str, thread: str | None = None) -> ConversationKey:
+    return ConversationKey("slack", owner, thread)
+
+
+def asked(fake_api: FakeAnthropicAPI) -> list[str]:
+    """What people asked the model, oldest first (without the "[speaker]" prefix of shared chats)."""
+    return [re.sub(r"^\[[^\]]*\] ", "", r.last_user_text()) for r in fake_api.requests]
+
+
+def finished(fake: FakeSlack, channel: str, thread_ts: str | None, needle: str) -> bool:
+    """A reply containing ``needle`` is complete (no open stream) in that thread."""
+    msgs = [m for m in fake.thread(channel, thread_ts) if not m.is_approval]
+    return any(needle in m.rendered() for m in msgs) and not any(m.streaming for m in msgs)
+
+
+async def test_mention_gets_a_threaded_streamed_answer(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    fake_api.enqueue(Text("Hello from **Claude**, streaming in pieces.", chunks=4, delay=0.15))
+    event = mention(fake, "hello there")
+    status, _ = await bot.poster.event(event)
+    assert status == 200
+    root = event["ts"]
+    await eventually(lambda: finished(fake, CHANNEL, root, "streaming in pieces."), what="the streamed reply")
+
+    replies = fake.thread(CHANNEL, root)
+    assert len(replies) == 1 and replies[0].streamed
+    assert replies[0].rendered() == "Hello from **Claude**, streaming in pieces."
+    start = fake.called("chat.startStream")[0].args
+    assert start["thread_ts"] == root and start["recipient_user_id"] == "U1" and start["recipient_team_id"] == TEAM
+    assert fake.called("chat.appendStream") and fake.called("chat.stopStream")
+    assert not fake.called("chat.postMessage") and not fake.called("chat.update")
+    # the working indicator: a reaction on the mention while it worked, removed at the end
+    assert [c.args["name"] for c in fake.called("reactions.add")] == ["hourglass_flowing_sand"]
+    await eventually(lambda: fake.called("reactions.remove"), what="the reaction's removal")
+    assert not fake.reactions.get((CHANNEL, root))
+    assert "hello there" in fake_api.requests[-1].last_user_text()
+
+
+async def test_follow_up_in_the_thread_continues_the_session_without_a_mention(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    first = mention(fake, "my name is Ada")
+    await bot.poster.event(first)
+    root = first["ts"]
+    await eventually(lambda: finished(fake, CHANNEL, root, "my name is Ada"), what="the first answer")
+
+    # channel chatter outside the thread, without a mention: not for the bot
+    await bot.poster.event(message(fake, "lunch anyone?"))
+    await bot.poster.event(message(fake, "what is my name?", thread_ts=root))
+    await eventually(lambda: finished(fake, CHANNEL, root, "what is my name?"), what="the follow-up answer")
+
+    assert any("my name is Ada" in t for t in fake_api.requests[-1].user_texts())
+    assert len(fake_api.requests) == 2  # the chatter never reached the model
+    assert not fake.thread(CHANNEL, None)  # nothing posted at the channel's top level
+
+    async def two_turns() -> bool:
+        conv = await bot.agent.conversations.get(_key(CHANNEL, root))
+        return conv is not None and conv.message_count == 2
+
+    await eventually(two_turns, what="two turns in the thread's session")
+
+
+async def test_a_thread_without_the_bot_is_ignored(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    other_root = fake.user_message(CHANNEL, "U2", "a thread among people").ts
+    await bot.poster.event(message(fake, "replying among people", thread_ts=other_root))
+    barrier = mention(fake, "barrier")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the barrier answer")
+    assert fake.thread(CHANNEL, other_root) == []
+    assert asked(fake_api) == ["barrier"]
+
+
+async def test_a_repeated_delivery_is_answered_once(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    event = mention(fake, "only once please")
+    root = event["ts"]
+    assert (await bot.poster.event(event, event_id="Ev0001"))[0] == 200
+    # Slack's retry of the same delivery, and the message.channels twin of the mention
+    assert (await bot.poster.event(event, event_id="Ev0001", retry_num=1))[0] == 200
+    assert (await bot.poster.event(event, event_id="Ev0001", retry_num=2))[0] == 200
+    twin = {**event, "type": "message", "channel_type": "channel"}
+    assert (await bot.poster.event(twin, event_id="Ev0002"))[0] == 200
+    await eventually(lambda: finished(fake, CHANNEL, root, "only once please"), what="the answer")
+
+    barrier = mention(fake, "barrier")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the barrier answer")
+    assert len(fake.thread(CHANNEL, root)) == 1
+    assert asked(fake_api).count("only once please") == 1
+
+
+async def test_forged_and_stale_requests_get_401_and_nothing_runs(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    import json
+    import time
+
+    from .fake_slack import event_callback
+
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    calls_before = len(fake.calls)
+    forged = mention(fake, "forged")
+    assert (await bot.poster.event(forged, secret="not-the-secret"))[0] == 401
+    stale = mention(fake, "stale")
+    assert (await bot.poster.event(stale, timestamp=int(time.time()) - 600))[0] == 401
+    body = json.dumps(event_callback(mention(fake, "tampered"))).encode()
+    status, _ = await bot.poster.send(body, headers={"X-Slack-Signature": "v0=" + "0" * 64})
+    assert status == 401
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:  # no signature at all
+        async with session.post(bot.url, data=body, headers={"Content-Type": "application/json"}) as response:
+            assert response.status == 401
+
+    barrier = mention(fake, "barrier")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the barrier answer")
+    assert asked(fake_api) == ["barrier"]
+    for event in (forged, stale):
+        assert fake.thread(CHANNEL, event["ts"]) == []
+    assert all(c.args.get("thread_ts") in (None, barrier["ts"]) for c in fake.calls[calls_before:])
+
+
+async def test_rate_limited_appends_and_stop_still_end_complete(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    full = "alpha beta gamma delta epsilon zeta eta theta"
+    fake_api.enqueue(Text(full, chunks=6, delay=0.15))
+    fake.fail_next("chat.appendStream", retry_after=1)
+    fake.fail_next("chat.stopStream", retry_after=1)
+    event = mention(fake, "count in greek")
+    await bot.poster.event(event)
+    await eventually(lambda: finished(fake, CHANNEL, event["ts"], "theta"), what="the complete answer")
+    [reply] = fake.replies(CHANNEL, event["ts"])
+    assert reply == full
+    assert len(fake.called("chat.stopStream")) == 2  # the 429, then the final text
+    assert fake.called("chat.appendStream")  # the first append got the 429
+
+
+async def test_rate_limited_edits_still_end_complete_in_a_dm(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    full = "one two three four five six seven eight"
+    fake_api.enqueue(Text(full, chunks=6, delay=0.15))
+    fake.fail_next("chat.update", retry_after=1, times=2)
+    await bot.poster.event(dm(fake, "count"))
+    await eventually(lambda: finished(fake, DM, None, "eight") and fake.replies(DM, None) == [full],
+                     what="the complete answer")
+    assert not fake.called("chat.startStream")  # a top-level DM reply is edited, not streamed
+    assert len(fake.called("chat.postMessage")) == 1
+
+
+async def test_without_streaming_replies_fall_back_to_edits(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    fake.disable("chat.startStream", "chat.appendStream", "chat.stopStream")
+    fake_api.enqueue(Text("edited into place, bit by bit", chunks=5, delay=0.15))
+    first = mention(fake, "no streams here")
+    await bot.poster.event(first)
+    await eventually(lambda: finished(fake, CHANNEL, first["ts"], "bit by bit"), what="the edited answer")
+    [reply] = fake.thread(CHANNEL, first["ts"])
+    assert not reply.streamed and reply.markdown == "edited into place, bit by bit" and reply.edits >= 1
+
+    second = mention(fake, "again")
+    await bot.poster.event(second)
+    await eventually(lambda: finished(fake, CHANNEL, second["ts"], "again"), what="the second answer")
+    assert len(fake.called("chat.startStream")) == 1  # remembered: no second attempt
+
+
+async def test_a_stream_that_expires_is_finished_with_an_edit(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    fake_api.enqueue(Text("first part, then the stream dies, then the rest", chunks=4, delay=0.15))
+    fake.fail_next("chat.appendStream", "message_not_in_streaming_state")
+    event = mention(fake, "go")
+    await bot.poster.event(event)
+    done = "first part, then the stream dies, then the rest"
+    await eventually(lambda: fake.replies(CHANNEL, event["ts"]) == [done], what="the finished answer")
+    assert fake.called("chat.update")
+
+
+def _button_payload(prompt: Any, action_id: str, user: str) -> dict[str, Any]:
+    button = next(b for b in prompt.buttons() if b["action_id"] == action_id)
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM},
+        "user": {"id": user, "team_id": TEAM},
+        "api_app_id": "AFAKE",
+        "trigger_id": "t1",
+        "container": {"type": "message", "message_ts": prompt.ts, "channel_id": prompt.channel,
+                      "is_ephemeral": False, "thread_ts": prompt.thread_ts},
+        "channel": {"id": prompt.channel},
+        "message": {"type": "message", "ts": prompt.ts, "thread_ts": prompt.thread_ts, "text": prompt.text},
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "ccbridge_approval_buttons",
+                     "value": button["value"], "action_ts": "1"}],
+    }
+
+
+async def test_approval_buttons_only_for_the_requester_or_an_admin(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge(sections={"access": {"admins": ["slack:UADMIN"]}})
+    fake = bot.fake
+    fake_api.rules["run the tool"] = [ToolCall("Bash", {"command": "echo approved-run", "description": "print"})]
+    event = mention(fake, "run the tool")
+    root = event["ts"]
+    await bot.poster.event(event)
+    [prompt] = await eventually(lambda: fake.approvals(CHANNEL, root), what="the approval prompt")
+    assert "Approval needed" in prompt.rendered() and "Bash" in prompt.rendered() and "<@U1>" in prompt.rendered()
+    assert [b["text"]["text"] for b in prompt.buttons()] == ["Allow once", "Allow for this session", "Deny"]
+
+    assert (await bot.poster.interaction(_button_payload(prompt, "ccbridge_approve_once", "U2")))[0] == 200
+    refusal = await eventually(lambda: [e for e in fake.ephemerals if e["user"] == "U2"], what="the refusal")
+    assert "only the person who asked" in refusal[0]["text"] and refusal[0]["thread_ts"] == root
+    assert prompt.buttons()  # still pending
+
+    stale_press = _button_payload(prompt, "ccbridge_deny", "U1")
+    assert (await bot.poster.interaction(_button_payload(prompt, "ccbridge_approve_once", "U1")))[0] == 200
+    await eventually(lambda: finished(fake, CHANNEL, root, "tool result: approved-run"), what="the tool's answer")
+    assert not prompt.buttons() and "Allowed once by <@U1>" in prompt.rendered()
+    # the reply goes on below the prompt, in reading order
+    before, shown_prompt, after = fake.thread(CHANNEL, root)
+    assert shown_prompt is prompt and "🔧 Bash" in before.rendered() and not before.streaming
+    assert "tool result: approved-run" in after.rendered() and "Bash" not in after.rendered()
+
+    # an admin may answer someone else's request
+    fake_api.rules["once more"] = [ToolCall("Bash", {"command": "echo second", "description": "print"})]
+    await bot.poster.event(message(fake, "once more", thread_ts=root))
+    second = await eventually(lambda: [p for p in fake.approvals(CHANNEL, root) if p.buttons()], what="prompt 2")
+    await bot.poster.interaction(_button_payload(second[0], "ccbridge_deny", "UADMIN"))
+    await eventually(lambda: "Denied by <@UADMIN>" in second[0].rendered(), what="the admin's decision")
+    # pressing a button of a decided request: told privately, nothing changes
+    await bot.poster.interaction(stale_press)
+    await eventually(lambda: any("already answered" in e["text"] for e in fake.ephemerals), what="the notice")
+
+
+async def test_messages_from_bots_are_ignored(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    root = fake.user_message(CHANNEL, "U1", "thread root").ts
+    ignored = [
+        dm(fake, "from another bot", user="U0OTHERBOT", bot_id="B0OTHER"),
+        dm(fake, "an integration post", subtype="bot_message", bot_id="B0HOOK"),
+        dm(fake, "my own words", user=BOT_USER, bot_id=BOT_ID),
+        message(fake, f"<@{BOT_USER}> a bot mentioning me", user="U0OTHERBOT", bot_id="B0OTHER", thread_ts=root),
+        {**mention(fake, "a bot's mention"), "bot_id": "B0OTHER", "bot_profile": {"id": "B0OTHER"}},
+        dm(fake, "edited", subtype="message_changed"),
+        dm(fake, "someone joined", subtype="channel_join"),
+    ]
+    for event in ignored:
+        assert (await bot.poster.event(event))[0] == 200
+    barrier = dm(fake, "barrier")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, DM, None, "echo: barrier"), what="the barrier answer")
+    assert asked(fake_api) == ["barrier"]
+    assert len(fake.called("chat.postMessage")) == 1 and not fake.called("chat.startStream")
+
+
+async def test_users_outside_the_allowlist_get_one_polite_refusal(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge(sections={"access": {"allow_all": False, "allowlist": ["slack:U1"]}})
+    fake = bot.fake
+    first = mention(fake, "let me in", user="U9")
+    await bot.poster.event(first)
+    await eventually(lambda: fake.replies(CHANNEL, first["ts"]), what="the refusal")
+    assert "not on this bot's allowlist" in fake.replies(CHANNEL, first["ts"])[0]
+    url = fake.host_file("secret.txt", b"data")
+    await bot.poster.event(dm(fake, "please?", user="U9", channel="D0STRANGER", subtype="file_share",
+                              files=[{"id": "F1", "name": "secret.txt", "size": 4, "url_private_download": url}]))
+    barrier = mention(fake, "barrier", user="U1")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the allowed user's answer")
+    assert asked(fake_api) == ["barrier"]
+    assert fake.thread("D0STRANGER", None) == []  # one refusal per hour, not one per message
+    assert fake.downloads == []  # a stranger's files are not fetched
+
+
+async def test_a_dm_is_one_session_per_user_answered_with_edits(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    first = dm(fake, "remember 42")
+    await bot.poster.event(first)
+    await eventually(lambda: finished(fake, DM, None, "echo: remember 42"), what="the first answer")
+    await bot.poster.event(dm(fake, "what number?"))
+    await eventually(lambda: finished(fake, DM, None, "echo: what number?"), what="the second answer")
+    assert "remember 42" in fake_api.requests[-1].user_texts()
+    assert fake.called("chat.postMessage")[0].args.get("thread_ts") is None  # top level, not a thread
+    assert fake.called("chat.postMessage")[0].args["markdown_text"]  # standard Markdown
+
+    async def two_turns() -> bool:
+        conv = await bot.agent.conversations.get(_key(owner="U1"))
+        return conv is not None and conv.message_count == 2
+
+    await eventually(two_turns, what="two turns in one session")
+    # the working reaction was put on the user's message and taken off again
+    await eventually(lambda: fake.called("reactions.remove"), what="the reaction's removal")
+    assert fake.called("reactions.add")[0].args["timestamp"] == first["ts"]
+
+    # another user's DM is another session
+    await bot.poster.event(dm(fake, "hello from bob", user="U2", channel="D0BOB"))
+    await eventually(lambda: finished(fake, "D0BOB", None, "echo: hello from bob"), what="bob's answer")
+    assert "remember 42" not in fake_api.requests[-1].user_texts()
+
+
+async def test_dm_threads_stream_with_the_assistant_status(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge(dm_threads=True)
+    fake = bot.fake
+    fake.assistant_status = True
+    event = dm(fake, "stream to me")
+    await bot.poster.event(event)
+    await eventually(lambda: finished(fake, DM, event["ts"], "echo: stream to me"), what="the threaded answer")
+    assert fake.thread(DM, event["ts"])[0].streamed
+    await eventually(lambda: [s["status"] for s in fake.statuses] == ["is working…", ""], what="status cleared")
+    assert not fake.called("reactions.add")
+
+
+async def test_commands_in_threads_and_dms(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    first = mention(fake, "hi")
+    root = first["ts"]
+    await bot.poster.event(first)
+    await eventually(lambda: finished(fake, CHANNEL, root, "hi"), what="the first answer")
+    await bot.poster.event(mention(fake, "/status", thread_ts=root))
+    status = await eventually(lambda: [r for r in fake.replies(CHANNEL, root) if "Session" in r], what="status")
+    assert "**Working directory**" in status[0]
+    await bot.poster.event(message(fake, "!new", thread_ts=root))  # a command without a mention, '!' style
+    await eventually(lambda: any("New session" in r for r in fake.replies(CHANNEL, root)), what="/new")
+
+    await bot.poster.event(dm(fake, "!help"))
+    await eventually(lambda: any("/history" in r for r in fake.replies(DM, None)), what="the help text")
+    assert len(fake_api.requests) == 1  # commands never reach the model
+
+
+async def test_a_slash_command_in_a_dm_and_in_a_channel(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge(slash_command="/claude")
+    fake = bot.fake
+
+    def command(text: str, channel: str, channel_name: str) -> dict[str, str]:
+        return {"token": "legacy", "team_id": TEAM, "channel_id": channel, "channel_name": channel_name,
+                "user_id": "U1", "user_name": "alice", "command": "/claude", "text": text,
+                "response_url": f"{fake.url}/respond/1", "trigger_id": "t1", "api_app_id": "AFAKE"}
+
+    assert (await bot.poster.command(command("what is 2+2", DM, "directmessage")))[0] == 200
+    await eventually(lambda: finished(fake, DM, None, "echo: what is 2+2"), what="the DM answer")
+    await bot.poster.command(command("status", DM, "directmessage"))
+    await eventually(lambda: any("Session" in r for r in fake.replies(DM, None)), what="the DM status")
+
+    await bot.poster.command(command("explain threads", CHANNEL, "general"))
+    [opened] = await eventually(lambda: fake.thread(CHANNEL, None), what="the opened thread")
+    assert "<@U1> asked: explain threads" in opened.text
+    await eventually(lambda: finished(fake, CHANNEL, opened.ts, "explain threads"), what="the thread answer")
+
+    await bot.poster.command(command("new", CHANNEL, "general"))
+    [hint] = await eventually(lambda: fake.responses, what="the ephemeral hint")
+    assert hint["response_type"] == "ephemeral" and "/new" in hint["text"]
+
+
+async def test_shared_files_land_in_the_workspace(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge(max_file_mb=0.001)  # ~1 KB
+    fake = bot.fake
+    small = fake.host_file("notes.txt", b"remember the milk\n", "text/plain")
+    big = fake.host_file("video.bin", b"x" * 5000)
+    files = [
+        {"id": "F1", "name": "notes.txt", "mimetype": "text/plain", "size": 18, "url_private": small,
+         "url_private_download": small},
+        {"id": "F2", "name": "video.bin", "mimetype": "application/octet-stream", "size": 5000,
+         "url_private_download": big},
+    ]
+    await bot.poster.event(dm(fake, "read these", subtype="file_share", files=files))
+    await eventually(lambda: finished(fake, DM, None, "echo: read these"), what="the answer")
+    saved = bot.agent.workspaces.root(_key("U1")) / "uploads" / "notes.txt"
+    assert saved.read_bytes() == b"remember the milk\n"
+    assert not (saved.parent / "video.bin").exists()
+    assert "⚠️ video.bin is 4.9 KB; the limit is 1 KB, so it was not saved" in fake.replies(DM, None)
+    assert fake.downloads == [{"path": small.split("/files-pri/")[1], "authorized": True}]
+    note = "[The user attached files, saved in the workspace: uploads/notes.txt]"
+    assert note in fake_api.requests[-1].last_user_text()
+
+
+async def test_files_from_the_agent_are_uploaded_to_the_thread(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    event = mention(fake, "send me the report")
+    root = event["ts"]
+    workspace = await bot.agent.workspaces.ensure(_key(CHANNEL, root))
+    (workspace / "report.csv").write_text("a,b\n1,2\n")
+    fake_api.rules["send me the report"] = [
+        ToolCall("mcp__ccbridge__send_file", {"path": "report.csv", "caption": "the **report**"})
+    ]
+    await bot.poster.event(event)
+    [upload] = await eventually(lambda: fake.files_in(CHANNEL, root), what="the upload")
+    assert upload["filename"] == "report.csv" and upload["data"] == b"a,b\n1,2\n"
+    assert upload["initial_comment"] == "the *report*"  # mrkdwn
+    await eventually(lambda: finished(fake, CHANNEL, root, "tool result"), what="the final answer")
+
+
+async def test_socket_mode_receives_events_and_acks_them(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    from .fake_slack import event_callback
+
+    bot: Running = await make_bridge(mode="socket", serve=False)
+    fake = bot.fake
+    await bot.bridge.connect_socket()
+    await fake.wait_socket()
+    event = mention(fake, "over the socket")
+    envelope_id = await fake.socket_send(event_callback(event, event_id="EvSock1"))
+    assert (await fake.wait_ack(envelope_id)) == {"envelope_id": envelope_id}
+    await eventually(lambda: finished(fake, CHANNEL, event["ts"], "over the socket"), what="the answer")
+    # a redelivery (retry_attempt 1) is acked but not answered again
+    again = await fake.socket_send(event_callback(event, event_id="EvSock1"), retry_attempt=1)
+    await fake.wait_ack(again)
+    barrier = mention(fake, "barrier")
+    await fake.wait_ack(await fake.socket_send(event_callback(barrier, event_id="EvSock2")))
+    await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the barrier answer")
+    assert len(fake.thread(CHANNEL, event["ts"])) == 1
+    assert fake.called("apps.connections.open") and fake.socket_connections == 1
+
+
+async def test_malformed_deliveries_are_answered_and_change_nothing(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    for event in (
+        {"type": "message", "channel": DM, "channel_type": "im"},  # no user, no ts
+        {"type": "app_mention", "user": "U1", "text": 42, "ts": "1.2", "channel": CHANNEL},
+        {"type": "reaction_added", "user": "U1", "reaction": "tada"},  # not handled: skipped
+        {"type": "message", "user": "U1", "text": "x", "ts": "1.3", "channel": DM, "channel_type": "im",
+         "files": "not-a-list"},
+    ):
+        status, _ = await bot.poster.event(event)
+        assert status == 200
+    status, _ = await bot.poster.send(b"{not json")
+    assert status == 400
+    url_check = await bot.poster.send(b'{"type":"url_verification","challenge":"abc","token":"t"}')
+    assert url_check[0] == 200 and "abc" in url_check[1]  # bolt answers the URL check itself
+    barrier = dm(fake, "barrier")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, DM, None, "echo: barrier"), what="the barrier answer")
+    assert asked(fake_api)[-1] == "barrier"
