@@ -16,13 +16,31 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bots import load_bot_class
+
     example = Path(__file__).resolve().parents[2] / "config.yaml.example"
-    for name in ("TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET", "CCBRIDGE_API_KEY"):
-        monkeypatch.setenv(name, "x")
+    plausible = {
+        "TELEGRAM_BOT_TOKEN": "123456:AAEexampleexampleexampleexample0123",
+        "SLACK_BOT_TOKEN": "xoxb-1-2-example",
+        "SLACK_APP_TOKEN": "xapp-1-A1-2-example",
+        "CCBRIDGE_API_KEY": "an-example-api-key-that-is-long-enough",
+    }
+    for name, value in plausible.items():
+        monkeypatch.setenv(name, value)
     config = load_config(example)
     assert config.agent.permission_mode == "default"
-    for name in config.bots:
+    assert {entry.kind for entry in config.bots.values()} == {"console", "telegram", "slack", "http_api"}
+    for name, entry in config.bots.items():
         config.for_bot(name)
+        load_bot_class(entry.kind).parse_settings(name, entry.settings)
+
+
+def test_example_config_loads_without_any_secret_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "config.yaml.example"
+    for name in ("ANTHROPIC_API_KEY", "TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "CCBRIDGE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    config = load_config(example)  # copying the example must not break `make run` (console bot)
+    assert not any(entry.enabled for entry in config.bots.values())
 
 
 def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
