@@ -38,8 +38,14 @@ class Plan:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run Claude Code chat bots (ccbridge).")
     parser.add_argument("--config", "-c", type=Path, help="config file (default: ./config.yaml if present)")
-    parser.add_argument("--bot", "-b", action="append", default=[], metavar="NAME",
-                        help="run only this bot (repeatable; default: every enabled bot)")
+    parser.add_argument(
+        "--bot",
+        "-b",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this bot (repeatable; default: every enabled bot)",
+    )
     parser.add_argument("--check", action="store_true", help="validate the config and say what would run")
     parser.add_argument("--log-level", help="override log_level from the config (DEBUG, INFO, ...)")
     return parser.parse_args(argv)

@@ -62,7 +62,7 @@ class ConsoleSink(ReplySink):
             return
         shown = self._shown.get(handle, "")
         if text.startswith(shown):
-            self.io.write(text[len(shown):])
+            self.io.write(text[len(shown) :])
         else:  # not an extension (should not happen): show it again in full
             self.io.write("\n" + text)
         self._shown[handle] = text
@@ -80,8 +80,7 @@ class ConsoleSink(ReplySink):
             self.io.pending.append(request)
             self.io.approval_asked.set()
             self.io.write(
-                f"\n🔐 Claude wants to use {request.describe()}\n"
-                "   Allow? [o]nce / for this [s]ession / [d]eny: "
+                f"\n🔐 Claude wants to use {request.describe()}\n   Allow? [o]nce / for this [s]ession / [d]eny: "
             )
         else:
             if request in self.io.pending:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .env import SCRUBBED_ENV
@@ -28,8 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="ccbridge latency benchmark (offline).")
     parser.add_argument("--turns", type=int, default=20, help="measured turns per scenario (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="uncounted turns first (default 2)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", choices=[s.name for s in SCENARIOS],
-                        help="run only these scenarios")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", choices=[s.name for s in SCENARIOS], help="run only these scenarios"
+    )
     parser.add_argument("--write", action="store_true", help=f"rewrite {RESULTS.name} with the figures")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("-v", "--verbose", action="store_true", help="log ccbridge's debug output")
@@ -51,7 +52,7 @@ async def amain(args: argparse.Namespace) -> int:
     )
     print(summary(report))
     if args.write:
-        date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         await asyncio.to_thread(RESULTS.write_text, results_markdown(report, info, date))
         print(f"\nwrote {RESULTS}")
     if args.check and not report.all_met:
@@ -61,8 +62,10 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for name in SCRUBBED_ENV:  # the CLI must only ever see the fake model's credentials
         os.environ.pop(name, None)
     return asyncio.run(amain(args))

@@ -48,7 +48,7 @@ class BenchEnv:
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False)
     _model: asyncio.subprocess.Process | None = field(default=None, init=False)
 
-    async def __aenter__(self) -> "BenchEnv":
+    async def __aenter__(self) -> BenchEnv:
         self._tmp = tempfile.TemporaryDirectory(prefix="ccbridge-bench-")
         self.root = Path(self._tmp.name)
         self.cli = bundled_cli()
@@ -88,7 +88,9 @@ class BenchEnv:
 
     async def _start_model(self) -> int:
         self._model = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.fake_model",
+            sys.executable,
+            "-m",
+            "bench.fake_model",
             cwd=str(REPO_ROOT),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -107,7 +109,7 @@ class BenchEnv:
             proc.stdin.close()
         try:
             await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
 

@@ -18,14 +18,12 @@ class Row:
     stages: tuple[tuple[str, Stats], ...] = ()  # the first update split in stages, when measured
 
     @classmethod
-    def of(cls, name: str, label: str, samples: list[Sample]) -> "Row":
+    def of(cls, name: str, label: str, samples: list[Sample]) -> Row:
         staged = [s for s in samples if s.stages]
         stages: tuple[tuple[str, Stats], ...] = ()
         if staged and len(staged) == len(samples):
             titles = [title for title, _ in staged[0].stages]
-            stages = tuple(
-                (title, Stats.of([dict(s.stages)[title] for s in staged])) for title in titles
-            )
+            stages = tuple((title, Stats.of([dict(s.stages)[title] for s in staged])) for title in titles)
         return cls(
             name, label, Stats.of([s.first_ms for s in samples]), Stats.of([s.final_ms for s in samples]), stages
         )
@@ -108,8 +106,12 @@ def stage_lines(report: Report) -> list[str]:
         lines += ["| stage | median | p90 |", "|---|---:|---:|"]
         lines += [f"| {title} | {_ms(st.median)} | {_ms(st.p90)} |" for title, st in r.stages]
         own = sum(st.median for title, st in r.stages if title.startswith("ccbridge"))
-        lines += ["", f"ccbridge's own work: {_ms(own)} ms (sum of its stage medians) of the {_ms(r.first.median)} ms "
-                  f"first-update median; the rest is the Claude Code CLI.", ""]
+        lines += [
+            "",
+            f"ccbridge's own work: {_ms(own)} ms (sum of its stage medians) of the {_ms(r.first.median)} ms "
+            f"first-update median; the rest is the Claude Code CLI.",
+            "",
+        ]
     return lines
 
 
@@ -156,6 +158,7 @@ Targets (on the first-update medians):
 {meta}
 
 {NOTES}"""
+
 
 NOTES = """## What is measured
 

@@ -203,8 +203,13 @@ class ProcessPerMessage(Scenario):
         session = ["--session-id", self.session_id] if i == 0 else ["--resume", self.session_id]
         clock = TurnClock()
         proc = await asyncio.create_subprocess_exec(
-            str(self.env.cli), "-p", *session,
-            "--output-format", "stream-json", "--verbose", "--include-partial-messages",
+            str(self.env.cli),
+            "-p",
+            *session,
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--include-partial-messages",
             prompt(i),
             cwd=self.cwd,
             env=self.env.process_env(),
@@ -221,7 +226,11 @@ class ProcessPerMessage(Scenario):
                 async for raw in proc.stdout:
                     line = json.loads(raw) if raw.strip() else {}
                     kind = line.get("type")
-                    if kind == "stream_event" and not line.get("parent_tool_use_id") and is_text_delta(line.get("event") or {}):
+                    if (
+                        kind == "stream_event"
+                        and not line.get("parent_tool_use_id")
+                        and is_text_delta(line.get("event") or {})
+                    ):
                         clock.mark_first()
                     elif kind == "result":
                         clock.mark_final()

@@ -34,7 +34,7 @@ class Stats:
     max: float
 
     @classmethod
-    def of(cls, values: list[float]) -> "Stats":
+    def of(cls, values: list[float]) -> Stats:
         if not values:
             raise BenchError("no samples")
         ordered = sorted(values)

@@ -93,7 +93,7 @@ class ConsoleBot(Bot):
                 if not task.done():
                     task.cancel()
 
-    async def _wait_reply_or_question(self, task: "asyncio.Future[object]") -> None:
+    async def _wait_reply_or_question(self, task: asyncio.Future[object]) -> None:
         """Wait until the reply is complete, or until it asks for an approval."""
         self.io.approval_asked.clear()
         asked = asyncio.create_task(self.io.approval_asked.wait())

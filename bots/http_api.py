@@ -42,8 +42,10 @@ class HttpApiBot(Bot):
         s = self.settings
         out = []
         if s.anonymous:
-            out.append("allow_anonymous is set and there are no api_keys: anyone who can reach "
-                       f"{s.host}:{s.port} can run Claude Code (put an authenticating proxy in front).")
+            out.append(
+                "allow_anonymous is set and there are no api_keys: anyone who can reach "
+                f"{s.host}:{s.port} can run Claude Code (put an authenticating proxy in front)."
+            )
         if any(len(k.get_secret_value()) < SHORT_KEY for k in s.api_keys):
             out.append(f"some api_keys are shorter than {SHORT_KEY} characters; use long random keys.")
         if not s.allowed_users:

@@ -10,9 +10,26 @@
 
 from __future__ import annotations
 
-from adapters.slack import SlackBridge, SlackConfig
+from adapters.slack import SlackBridge, SlackConfig, SlackPlace
+from adapters.slack.events import PLATFORM
+from core import ConversationKey
 
 from .base import Bot, BotSettings
+
+
+def conversation_key(place: SlackPlace) -> ConversationKey | None:
+    """The conversation a message belongs to, or None when the bot should not answer it.
+
+    A DM is one conversation per user. In a channel, a message mentioning the bot
+    opens (or continues) the conversation of its thread; a thread message without a
+    mention is passed on too (the dispatcher answers it only if that thread's
+    conversation exists); top-level chatter is ignored.
+    """
+    if place.direct:
+        return ConversationKey(PLATFORM, place.user_id)
+    if not place.mentioned and place.thread_ts is None:
+        return None
+    return ConversationKey(PLATFORM, place.channel, place.thread_ts or place.ts)
 
 
 class SlackSettings(SlackConfig, BotSettings):
@@ -21,7 +38,7 @@ class SlackSettings(SlackConfig, BotSettings):
 
 class SlackBot(Bot):
     kind = "slack"
-    platform = "slack"
+    platform = PLATFORM
     Settings = SlackSettings
 
     def describe(self) -> str:
@@ -32,7 +49,7 @@ class SlackBot(Bot):
 
     def bridge(self) -> SlackBridge:
         assert isinstance(self.settings, SlackSettings)
-        return SlackBridge(self.agent, self.settings)
+        return SlackBridge(self.agent, self.settings, conversation_key)
 
     async def run(self) -> None:
         await self.bridge().run()

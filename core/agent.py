@@ -77,13 +77,13 @@ class Agent:
         self._started = False
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None, *, bot: str | None = None) -> "Agent":
+    def from_config(cls, path: str | os.PathLike[str] | None = None, *, bot: str | None = None) -> Agent:
         """An agent from a config file; ``bot`` applies that bot's overrides."""
         config = load_config(path)
         return cls(config.for_bot(bot) if bot else config.resolved())
 
     # -- lifecycle -------------------------------------------------------------
-    async def start(self) -> "Agent":
+    async def start(self) -> Agent:
         if self._started:
             return self
         await self.store.open()
@@ -101,7 +101,7 @@ class Agent:
         await self.runtime.close()
         await self.store.close()
 
-    async def __aenter__(self) -> "Agent":
+    async def __aenter__(self) -> Agent:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -164,8 +164,9 @@ class Agent:
         """Run one turn and return its outcome. Without ``on_approval``, tools needing approval are denied."""
         key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform)
         async with aclosing(
-            self.stream(text, user_id=user_id, session_id=session_id, thread=thread, platform=platform,
-                        attachments=attachments)
+            self.stream(
+                text, user_id=user_id, session_id=session_id, thread=thread, platform=platform, attachments=attachments
+            )
         ) as events:
             async for event in events:
                 if isinstance(event, ApprovalRequested):
@@ -207,7 +208,13 @@ class Agent:
         is_admin = self.access.is_admin(request.key.platform, user_id)
         return self.approvals.resolve(request_id, Decision(decision), user_id, is_admin=is_admin)
 
-    async def stop(self, user_id: str, *, session_id: str | None = None, thread: str | None = None,
-                   platform: str = DEFAULT_PLATFORM) -> bool:
+    async def stop(
+        self,
+        user_id: str,
+        *,
+        session_id: str | None = None,
+        thread: str | None = None,
+        platform: str = DEFAULT_PLATFORM,
+    ) -> bool:
         key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform)
         return await self.conversations.stop(key)

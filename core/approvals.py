@@ -59,7 +59,7 @@ class ApprovalBroker:
             return request
         try:
             return await asyncio.wait_for(asyncio.shield(entry[1]), request.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._decide(request.id, Decision.DENY, None, "timed out")
             return request
         except asyncio.CancelledError:

@@ -15,8 +15,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from .errors import ConversationBusy
 from .keys import ConversationKey
@@ -44,10 +45,10 @@ class ClientSpec:
 class WarmClient:
     key: ConversationKey
     spec: ClientSpec
-    client: "ClaudeSDKClient | None" = None
+    client: ClaudeSDKClient | None = None
     busy: bool = False
     last_used: float = field(default_factory=time.monotonic)
-    turn: "TurnState | None" = None
+    turn: TurnState | None = None
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
 
     async def disconnect(self) -> None:

@@ -36,7 +36,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("status", "/status", "session, working directory, model and state"),
         CommandSpec("cwd", "/cwd [subdir]", "show or change the working directory inside the workspace"),
         CommandSpec("model", "/model [name|default]", "show or change the model"),
-        CommandSpec("history", f"/history [n]", f"the last n exchanges (default {HISTORY_DEFAULT})"),
+        CommandSpec("history", "/history [n]", f"the last n exchanges (default {HISTORY_DEFAULT})"),
         CommandSpec("help", "/help", "this list"),
     )
 }

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -174,14 +174,16 @@ class AppConfig(BaseSettings):
         return (env_settings, init_settings)
 
     @model_validator(mode="after")
-    def _bot_names(self) -> "AppConfig":
+    def _bot_names(self) -> AppConfig:
         for name in self.bots:
             if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
                 raise ValueError(f"bot name {name!r} may only use letters, digits, '_' and '-'")
         return self
 
     def sections(self) -> Sections:
-        return Sections(agent=self.agent, workspace=self.workspace, store=self.store, access=self.access, reply=self.reply)
+        return Sections(
+            agent=self.agent, workspace=self.workspace, store=self.store, access=self.access, reply=self.reply
+        )
 
     def for_bot(self, name: str) -> Sections:
         """The shared sections with bot ``name``'s overrides applied and validated."""
@@ -248,7 +250,9 @@ def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(f"environment variable {name} is not set (use ${{{name}:-default}} for a default)", key=where)
+            raise ConfigError(
+                f"environment variable {name} is not set (use ${{{name}:-default}} for a default)", key=where
+            )
 
         return _VAR.sub(repl, value)
     return value

@@ -163,7 +163,9 @@ class Conversations:
                             record.tool_calls = event.tool_calls
                             record.cost_usd = event.cost_usd
                             record.duration_ms = event.duration_ms
-                            record.status = "interrupted" if event.interrupted else ("error" if event.is_error else "ok")
+                            record.status = (
+                                "interrupted" if event.interrupted else ("error" if event.is_error else "ok")
+                            )
                             record.error = event.error
                         elif isinstance(event, TurnError):
                             record.reply_text = event.text

@@ -46,7 +46,7 @@ class IncomingMessage:
 
 
 class Dispatcher:
-    def __init__(self, agent: "Agent") -> None:  # noqa: F821 - see core.agent
+    def __init__(self, agent: Agent) -> None:  # noqa: F821 - see core.agent
         self.agent = agent
         self.conversations = agent.conversations
         self.access = agent.access

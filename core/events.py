@@ -13,12 +13,12 @@ import enum
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from .keys import ConversationKey
 
 
-class Decision(str, enum.Enum):
+class Decision(enum.StrEnum):
     """An answer to an approval request."""
 
     ALLOW_ONCE = "allow_once"
@@ -142,7 +142,7 @@ class TurnError:
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
 
-AgentEvent = Union[
-    TextDelta, ToolUse, ToolResult, ApprovalRequested, ApprovalResolved, FileOffered, TurnResult, TurnError
-]
+AgentEvent = (
+    TextDelta | ToolUse | ToolResult | ApprovalRequested | ApprovalResolved | FileOffered | TurnResult | TurnError
+)
 TERMINAL_EVENTS = (TurnResult, TurnError)

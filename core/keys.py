@@ -29,7 +29,7 @@ class ConversationKey:
         return ":".join(quote(p, safe="") for p in parts)
 
     @classmethod
-    def parse(cls, text: str) -> "ConversationKey":
+    def parse(cls, text: str) -> ConversationKey:
         parts = [unquote(p) for p in text.split(":")]
         if len(parts) == 2:
             return cls(parts[0], parts[1])

@@ -114,7 +114,7 @@ class ReplyStreamer:
             elif kind != self._last_kind or new_block:
                 sep = "\n\n"
                 trailing = len(self.doc) - len(self.doc.rstrip("\n"))
-                sep = sep[min(trailing, 2):]
+                sep = sep[min(trailing, 2) :]
             else:
                 sep = ""
             self.doc += sep

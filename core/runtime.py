@@ -20,10 +20,10 @@ from typing import Any
 
 from claude_agent_sdk import (
     ClaudeAgentOptions,
-    HookMatcher,
     ClaudeSDKClient,
     ClaudeSDKError,
     CLINotFoundError,
+    HookMatcher,
     PermissionResultAllow,
     PermissionResultDeny,
     ResultMessage,
@@ -188,7 +188,7 @@ class AgentRuntime:
             return await state.queue.get()
         try:
             return await asyncio.wait_for(state.queue.get(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             state.timed_out = True
             await self.interrupt(warm.key, reason="turn timed out")
             return None
@@ -199,7 +199,7 @@ class AgentRuntime:
             await self.interrupt(warm.key, reason="turn abandoned")
             try:
                 await asyncio.wait_for(asyncio.shield(pump), _INTERRUPT_GRACE)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 pump.cancel()
                 state.healthy = False
         self.approvals.deny_all(warm.key, "turn ended")
@@ -226,7 +226,11 @@ class AgentRuntime:
                 if isinstance(msg, ResultMessage):
                     return
             state.healthy = False
-            state.emit(TurnError("Claude Code ended the turn without a result", "unavailable", translator.text, translator.tool_calls))
+            state.emit(
+                TurnError(
+                    "Claude Code ended the turn without a result", "unavailable", translator.text, translator.tool_calls
+                )
+            )
         except asyncio.CancelledError:
             state.healthy = False
             raise
@@ -263,10 +267,16 @@ class AgentRuntime:
                 detail = " ".join([str(exc), *warm.stderr_tail])
                 mismatch = "No conversation found" in detail or "already in use" in detail
                 if attempt == 0 and mismatch:
-                    log.info("session %s: %s; retrying as %s", warm.spec.session_id,
-                             "not found" if use_resume else "exists", "new" if use_resume else "resume")
+                    log.info(
+                        "session %s: %s; retrying as %s",
+                        warm.spec.session_id,
+                        "not found" if use_resume else "exists",
+                        "new" if use_resume else "resume",
+                    )
                     continue
-                raise AgentUnavailable(f"could not start Claude Code: {_last_line(warm.stderr_tail) or _first_line(str(exc))}") from exc
+                raise AgentUnavailable(
+                    f"could not start Claude Code: {_last_line(warm.stderr_tail) or _first_line(str(exc))}"
+                ) from exc
             except OSError as exc:
                 raise AgentUnavailable(f"could not start Claude Code: {exc}") from exc
             warm.client = client
@@ -342,7 +352,12 @@ class AgentRuntime:
         req = state.request
         allowed = self._session_allowed.setdefault(req.session_id, set())
         approval = self.approvals.open(
-            req.key, req.user_id, name, summarize_tool_input(name, tool_input), tool_input, self.settings.approval_timeout
+            req.key,
+            req.user_id,
+            name,
+            summarize_tool_input(name, tool_input),
+            tool_input,
+            self.settings.approval_timeout,
         )
         state.emit(ApprovalRequested(approval))
         approval = await self.approvals.wait(approval)
@@ -360,7 +375,10 @@ class AgentRuntime:
             {
                 "type": "object",
                 "properties": {
-                    "path": {"type": "string", "description": "Path of the file, relative to the working directory or absolute."},
+                    "path": {
+                        "type": "string",
+                        "description": "Path of the file, relative to the working directory or absolute.",
+                    },
                     "caption": {"type": "string", "description": "Optional short caption."},
                 },
                 "required": ["path"],
@@ -371,22 +389,22 @@ class AgentRuntime:
             if state is None:
                 return _tool_error("no turn is running")
             req = state.request
-            raw = Path(str(args.get("path", ""))).expanduser()
-            path = raw if raw.is_absolute() else Path(req.cwd) / raw
 
-            def check() -> str | None:
+            def check() -> tuple[Path, str | None]:
+                raw = Path(str(args.get("path", ""))).expanduser()
+                path = raw if raw.is_absolute() else Path(req.cwd) / raw
                 if not is_within(path, Path(req.root)):
-                    return f"{path} is outside this conversation's workspace"
+                    return path, f"{path} is outside this conversation's workspace"
                 if not path.is_file():
-                    return f"{path} does not exist or is not a file"
+                    return path, f"{path} does not exist or is not a file"
                 if path.stat().st_size > _MAX_SEND_BYTES:
-                    return f"{path.name} is larger than {_MAX_SEND_BYTES // (1024 * 1024)} MB"
-                return None
+                    return path, f"{path.name} is larger than {_MAX_SEND_BYTES // (1024 * 1024)} MB"
+                return path.resolve(), None
 
-            problem = await asyncio.to_thread(check)
+            path, problem = await asyncio.to_thread(check)
             if problem:
                 return _tool_error(problem)
-            state.emit(FileOffered(path.resolve(), str(args.get("caption") or "")))
+            state.emit(FileOffered(path, str(args.get("caption") or "")))
             return {"content": [{"type": "text", "text": f"{path.name} was sent to the user."}]}
 
         return create_sdk_mcp_server(name="ccbridge", tools=[send_file])

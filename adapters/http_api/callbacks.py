@@ -102,7 +102,12 @@ class CallbackSender:
                     delivery.delivered, delivery.last_error = True, None
                     return delivery
                 delivery.last_error = f"the receiver answered {response.status_code}"
-            log.info("callback %s for task %s failed (attempt %d): %s", delivery.url, task_id, attempt + 1,
-                     delivery.last_error)
+            log.info(
+                "callback %s for task %s failed (attempt %d): %s",
+                delivery.url,
+                task_id,
+                attempt + 1,
+                delivery.last_error,
+            )
         log.warning("callback %s for task %s gave up after %d attempts", delivery.url, task_id, delivery.attempts)
         return delivery

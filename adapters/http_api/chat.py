@@ -38,8 +38,9 @@ def raise_for_outcome(outcome: TurnOutcome) -> None:
     if outcome.ok:
         return
     status, code = error_status(outcome)
-    raise ApiError(status, code, outcome.error or "the turn failed",
-                   session_id=outcome.session_id or None, text=outcome.text)
+    raise ApiError(
+        status, code, outcome.error or "the turn failed", session_id=outcome.session_id or None, text=outcome.text
+    )
 
 
 async def finish(runner: TurnRunner) -> TurnOutcome:
@@ -55,8 +56,9 @@ async def finish(runner: TurnRunner) -> TurnOutcome:
 async def chat(body: ChatRequest, ctx: Ctx) -> ChatResponse:
     """Run one turn and answer with its result."""
     key = await ctx.chat_key(body.user_id, body.session_id)
-    runner = ctx.start_turn(key, body.text, session_id=body.session_id,
-                            approval_mode=body.approval_mode or "deny", timeout=body.timeout)
+    runner = ctx.start_turn(
+        key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "deny", timeout=body.timeout
+    )
     outcome = await finish(runner)
     raise_for_outcome(outcome)
     return chat_out(outcome)
@@ -66,8 +68,9 @@ async def chat(body: ChatRequest, ctx: Ctx) -> ChatResponse:
 async def chat_stream(body: ChatRequest, ctx: Ctx) -> EventSourceResponse:
     """Run one turn and stream its events; disconnecting stops the turn."""
     key = await ctx.chat_key(body.user_id, body.session_id)
-    runner = ctx.start_turn(key, body.text, session_id=body.session_id,
-                            approval_mode=body.approval_mode or "ask", timeout=body.timeout)
+    runner = ctx.start_turn(
+        key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "ask", timeout=body.timeout
+    )
     return EventSourceResponse(v1_stream(runner), ping=15)
 
 
@@ -77,8 +80,9 @@ async def chat_async(body: AsyncChatRequest, ctx: Ctx) -> TaskAccepted:
     key = await ctx.chat_key(body.user_id, body.session_id)
     callback = str(body.callback_url) if body.callback_url else None
     ctx.tasks.check_room(callback)
-    runner = ctx.start_turn(key, body.text, session_id=body.session_id,
-                            approval_mode=body.approval_mode or "deny", timeout=body.timeout)
+    runner = ctx.start_turn(
+        key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "deny", timeout=body.timeout
+    )
     task = ctx.tasks.submit(runner, key.owner, callback)
     return TaskAccepted(task_id=task.id, status=task.status, status_url=f"/api/v1/tasks/{task.id}")
 

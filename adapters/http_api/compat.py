@@ -33,9 +33,7 @@ from .sse import sse_stream
 from .tasks import Task
 from .turns import TurnOutcome, TurnRunner
 
-router = APIRouter(
-    tags=["compat (claude-code-server)"], deprecated=True, dependencies=[Depends(require_api_key)]
-)
+router = APIRouter(tags=["compat (claude-code-server)"], deprecated=True, dependencies=[Depends(require_api_key)])
 DEFAULT_PREFIX = "user_"
 
 
@@ -193,7 +191,8 @@ def compat_task(task: Task) -> CompatTaskStatus:
         task_id=task.id,
         status=status,  # type: ignore[arg-type]
         result=compat_response(outcome, task.labels.get("session_id", DEFAULT_PREFIX + task.user_id))
-        if outcome is not None and outcome.ok else None,
+        if outcome is not None and outcome.ok
+        else None,
         error=outcome.error if outcome is not None and not outcome.ok else None,
         created_at=utc(task.created_at),
         completed_at=utc(task.completed_at) if task.completed_at else None,
@@ -209,18 +208,18 @@ async def compat_get_task(task_id: str, ctx: Ctx) -> CompatTaskStatus:
 
 
 @router.get("/session/{session_id}/history", responses=errors(403, 404))
-async def compat_history(
-    session_id: str, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-) -> CompatHistory:
+async def compat_history(session_id: str, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> CompatHistory:
     conv = await find_compat_session(ctx, session_id)
     messages: list[CompatMessage] = []
     for turn in await ctx.agent.conversations.history(conv.key, limit):
         messages.append(CompatMessage(role="user", content=turn.user_text, timestamp=utc(turn.started_at)))
         if turn.reply_text:
-            messages.append(CompatMessage(role="assistant", content=turn.reply_text,
-                                          timestamp=utc(turn.finished_at or turn.started_at)))
-    return CompatHistory(session_id=session_id, user_id=conv.key.owner, messages=messages,
-                         total_messages=len(messages))
+            messages.append(
+                CompatMessage(
+                    role="assistant", content=turn.reply_text, timestamp=utc(turn.finished_at or turn.started_at)
+                )
+            )
+    return CompatHistory(session_id=session_id, user_id=conv.key.owner, messages=messages, total_messages=len(messages))
 
 
 @router.delete("/session/{session_id}", responses=errors(403, 404))

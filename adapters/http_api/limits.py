@@ -71,7 +71,7 @@ class TurnSlots:
         self.limit = limit
         self.in_use = 0
 
-    def acquire(self) -> "Slot":
+    def acquire(self) -> Slot:
         if self.in_use >= self.limit:
             raise ApiError(
                 429,

@@ -41,9 +41,7 @@ async def create_session(body: SessionCreate, ctx: Ctx) -> Session:
 
 
 @router.get("", responses=errors(403))
-async def list_sessions(
-    ctx: Ctx, user_id: UserQuery, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-) -> SessionList:
+async def list_sessions(ctx: Ctx, user_id: UserQuery, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SessionList:
     """A user's sessions, most recently active first."""
     ctx.check_user(user_id)
     convs = await ctx.agent.store.list(platform=PLATFORM, owner=user_id, limit=limit)

@@ -41,10 +41,10 @@ class ApiSettings(BaseModel):
         return [str(v) for v in values]
 
     @model_validator(mode="after")
-    def _keys_or_anonymous(self) -> "ApiSettings":
+    def _keys_or_anonymous(self) -> ApiSettings:
         if not self.api_keys and not self.allow_anonymous:
             raise ValueError(
-                "api_keys is empty: set at least one key (e.g. api_keys: [\"${CCBRIDGE_API_KEY}\"]), "
+                'api_keys is empty: set at least one key (e.g. api_keys: ["${CCBRIDGE_API_KEY}"]), '
                 "or set allow_anonymous: true to serve without authentication"
             )
         if self.max_tasks < self.max_concurrent_turns:

@@ -45,15 +45,21 @@ def event_payload(runner: TurnRunner, event: object) -> tuple[str, dict[str, Any
         return "tool_use", {"id": event.id, "name": event.name, "summary": event.summary, "input": event.input}
     if isinstance(event, ToolResult):
         return "tool_result", {
-            "tool_use_id": event.tool_use_id, "name": event.name, "is_error": event.is_error, "summary": event.summary,
+            "tool_use_id": event.tool_use_id,
+            "name": event.name,
+            "is_error": event.is_error,
+            "summary": event.summary,
         }
     if isinstance(event, ApprovalRequested):
         return "approval_request", approval_out(event.request).model_dump(mode="json")
     if isinstance(event, ApprovalResolved):
         req = event.request
         return "approval_resolved", {
-            "id": req.id, "tool": req.tool_name, "decision": req.decision.value if req.decision else None,
-            "decided_by": req.decided_by, "outcome": req.outcome(),
+            "id": req.id,
+            "tool": req.tool_name,
+            "decision": req.decision.value if req.decision else None,
+            "decided_by": req.decided_by,
+            "outcome": req.outcome(),
         }
     if isinstance(event, FileOffered):
         ref = runner.file_ref(event)

@@ -47,8 +47,12 @@ def task_out(task: Task) -> TaskStatus:
     error = None
     if outcome is not None and not outcome.ok:
         _, code = error_status(outcome)
-        error = ErrorInfo(code=code, message=outcome.error or "the turn failed",
-                          session_id=outcome.session_id or None, text=outcome.text)
+        error = ErrorInfo(
+            code=code,
+            message=outcome.error or "the turn failed",
+            session_id=outcome.session_id or None,
+            text=outcome.text,
+        )
     cb = task.callback
     return TaskStatus(
         task_id=task.id,
@@ -59,8 +63,15 @@ def task_out(task: Task) -> TaskStatus:
         result=chat_out(outcome) if outcome is not None and outcome.ok else None,
         error=error,
         pending_approvals=[approval_out(r) for r in task.runner.pending_approvals] if outcome is None else [],
-        callback=CallbackInfo(url=cb.url, delivered=cb.delivered, attempts=cb.attempts,
-                              last_status=cb.last_status, last_error=cb.last_error) if cb else None,
+        callback=CallbackInfo(
+            url=cb.url,
+            delivered=cb.delivered,
+            attempts=cb.attempts,
+            last_status=cb.last_status,
+            last_error=cb.last_error,
+        )
+        if cb
+        else None,
     )
 
 
@@ -77,8 +88,11 @@ class TaskRegistry:
     def check_room(self, callback_url: str | None = None) -> None:
         """Raise before a turn starts if it could not become a task."""
         if callback_url and self.sender is None:
-            raise ApiError(400, "callbacks_disabled",
-                           "callback_url needs the server's callback_secret to be configured (callbacks are signed)")
+            raise ApiError(
+                400,
+                "callbacks_disabled",
+                "callback_url needs the server's callback_secret to be configured (callbacks are signed)",
+            )
         self._make_room()
 
     def submit(
@@ -86,8 +100,13 @@ class TaskRegistry:
     ) -> Task:
         """Track a started turn; its result (and callback) arrive in the background."""
         self.check_room(callback_url)
-        task = Task(id=secrets.token_urlsafe(16), user_id=user_id, runner=runner,
-                    callback=Delivery(callback_url) if callback_url else None, labels=dict(labels or {}))
+        task = Task(
+            id=secrets.token_urlsafe(16),
+            user_id=user_id,
+            runner=runner,
+            callback=Delivery(callback_url) if callback_url else None,
+            labels=dict(labels or {}),
+        )
         self._tasks[task.id] = task
         task.worker = asyncio.create_task(self._work(task), name=f"ccbridge-http-task-{task.id}")
         return task
@@ -130,6 +149,10 @@ class TaskRegistry:
         while len(self._tasks) >= self.max_tasks:
             finished = next((tid for tid, t in self._tasks.items() if t.completed_at is not None), None)
             if finished is None:
-                raise ApiError(429, "too_many_tasks", f"{len(self._tasks)} tasks are still running; retry later",
-                               headers={"Retry-After": "5"})
+                raise ApiError(
+                    429,
+                    "too_many_tasks",
+                    f"{len(self._tasks)} tasks are still running; retry later",
+                    headers={"Retry-After": "5"},
+                )
             del self._tasks[finished]

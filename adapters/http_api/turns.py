@@ -134,7 +134,7 @@ class TurnRunner:
         self._approvals: set[str] = set()
         self._files: list[FileRef] = []
 
-    def start(self) -> "TurnRunner":
+    def start(self) -> TurnRunner:
         self._task = asyncio.create_task(self._run(), name=f"ccbridge-http-turn-{self.spec.key}")
         return self
 
@@ -173,15 +173,17 @@ class TurnRunner:
         outcome: TurnOutcome | None = None
         try:
             async with asyncio.timeout(spec.timeout):
-                stream = self.agent.stream(spec.text, user_id=spec.user_id, session_id=spec.session_id,
-                                           thread=spec.key.thread if spec.session_id is None else None)
+                stream = self.agent.stream(
+                    spec.text,
+                    user_id=spec.user_id,
+                    session_id=spec.session_id,
+                    thread=spec.key.thread if spec.session_id is None else None,
+                )
                 async with aclosing(stream) as events:
                     async for event in events:
                         outcome = await self._handle(event) or outcome
         except TimeoutError:
-            outcome = await self._failed(
-                "timeout", f"the turn took longer than {spec.timeout:g}s and was stopped"
-            )
+            outcome = await self._failed("timeout", f"the turn took longer than {spec.timeout:g}s and was stopped")
         except ConversationNotFound as exc:
             outcome = await self._failed("not_found", str(exc))
         except CCBridgeError as exc:

@@ -45,7 +45,7 @@ from core.commands import COMMANDS, help_text
 from .approvals import ACTION_PATTERN, decision_for
 from .config import SlackConfig
 from .errors import NETWORK_ERRORS, error_code
-from .events import PLATFORM, BotIdentity, Seen, SlackInbound, translate_message
+from .events import PLATFORM, BotIdentity, Router, Seen, SlackInbound, SlackPlace, translate_message
 from .files import FileFetcher, FileRejected, SlackFile
 from .formatting import clip, escape, to_mrkdwn
 from .sink import SinkOptions, SlackSink, SlackTarget
@@ -58,9 +58,12 @@ _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Slack's payloads are small; refuse anyth
 
 
 class SlackBridge:
-    def __init__(self, agent: Agent, config: SlackConfig, *, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self, agent: Agent, config: SlackConfig, route: Router, *, dispatcher: Dispatcher | None = None
+    ) -> None:
         self.agent = agent
         self.config = config
+        self.route = route  # the bot's policy: which conversation a message belongs to, if any
         self.dispatcher = dispatcher or Dispatcher(agent)
         token = config.bot_token.get_secret_value()
         self.client = AsyncWebClient(token=token, base_url=config.base_url)
@@ -188,8 +191,9 @@ class SlackBridge:
         return await next()
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
-        log.error("Slack listener failed on a %s payload", body.get("type") if isinstance(body, dict) else "?",
-                  exc_info=error)
+        log.error(
+            "Slack listener failed on a %s payload", body.get("type") if isinstance(body, dict) else "?", exc_info=error
+        )
 
     async def _on_other_event(self, event: dict[str, Any]) -> None:
         log.debug("Slack: skipping a %s event", event.get("type"))
@@ -200,7 +204,9 @@ class SlackBridge:
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         bot = await self._identity()
-        inbound = translate_message(event, bot, team_id=body.get("team_id"), dm_threads=self.config.dm_threads)
+        inbound = translate_message(
+            event, bot, self.route, team_id=body.get("team_id"), dm_threads=self.config.dm_threads
+        )
         if inbound is None:
             log.debug("Slack: not for the bot: %s/%s", event.get("type"), event.get("subtype"))
             return
@@ -240,9 +246,7 @@ class SlackBridge:
             return False
         return inbound.mentioned or await self.agent.conversations.get(inbound.key) is not None
 
-    async def _download(
-        self, key: ConversationKey, infos: list[dict[str, Any]]
-    ) -> tuple[list[Attachment], list[str]]:
+    async def _download(self, key: ConversationKey, infos: list[dict[str, Any]]) -> tuple[list[Attachment], list[str]]:
         attachments: list[Attachment] = []
         problems: list[str] = []
         for info in infos:
@@ -331,7 +335,7 @@ class SlackBridge:
         team = command.get("team_id")
         direct = channel.startswith("D") or command.get("channel_name") == "directmessage"
         if direct:
-            key = ConversationKey(PLATFORM, user_id)
+            key = self.route(SlackPlace(True, user_id, channel, None, "", True))
             target = SlackTarget(channel, None, user_id, team, None)
         else:
             if not self.agent.access.allows(PLATFORM, user_id):
@@ -356,8 +360,11 @@ class SlackBridge:
                 )
                 return
             root = str(opened["ts"])
-            key = ConversationKey(PLATFORM, channel, root)
+            key = self.route(SlackPlace(False, user_id, channel, root, root, True))
             target = SlackTarget(channel, root, user_id, team, root)
+        if key is None:
+            await respond(text="I don't answer here.", response_type="ephemeral")
+            return
         user = UserRef(user_id, await self._name(user_id))
         self.dispatcher.submit(IncomingMessage(key=key, user=user, text=line, reply=self.sink_for(target)))
 

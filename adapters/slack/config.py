@@ -72,7 +72,7 @@ class SlackConfig(BaseModel):
         return value.strip(":") or None if value else None
 
     @model_validator(mode="after")
-    def _mode_credentials(self) -> "SlackConfig":
+    def _mode_credentials(self) -> SlackConfig:
         if self.mode == "socket" and self.app_token is None:
             raise ValueError("app_token is required when mode is 'socket' (or set mode: http with a signing_secret)")
         if self.mode == "http" and not (self.signing_secret and self.signing_secret.get_secret_value()):

@@ -1,25 +1,19 @@
-"""Slack message events -> who is talking, in which conversation, answered where.
+"""Slack message events -> who is talking, where, and whether the bot is addressed.
 
-Pure functions over the event payloads, so the scoping rules are easy to read
-and to test:
-
-* A DM (``channel_type: im``) is one conversation per user:
-  ``ConversationKey("slack", user)``. Replies go to the DM (into the thread
-  when the user wrote in one, or with ``dm_threads`` under each message).
-* In a channel the bot answers an ``app_mention`` (or a message mentioning it)
-  in a thread; the thread is one conversation:
-  ``ConversationKey("slack", channel, thread=<thread root ts>)``. Later messages
-  in that thread continue it without a mention (``mentioned=False``: the
-  dispatcher answers them only while the conversation exists).
-* Messages from bots (this one included) and edits / deletions / joins are ignored.
+Pure functions over the event payloads. Which conversation a message belongs
+to (and whether it is answered at all) is the bot's policy, passed in as a
+``route`` (see ``bots/slack.py``): this module only reads the event into a
+:class:`SlackPlace`. Messages from bots (this one included) and edits /
+deletions / joins are always ignored.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any
 
 from core import ConversationKey
 from core.commands import COMMANDS
@@ -43,6 +37,21 @@ class SlackInbound:
     mentioned: bool
     ts: str
     files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SlackPlace:
+    """Where a message was written, as a bot's routing policy sees it."""
+
+    direct: bool  # a DM with the bot
+    user_id: str
+    channel: str
+    thread_ts: str | None  # the thread it was written in; None at the top level
+    ts: str
+    mentioned: bool  # an app_mention, or <@bot> in the text (always True in DMs)
+
+
+Router = Callable[[SlackPlace], ConversationKey | None]
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,12 @@ def from_bot(event: dict[str, Any], bot: BotIdentity) -> bool:
 
 
 def translate_message(
-    event: dict[str, Any], bot: BotIdentity, *, team_id: str | None = None, dm_threads: bool = False
+    event: dict[str, Any],
+    bot: BotIdentity,
+    route: Router,
+    *,
+    team_id: str | None = None,
+    dm_threads: bool = False,
 ) -> SlackInbound | None:
     """A ``message`` / ``app_mention`` event -> :class:`SlackInbound`, or None when not for us."""
     kind = event.get("type")
@@ -101,32 +115,23 @@ def translate_message(
         raw = ""
     thread_ts = event.get("thread_ts") if isinstance(event.get("thread_ts"), str) else None
     team = event.get("team") or event.get("user_team") or team_id or bot.team_id
-    mentioned = kind == "app_mention" or mentions(raw, bot.user_id)
-    text = normalize_command(strip_mentions(raw, bot.user_id))
-    files = [f for f in event.get("files") or [] if isinstance(f, dict)]
-
-    if kind == "message" and is_direct(event):
+    direct = kind == "message" and is_direct(event)
+    mentioned = direct or kind == "app_mention" or mentions(raw, bot.user_id)
+    key = route(SlackPlace(direct, user, channel, thread_ts, ts, mentioned))
+    if key is None:
+        return None
+    if direct:
         reply_thread = thread_ts or (ts if dm_threads else None)
-        return SlackInbound(
-            key=ConversationKey(PLATFORM, user),
-            user_id=user,
-            text=text,
-            target=SlackTarget(channel, reply_thread, user, team, ts),
-            mentioned=True,
-            ts=ts,
-            files=files,
-        )
-    if not mentioned and thread_ts is None:
-        return None  # channel chatter that isn't addressed to the bot
-    root = thread_ts or ts
+    else:
+        reply_thread = thread_ts or ts  # channels: always answer in a thread
     return SlackInbound(
-        key=ConversationKey(PLATFORM, channel, root),
+        key=key,
         user_id=user,
-        text=text,
-        target=SlackTarget(channel, root, user, team, ts),
+        text=normalize_command(strip_mentions(raw, bot.user_id)),
+        target=SlackTarget(channel, reply_thread, user, team, ts),
         mentioned=mentioned,
         ts=ts,
-        files=files,
+        files=[f for f in event.get("files") or [] if isinstance(f, dict)],
     )
 
 

@@ -34,7 +34,7 @@ class SlackFile:
     mode: str | None = None
 
     @classmethod
-    def from_event(cls, info: dict[str, object]) -> "SlackFile":
+    def from_event(cls, info: dict[str, object]) -> SlackFile:
         size = info.get("size")
         url = info.get("url_private_download") or info.get("url_private")
         return cls(
@@ -117,4 +117,3 @@ class FileFetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
-

@@ -63,7 +63,7 @@ def _convert_line(line: str) -> str:
     quote = ""
     qm = _QUOTE.match(line)
     if qm:
-        quote, line = qm.group(1) + ">", line[qm.end():]
+        quote, line = qm.group(1) + ">", line[qm.end() :]
         quote += " " if line else ""
     heading = _HEADING.match(line)
     if heading:
@@ -72,10 +72,10 @@ def _convert_line(line: str) -> str:
     task = _TASK.match(line)
     if task:
         box = "☑" if task.group(2).lower() == "x" else "☐"
-        return quote + task.group(1) + box + " " + _inline(line[task.end():])
+        return quote + task.group(1) + box + " " + _inline(line[task.end() :])
     bullet = _BULLET.match(line)
     if bullet:
-        return quote + bullet.group(1) + "• " + _inline(line[bullet.end():])
+        return quote + bullet.group(1) + "• " + _inline(line[bullet.end() :])
     return quote + _inline(line)
 
 

@@ -141,7 +141,7 @@ class SlackSink(ReplySink):
                         self.client.chat_appendStream,
                         channel=self.target.channel,
                         ts=handle.ts,
-                        markdown_text=text[len(handle.shown):],
+                        markdown_text=text[len(handle.shown) :],
                     )
                     handle.shown = text
                     return
@@ -156,14 +156,14 @@ class SlackSink(ReplySink):
         if handle is None:
             await self._call("chat.postMessage", self.client.chat_postMessage, **self._new_message(text))
         elif handle.moved and text.startswith(handle.shown):
-            rest = text[len(handle.shown):].lstrip("\n")
+            rest = text[len(handle.shown) :].lstrip("\n")
             if rest.strip():
                 await self._call("chat.postMessage", self.client.chat_postMessage, **self._new_message(rest))
             handle.shown, handle.moved = text, False
         elif handle.streaming:
             if text.startswith(handle.shown):
                 try:
-                    await self._stop(handle, text[len(handle.shown):])
+                    await self._stop(handle, text[len(handle.shown) :])
                     handle.shown = text
                 except (_StreamUnavailable, _StreamEnded):
                     handle.streaming = False
@@ -204,8 +204,11 @@ class SlackSink(ReplySink):
             except MessageGone:
                 log.info("approval prompt %s is gone; posting the decision anew", ts)
         await self._call(
-            "chat.postMessage", self.client.chat_postMessage, channel=self.target.channel,
-            thread_ts=self.target.thread_ts, **fields,
+            "chat.postMessage",
+            self.client.chat_postMessage,
+            channel=self.target.channel,
+            thread_ts=self.target.thread_ts,
+            **fields,
         )
 
     async def send_file(self, path: Path, caption: str = "") -> None:
@@ -257,7 +260,7 @@ class SlackSink(ReplySink):
         handle.moved = True
 
     async def _continue_below(self, handle: SlackMessage, text: str) -> None:
-        rest = text[len(handle.shown):]
+        rest = text[len(handle.shown) :]
         body = rest.lstrip("\n")
         if not body.strip():
             return  # only the separator so far: wait for words
@@ -283,7 +286,7 @@ class SlackSink(ReplySink):
         return {"channel": self.target.channel, "thread_ts": self.target.thread_ts, **self._body(text)}
 
     async def _update(self, handle: SlackMessage, text: str) -> None:
-        body = text[handle.base:] if text.startswith(handle.shown[: handle.base]) else text
+        body = text[handle.base :] if text.startswith(handle.shown[: handle.base]) else text
         await self._call(
             "chat.update", self.client.chat_update, channel=self.target.channel, ts=handle.ts, **self._body(body)
         )

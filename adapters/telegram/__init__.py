@@ -14,7 +14,22 @@ from .sink import ChatPacer, ChatTarget, DraftSupport, TelegramSink, telegram_li
 from .updates import MessageView, SeenUpdates, inspect_message
 
 __all__ = [
-    "ALLOWED_UPDATES", "MAX_TEXT", "ChatPacer", "ChatTarget", "DraftSupport", "MessageView", "Rendered", "Router",
-    "SeenUpdates", "TelegramAdapter", "TelegramConfig", "TelegramSink", "TelegramUnavailable", "WebhookConfig",
-    "inspect_message", "render", "telegram_length", "telegram_limits",
+    "ALLOWED_UPDATES",
+    "MAX_TEXT",
+    "ChatPacer",
+    "ChatTarget",
+    "DraftSupport",
+    "MessageView",
+    "Rendered",
+    "Router",
+    "SeenUpdates",
+    "TelegramAdapter",
+    "TelegramConfig",
+    "TelegramSink",
+    "TelegramUnavailable",
+    "WebhookConfig",
+    "inspect_message",
+    "render",
+    "telegram_length",
+    "telegram_limits",
 ]

@@ -188,7 +188,7 @@ class TelegramAdapter:
             await asyncio.gather(*late, return_exceptions=True)
         await app.shutdown()
 
-    async def __aenter__(self) -> "TelegramAdapter":
+    async def __aenter__(self) -> TelegramAdapter:
         await self.start()
         return self
 

@@ -44,7 +44,9 @@ class TelegramConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     token: SecretStr = Field(description="The bot token from @BotFather.")
-    base_url: str = Field("https://api.telegram.org/bot", description="Bot API endpoint (self-hosted server: its URL + /bot).")
+    base_url: str = Field(
+        "https://api.telegram.org/bot", description="Bot API endpoint (self-hosted server: its URL + /bot)."
+    )
     base_file_url: str = Field("https://api.telegram.org/file/bot", description="File download endpoint.")
     local_mode: bool = Field(False, description="The self-hosted Bot API server runs with --local.")
     mode: Literal["polling", "webhook"] = "polling"
@@ -67,7 +69,7 @@ class TelegramConfig(BaseModel):
         return SecretStr(value.get_secret_value().strip())
 
     @model_validator(mode="after")
-    def _webhook_needs_settings(self) -> "TelegramConfig":
+    def _webhook_needs_settings(self) -> TelegramConfig:
         if self.mode == "webhook" and self.webhook is None:
             raise ValueError("mode 'webhook' needs a 'webhook:' section with at least url and secret_token")
         return self

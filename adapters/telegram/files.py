@@ -14,6 +14,7 @@ from core.workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
+
 class UploadRejected(CCBridgeError):
     """A file the user sent could not be taken (too large, not downloadable); the text says why."""
 

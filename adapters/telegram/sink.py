@@ -35,9 +35,7 @@ log = logging.getLogger(__name__)
 DRAFT_REFRESH = 20.0  # seconds; Telegram shows a draft for about 30 s unless it is sent again
 
 
-def telegram_limits(
-    *, max_len: int = MAX_TEXT, edit_interval: float = 1.0, typing_interval: float = 4.0
-) -> SinkLimits:
+def telegram_limits(*, max_len: int = MAX_TEXT, edit_interval: float = 1.0, typing_interval: float = 4.0) -> SinkLimits:
     """Limits for a Telegram sink: length measured as Telegram counts it (rendered, UTF-16)."""
     return SinkLimits(
         max_len=max_len, min_edit_interval=edit_interval, typing_interval=typing_interval, measure=telegram_length
@@ -168,7 +166,9 @@ class TelegramSink(ReplySink):
             except CCBridgeError as exc:
                 log.debug("could not refresh the draft in %s: %s", self.target.chat_id, exc)
         try:
-            await self.bot.send_chat_action(self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id)
+            await self.bot.send_chat_action(
+                self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id
+            )
         except TelegramError as exc:
             log.debug("typing indicator failed in %s: %s", self.target.chat_id, exc)
 

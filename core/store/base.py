@@ -61,7 +61,7 @@ class ConversationStore(ABC):
     @abstractmethod
     async def mark_interrupted(self) -> int: ...
 
-    async def __aenter__(self) -> "ConversationStore":
+    async def __aenter__(self) -> ConversationStore:
         await self.open()
         return self
 

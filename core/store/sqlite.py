@@ -51,12 +51,32 @@ CREATE INDEX IF NOT EXISTS turns_key ON turns(key, id);
 """
 
 _CONV_COLUMNS = (
-    "key", "platform", "owner", "thread", "session_id", "cwd", "model",
-    "created_at", "last_active_at", "message_count", "status", "metadata",
+    "key",
+    "platform",
+    "owner",
+    "thread",
+    "session_id",
+    "cwd",
+    "model",
+    "created_at",
+    "last_active_at",
+    "message_count",
+    "status",
+    "metadata",
 )
 _TURN_COLUMNS = (
-    "key", "session_id", "user_id", "user_text", "reply_text", "tool_calls",
-    "cost_usd", "duration_ms", "status", "error", "started_at", "finished_at",
+    "key",
+    "session_id",
+    "user_id",
+    "user_text",
+    "reply_text",
+    "tool_calls",
+    "cost_usd",
+    "duration_ms",
+    "status",
+    "error",
+    "started_at",
+    "finished_at",
 )
 
 

@@ -40,8 +40,13 @@ async def test_every_scenario_yields_positive_figures_and_a_report() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--turns", "0"], ["--warmup", "0"], ["--write", "--turns", "19"], ["--write", "--only", "raw-sdk-warm"],
-     ["--only", "no-such-scenario"]],
+    [
+        ["--turns", "0"],
+        ["--warmup", "0"],
+        ["--write", "--turns", "19"],
+        ["--write", "--only", "raw-sdk-warm"],
+        ["--only", "no-such-scenario"],
+    ],
 )
 def test_bad_options_are_refused_with_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

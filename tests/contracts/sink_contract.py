@@ -44,8 +44,13 @@ class SinkHarness(Protocol):
 
 def _request(decision: Decision | None = None) -> ApprovalRequest:
     req = ApprovalRequest(
-        id="req1", key=ConversationKey("test", "u1"), requested_by="u1", tool_name="Bash",
-        summary="ls -la", input={"command": "ls -la"}, timeout=30,
+        id="req1",
+        key=ConversationKey("test", "u1"),
+        requested_by="u1",
+        tool_name="Bash",
+        summary="ls -la",
+        input={"command": "ls -la"},
+        timeout=30,
     )
     if decision is not None:
         req.decision, req.decided_by = decision, "u1"

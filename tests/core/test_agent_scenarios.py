@@ -41,7 +41,9 @@ def final(events: list[object]) -> TurnResult | TurnError:
     return last
 
 
-async def test_resume_after_restarting_the_agent(make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI) -> None:
+async def test_resume_after_restarting_the_agent(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
     sections = make_sections()
     async with Agent(sections) as first:
         before = await first.chat("remember the word pineapple", user_id="u1")

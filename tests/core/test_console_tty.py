@@ -16,15 +16,24 @@ from tests.helpers import eventually
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def test_interactive_console_streams_and_stops(tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI) -> None:
+async def test_interactive_console_streams_and_stops(
+    tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"agent": {"env": cli_env}, "log_level": "WARNING"}))
     fake_api.rules["tell me a long story"] = [Hang("Once upon a time", seconds=60)]
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CCBRIDGE_"))}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(REPO / "run_bot.py"), "--config", str(config),
-        stdin=slave, stdout=slave, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env={**env, "HOME": str(tmp_path)},
+        sys.executable,
+        str(REPO / "run_bot.py"),
+        "--config",
+        str(config),
+        stdin=slave,
+        stdout=slave,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
+        env={**env, "HOME": str(tmp_path)},
     )
     os.close(slave)
     screen = bytearray()

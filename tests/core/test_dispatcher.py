@@ -169,7 +169,9 @@ async def test_huge_and_empty_messages_get_clear_answers(make_dispatcher, fake_a
     assert fake_api.requests == []
 
 
-async def test_unaddressed_messages_only_continue_existing_conversations(make_dispatcher, fake_api: FakeAnthropicAPI) -> None:
+async def test_unaddressed_messages_only_continue_existing_conversations(
+    make_dispatcher, fake_api: FakeAnthropicAPI
+) -> None:
     d = await make_dispatcher()
     thread = ConversationKey("chat", "channel-1", "thread-9")
     assert await say(d, "chatter", key=thread, mentioned=False) == []
@@ -178,7 +180,9 @@ async def test_unaddressed_messages_only_continue_existing_conversations(make_di
     assert await say(d, "follow-up", key=thread, user="bob", mentioned=False) == ["echo: [Bob] follow-up"]
 
 
-async def test_approvals_through_the_sink_and_only_by_the_requester(make_dispatcher, fake_api: FakeAnthropicAPI) -> None:
+async def test_approvals_through_the_sink_and_only_by_the_requester(
+    make_dispatcher, fake_api: FakeAnthropicAPI
+) -> None:
     d = await make_dispatcher()
     fake_api.enqueue(ToolCall("Bash", {"command": "echo hi > ok.txt"}))
     msg = message("do it")

@@ -33,7 +33,6 @@ from core import (
 from core.text_split import open_fence
 from tests.fakes.recording_sink import RecordingSink
 
-
 T = TypeVar("T")
 
 
@@ -105,7 +104,7 @@ async def test_updates_are_coalesced_to_the_minimum_interval(clock: VirtualClock
     await stream(sink, clock, words + [result()], gap=0.1)
     ops = sink.text_ops()
     times = [o.at for o in ops]
-    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[1:])), times
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[1:], strict=False)), times
     assert len(ops) <= 100 * 0.1 / 1.0 + 3  # ~one update per second, not one per delta
     assert sink.visible() == ["".join(w.text for w in words)]
 
@@ -189,9 +188,7 @@ async def test_tool_activity_by_verbosity(clock: VirtualClock) -> None:
     await stream(normal, clock, items, verbosity="normal")
     await stream(verbose, clock, items, verbosity="verbose")
     assert quiet.visible() == ["Checking.\n\nDone."]
-    assert normal.visible() == [
-        "Checking.\n\n🔧 Bash `ls -la`\n🔧 Read `secret.txt`\n   ↳ ✗ denied by policy\n\nDone."
-    ]
+    assert normal.visible() == ["Checking.\n\n🔧 Bash `ls -la`\n🔧 Read `secret.txt`\n   ↳ ✗ denied by policy\n\nDone."]
     assert "↳ ✓ a.txt b.txt" in verbose.visible()[0]
     assert "↳ ✗ denied by policy" in verbose.visible()[0]
 
@@ -199,7 +196,10 @@ async def test_tool_activity_by_verbosity(clock: VirtualClock) -> None:
 @pytest.mark.parametrize(
     ("terminal", "expected"),
     [
-        (TurnError("Claude Code stopped unexpectedly (exit -9)", kind="unavailable"), "⚠️ Error: Claude Code stopped unexpectedly (exit -9)"),
+        (
+            TurnError("Claude Code stopped unexpectedly (exit -9)", kind="unavailable"),
+            "⚠️ Error: Claude Code stopped unexpectedly (exit -9)",
+        ),
         (result(is_error=True, error="API Error: 529 overloaded"), "⚠️ Error: API Error: 529 overloaded"),
         (result(interrupted=True), "⏹ Stopped."),
     ],
@@ -238,8 +238,13 @@ async def test_show_cost(clock: VirtualClock) -> None:
 async def test_approvals_and_files_are_shown_in_order(clock: VirtualClock, tmp_path: Path) -> None:
     sink = make_sink(clock)
     request = ApprovalRequest(
-        id="r1", key=ConversationKey("t", "u"), requested_by="u", tool_name="Bash", summary="rm -rf build",
-        input={}, timeout=30,
+        id="r1",
+        key=ConversationKey("t", "u"),
+        requested_by="u",
+        tool_name="Bash",
+        summary="rm -rf build",
+        input={},
+        timeout=30,
     )
     decided = ApprovalRequest(**{**request.__dict__, "decision": Decision.ALLOW_ONCE, "decided_by": "u"})
     await stream(

@@ -18,9 +18,14 @@ async def run_bot(*args: str, stdin: str = "", cwd: Path, env: dict[str, str] | 
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CCBRIDGE_", "CLAUDE_"))}
     base["HOME"] = str(cwd)  # no Claude Code login in here
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(REPO / "run_bot.py"), *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=cwd, env={**base, **(env or {})},
+        sys.executable,
+        str(REPO / "run_bot.py"),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env={**base, **(env or {})},
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 120)
     assert proc.returncode is not None

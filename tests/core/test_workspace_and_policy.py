@@ -102,7 +102,9 @@ async def test_symlinks_out_of_the_workspace_are_denied(ctx: ToolContext, tmp_pa
 
 async def test_other_tools_need_approval_unless_allowed(ctx: ToolContext) -> None:
     assert (await policy().evaluate("Bash", {"command": "ls"}, ctx)).action == "ask"
-    assert (await policy(allowed_tools=["WebSearch", "mcp__docs__*"]).evaluate("mcp__docs__find", {}, ctx)).action == "allow"
+    assert (
+        await policy(allowed_tools=["WebSearch", "mcp__docs__*"]).evaluate("mcp__docs__find", {}, ctx)
+    ).action == "allow"
     assert (await policy(disallowed_tools=["Bash"]).evaluate("Bash", {}, ctx)).action == "deny"
     assert (await policy(approval_tools=["Bash"]).evaluate("WebFetch", {}, ctx)).action == "deny"
     ctx.session_allowed.add("Bash")

@@ -25,8 +25,9 @@ import asyncio
 import itertools
 import json
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -104,11 +105,7 @@ class FakeRequest:
 
     def images(self) -> list[dict[str, Any]]:
         return [
-            b
-            for msg in self.messages
-            if msg.get("role") == "user"
-            for b in _blocks(msg)
-            if b.get("type") == "image"
+            b for msg in self.messages if msg.get("role") == "user" for b in _blocks(msg) if b.get("type") == "image"
         ]
 
 
@@ -172,7 +169,7 @@ class FakeAnthropicAPI:
         }
 
     # -- server --------------------------------------------------------------
-    async def start(self) -> "FakeAnthropicAPI":
+    async def start(self) -> FakeAnthropicAPI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
@@ -191,7 +188,7 @@ class FakeAnthropicAPI:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "FakeAnthropicAPI":
+    async def __aenter__(self) -> FakeAnthropicAPI:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -298,7 +295,11 @@ class FakeAnthropicAPI:
                             await asyncio.sleep(step.delay)
                         await send(
                             "content_block_delta",
-                            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}},
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "text_delta", "text": piece},
+                            },
                         )
                     if isinstance(step, Hang):
                         await _ping_for(send, step.seconds)
@@ -310,7 +311,12 @@ class FakeAnthropicAPI:
                         {
                             "type": "content_block_start",
                             "index": index,
-                            "content_block": {"type": "tool_use", "id": step.id or self._tool_id(), "name": step.name, "input": {}},
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": step.id or self._tool_id(),
+                                "name": step.name,
+                                "input": {},
+                            },
                         },
                     )
                     await send(
@@ -324,7 +330,11 @@ class FakeAnthropicAPI:
                     await send("content_block_stop", {"type": "content_block_stop", "index": index})
             await send(
                 "message_delta",
-                {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}, "usage": {"output_tokens": 5}},
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": 5},
+                },
             )
             await send("message_stop", {"type": "message_stop"})
         except (ConnectionResetError, asyncio.CancelledError):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import ApprovalRequest, MessageGone, RateLimited, ReplySink, SinkError, SinkLimits
+from core import ApprovalRequest, MessageGone, ReplySink, SinkError, SinkLimits
 
 
 @dataclass

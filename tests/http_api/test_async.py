@@ -41,9 +41,7 @@ async def test_async_task_completes_and_the_callback_is_signed(api: Api, receive
     payload = json.loads(hit.body)
     assert payload["task_id"] == task_id and payload["result"]["text"] == "echo: work in the background"
 
-    delivered = await wait_until(
-        lambda: _delivered(api, task_id), what="the delivery to be recorded"
-    )
+    delivered = await wait_until(lambda: _delivered(api, task_id), what="the delivery to be recorded")
     assert delivered["callback"]["attempts"] == 1 and delivered["callback"]["last_status"] == 200
 
 

@@ -94,8 +94,9 @@ async def test_stream_approval_request_answered_over_http(api: Api) -> None:
     result = next(data for name, data in events if name == "tool_result")
     assert result["is_error"] is False
     assert events[-1][0] == "done" and "approved-42" in events[-1][1]["text"]
-    again = await api.client.post(f"/api/v1/approvals/{events[names.index('approval_request')][1]['id']}",
-                                  json={"decision": "deny"})
+    again = await api.client.post(
+        f"/api/v1/approvals/{events[names.index('approval_request')][1]['id']}", json={"decision": "deny"}
+    )
     assert again.status_code == 404 and again.json()["error"]["code"] == "approval_not_found"
 
 
@@ -106,8 +107,9 @@ async def test_approval_answered_by_someone_else_is_403(make_api: Any) -> None:
 
         async def intrude(name: str, data: dict[str, Any]) -> None:
             if name == "approval_request":
-                other = await api.client.post(f"/api/v1/approvals/{data['id']}",
-                                              json={"decision": "allow_once", "user_id": "mallory"})
+                other = await api.client.post(
+                    f"/api/v1/approvals/{data['id']}", json={"decision": "allow_once", "user_id": "mallory"}
+                )
                 statuses.append(other.status_code)
                 assert other.json()["error"]["code"] == "forbidden"
                 own = await api.client.post(f"/api/v1/approvals/{data['id']}", json={"decision": "deny"})
@@ -150,7 +152,9 @@ async def test_the_same_session_from_http_and_from_the_library(api: Api) -> None
 
 async def test_disconnecting_the_stream_interrupts_the_turn(api: Api) -> None:
     api.fake.enqueue(Hang("started ", seconds=60))
-    async with aconnect_sse(api.client, "POST", "/api/v1/chat/stream", json={"text": "long one", "user_id": "u8"}) as source:
+    async with aconnect_sse(
+        api.client, "POST", "/api/v1/chat/stream", json={"text": "long one", "user_id": "u8"}
+    ) as source:
         async for sse in source.aiter_sse():
             if sse.event == "text_delta":
                 break  # leave mid-turn: the connection closes

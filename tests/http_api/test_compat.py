@@ -13,7 +13,9 @@ from .conftest import KEY, Api, wait_until
 async def test_compat_chat_history_and_clear(api: Api) -> None:
     # Those clients authenticate with X-API-Key.
     async with api.anonymous(headers={"X-API-Key": KEY}) as client:
-        resp = await client.post("/chat", json={"message": "Hello Claude!", "user_id": "alice", "enable_debounce": False})
+        resp = await client.post(
+            "/chat", json={"message": "Hello Claude!", "user_id": "alice", "enable_debounce": False}
+        )
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert body["content"] == "echo: Hello Claude!" and body["success"] is True
@@ -29,7 +31,10 @@ async def test_compat_chat_history_and_clear(api: Api) -> None:
         h = history.json()
         assert h["user_id"] == "alice" and h["total_messages"] == 4
         assert [(m["role"], m["content"]) for m in h["messages"]] == [
-            ("user", "Hello Claude!"), ("assistant", "echo: Hello Claude!"), ("user", "via v1"), ("assistant", "echo: via v1"),
+            ("user", "Hello Claude!"),
+            ("assistant", "echo: Hello Claude!"),
+            ("user", "via v1"),
+            ("assistant", "echo: via v1"),
         ]
         by_id = await client.get(f"/session/{body['claude_session_id']}/history")
         assert by_id.json()["total_messages"] == 4
@@ -41,11 +46,15 @@ async def test_compat_chat_history_and_clear(api: Api) -> None:
 
 
 async def test_compat_named_sessions_are_separate(api: Api) -> None:
-    a = (await api.client.post("/chat", json={"message": "in project a", "user_id": "bob", "session_id": "proj-a"})).json()
+    a = (
+        await api.client.post("/chat", json={"message": "in project a", "user_id": "bob", "session_id": "proj-a"})
+    ).json()
     b = (await api.client.post("/chat", json={"message": "in default", "user_id": "bob"})).json()
     assert a["session_id"] == "proj-a" and b["session_id"] == "user_bob"
     assert a["claude_session_id"] != b["claude_session_id"]
-    again = (await api.client.post("/chat", json={"message": "again a", "user_id": "bob", "session_id": "proj-a"})).json()
+    again = (
+        await api.client.post("/chat", json={"message": "again a", "user_id": "bob", "session_id": "proj-a"})
+    ).json()
     assert again["claude_session_id"] == a["claude_session_id"]
     history = (await api.client.get("/session/proj-a/history")).json()
     assert [m["content"] for m in history["messages"] if m["role"] == "user"] == ["in project a", "again a"]

@@ -34,7 +34,11 @@ async def test_every_route_needs_a_key(api: Api) -> None:
 
 async def test_bearer_and_x_api_key_and_several_keys(api: Api) -> None:
     async with api.anonymous() as client:
-        for headers in ({"Authorization": f"Bearer {KEY}"}, {"Authorization": f"Bearer {OTHER_KEY}"}, {"X-API-Key": OTHER_KEY}):
+        for headers in (
+            {"Authorization": f"Bearer {KEY}"},
+            {"Authorization": f"Bearer {OTHER_KEY}"},
+            {"X-API-Key": OTHER_KEY},
+        ):
             resp = await client.get("/api/v1/sessions", params={"user_id": "k"}, headers=headers)
             assert resp.status_code == 200, headers
 
@@ -66,7 +70,10 @@ async def test_user_allowlist(make_api: Any) -> None:
 
 async def test_cors_is_configurable(make_api: Any) -> None:
     async with make_api(cors_origins=["https://app.example"]) as api, api.anonymous() as client:
-        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
         allowed = await client.options("/api/v1/chat", headers={"Origin": "https://app.example", **preflight})
         assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
@@ -100,7 +107,9 @@ async def test_request_body_limit(make_api: Any) -> None:
 async def test_max_concurrent_turns_is_a_429_with_retry_after(make_api: Any) -> None:
     async with make_api(max_concurrent_turns=1) as api:
         api.fake.enqueue(Hang("holding ", seconds=60))
-        async with aconnect_sse(api.client, "POST", "/api/v1/chat/stream", json={"text": "hold", "user_id": "c1"}) as source:
+        async with aconnect_sse(
+            api.client, "POST", "/api/v1/chat/stream", json={"text": "hold", "user_id": "c1"}
+        ) as source:
             async for sse in source.aiter_sse():
                 if sse.event == "text_delta":
                     break
@@ -142,7 +151,9 @@ def test_settings_refuse_to_start_without_keys() -> None:
     bot = load_bot_class("http_api")
     with pytest.raises(ConfigError) as err:
         bot.parse_settings("api", {})
-    assert "bots.api" in str(err.value) and "api_keys is empty" in str(err.value) and "allow_anonymous" in str(err.value)
+    assert (
+        "bots.api" in str(err.value) and "api_keys is empty" in str(err.value) and "allow_anonymous" in str(err.value)
+    )
     with pytest.raises(ConfigError, match=r"api_keys\[0\] is empty"):
         bot.parse_settings("api", {"api_keys": [""]})
     with pytest.raises(ConfigError, match="bots.api.max_body_bytes"):

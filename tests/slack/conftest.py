@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.slack import SlackBridge, SlackConfig
+from bots.slack import conversation_key
 from core import Agent, Sections
 
 from .fake_slack import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, EventPoster, FakeSlack
@@ -20,20 +19,6 @@ from .fake_slack import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, EventPoster, FakeS
 async def slack() -> AsyncIterator[FakeSlack]:
     async with FakeSlack() as fake:
         yield fake
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -75,7 +60,7 @@ async def make_bridge(
     async def make(*, sections: dict[str, Any] | None = None, serve: bool = True, **settings: Any) -> Running:
         agent = Agent(make_sections(**(sections or {})))
         await agent.start()
-        bridge = SlackBridge(agent, slack_config(slack, **settings))
+        bridge = SlackBridge(agent, slack_config(slack, **settings), conversation_key)
         running = Running(bridge, agent, EventPoster(""), slack)
         started.append(running)
         await bridge.start()

@@ -136,7 +136,7 @@ class FakeSlack:
     def api_url(self) -> str:
         return f"{self.url}/api/"
 
-    async def start(self) -> "FakeSlack":
+    async def start(self) -> FakeSlack:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("POST", "/api/{method}", self._api)
         app.router.add_route("GET", "/api/{method}", self._api)
@@ -158,15 +158,22 @@ class FakeSlack:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "FakeSlack":
+    async def __aenter__(self) -> FakeSlack:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     # -- scripting -------------------------------------------------------------
-    def fail_next(self, method: str, error: str = "ratelimited", *, status: int | None = None,
-                  retry_after: float | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        error: str = "ratelimited",
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        times: int = 1,
+    ) -> None:
         """Answer the next ``times`` calls of ``method`` with ``error`` (429 for ratelimited)."""
         if status is None:
             status = 429 if error == "ratelimited" else 200
@@ -200,10 +207,7 @@ class FakeSlack:
 
     def thread(self, channel: str, thread_ts: str | None) -> list[Message]:
         """Bot messages in a thread (thread_ts None: top level of the channel), oldest first."""
-        return [
-            m for m in self.messages.values()
-            if m.channel == channel and m.from_bot and m.thread_ts == thread_ts
-        ]
+        return [m for m in self.messages.values() if m.channel == channel and m.from_bot and m.thread_ts == thread_ts]
 
     def replies(self, channel: str, thread_ts: str | None) -> list[str]:
         """Rendered reply texts (approval prompts left out)."""
@@ -271,8 +275,15 @@ class FakeSlack:
         return msg
 
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"url": "https://fake.slack.com/", "team": "Fake", "user": "ccbridge", "team_id": TEAM,
-                "user_id": BOT_USER, "bot_id": BOT_ID, "is_enterprise_install": False}
+        return {
+            "url": "https://fake.slack.com/",
+            "team": "Fake",
+            "user": "ccbridge",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
 
     def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"url": f"ws://127.0.0.1:{self.port}/socket"}
@@ -333,8 +344,9 @@ class FakeSlack:
         channel = args["channel"]
         if not channel.startswith("D") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
             raise _ApiError("invalid_arguments")
-        msg = Message(channel=channel, ts=self.new_ts(), user=BOT_USER, thread_ts=args["thread_ts"],
-                      streamed=True, streaming=True)
+        msg = Message(
+            channel=channel, ts=self.new_ts(), user=BOT_USER, thread_ts=args["thread_ts"], streamed=True, streaming=True
+        )
         text = self._chunk_text(args)
         if text:
             msg.chunks.append(text)
@@ -391,8 +403,13 @@ class FakeSlack:
     def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "filename", "length")
         file_id = f"F{next(self._ids):06d}"
-        self.uploads[file_id] = {"id": file_id, "filename": args["filename"], "length": int(args["length"]),
-                                 "data": None, "shared": False}
+        self.uploads[file_id] = {
+            "id": file_id,
+            "filename": args["filename"],
+            "length": int(args["length"]),
+            "data": None,
+            "shared": False,
+        }
         return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
 
     def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -403,8 +420,13 @@ class FakeSlack:
             upload = self.uploads.get(item.get("id"))
             if upload is None or upload["data"] is None:
                 raise _ApiError("file_not_found" if upload is None else "file_upload_not_complete")
-            upload.update(shared=True, title=item.get("title"), channel=args.get("channel_id"),
-                          thread_ts=args.get("thread_ts") or None, initial_comment=args.get("initial_comment"))
+            upload.update(
+                shared=True,
+                title=item.get("title"),
+                channel=args.get("channel_id"),
+                thread_ts=args.get("thread_ts") or None,
+                initial_comment=args.get("initial_comment"),
+            )
             out.append({"id": upload["id"], "name": upload["filename"], "title": item.get("title")})
         return {"files": out}
 
@@ -413,8 +435,16 @@ class FakeSlack:
         for path, (data, ctype) in self.hosted.items():
             if path.split("/")[0].endswith(args["file"]):
                 url = f"{self.url}/files-pri/{path}"
-                return {"file": {"id": args["file"], "name": path.split("/")[-1], "size": len(data),
-                                 "mimetype": ctype, "url_private": url, "url_private_download": url}}
+                return {
+                    "file": {
+                        "id": args["file"],
+                        "name": path.split("/")[-1],
+                        "size": len(data),
+                        "mimetype": ctype,
+                        "url_private": url,
+                        "url_private_download": url,
+                    }
+                }
         raise _ApiError("file_not_found")
 
     async def _upload(self, request: web.Request) -> web.Response:
@@ -422,7 +452,7 @@ class FakeSlack:
         if upload is None:
             return web.Response(status=404, text="unknown upload")
         upload["data"] = await request.read()
-        return web.Response(text="OK - %d" % len(upload["data"]))
+        return web.Response(text=f"OK - {len(upload['data'])}")
 
     async def _download(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
@@ -445,8 +475,14 @@ class FakeSlack:
         await ws.prepare(request)
         self._sockets.append(ws)
         self.socket_connections += 1
-        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": APP_ID},
-                            "debug_info": {"host": "fake", "approximate_connection_time": 3600}})
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "connection_info": {"app_id": APP_ID},
+                "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+            }
+        )
         self._socket_ready.set()
         try:
             async for message in ws:
@@ -464,9 +500,14 @@ class FakeSlack:
     async def socket_send(self, payload: dict[str, Any], *, kind: str = "events_api", retry_attempt: int = 0) -> str:
         """Push an envelope to the connected client; returns its envelope_id."""
         envelope_id = f"env-{next(self._ids)}"
-        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload,
-                    "accepts_response_payload": kind != "events_api", "retry_attempt": retry_attempt,
-                    "retry_reason": "timeout" if retry_attempt else ""}
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        }
         await self._sockets[-1].send_json(envelope)
         return envelope_id
 
@@ -481,7 +522,7 @@ class FakeSlack:
             self._ack_seen.clear()
             try:
                 await asyncio.wait_for(self._ack_seen.wait(), 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
@@ -496,8 +537,9 @@ def _error(code: str) -> web.Response:
 
 
 # -- deliveries to the bot -----------------------------------------------------
-def signed_headers(body: bytes, *, secret: str = SIGNING_SECRET, timestamp: int | None = None,
-                   content_type: str = "application/json") -> dict[str, str]:
+def signed_headers(
+    body: bytes, *, secret: str = SIGNING_SECRET, timestamp: int | None = None, content_type: str = "application/json"
+) -> dict[str, str]:
     """Headers of a request signed the way Slack signs them (``v0=`` HMAC-SHA256 of ``v0:ts:body``)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     base = b"v0:" + ts.encode() + b":" + body
@@ -507,9 +549,14 @@ def signed_headers(body: bytes, *, secret: str = SIGNING_SECRET, timestamp: int 
 
 def event_callback(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
     return {
-        "token": "legacy", "team_id": TEAM, "api_app_id": APP_ID, "type": "event_callback",
-        "event": event, "event_id": event_id or f"Ev{int(time.time() * 1000) % 10**9}{id(event) % 1000}",
-        "event_time": int(time.time()), "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        "token": "legacy",
+        "team_id": TEAM,
+        "api_app_id": APP_ID,
+        "type": "event_callback",
+        "event": event,
+        "event_id": event_id or f"Ev{int(time.time() * 1000) % 10**9}{id(event) % 1000}",
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
     }
 
 
@@ -524,16 +571,24 @@ class EventPoster:
     def next_event_id(self) -> str:
         return f"Ev{next(self._ids):08d}"
 
-    async def send(self, body: bytes, *, content_type: str = "application/json", timestamp: int | None = None,
-                   secret: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async def send(
+        self,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        timestamp: int | None = None,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
         all_headers = signed_headers(body, secret=secret or self.secret, timestamp=timestamp, content_type=content_type)
         all_headers.update(headers or {})
         async with aiohttp.ClientSession() as session:
             async with session.post(self.url, data=body, headers=all_headers) as response:
                 return response.status, await response.text()
 
-    async def event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None,
-                    **kwargs: Any) -> tuple[int, str]:
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None, **kwargs: Any
+    ) -> tuple[int, str]:
         payload = event_callback(event, event_id=event_id or self.next_event_id())
         headers = dict(kwargs.pop("headers", None) or {})
         if retry_num is not None:

@@ -13,8 +13,8 @@ from bots.slack import SlackBot, SlackSettings
 from core import ConfigError, config_from_dict
 from run_bot import plan
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.helpers import eventually
 
-from .conftest import eventually
 from .fake_slack import BOT_TOKEN, SIGNING_SECRET, TEAM, EventPoster, FakeSlack
 
 
@@ -61,8 +61,13 @@ async def test_the_bot_runs_from_a_config_file_until_cancelled(
             "store": {"path": str(tmp_path / "db.sqlite")},
             "bots": {
                 "team": {
-                    "kind": "slack", "mode": "http", "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET,
-                    "host": "127.0.0.1", "port": unused_tcp_port, "base_url": slack.api_url,
+                    "kind": "slack",
+                    "mode": "http",
+                    "bot_token": BOT_TOKEN,
+                    "signing_secret": SIGNING_SECRET,
+                    "host": "127.0.0.1",
+                    "port": unused_tcp_port,
+                    "base_url": slack.api_url,
                     "access": {"allowlist": ["slack:U1"]},
                 }
             },
@@ -78,8 +83,19 @@ async def test_the_bot_runs_from_a_config_file_until_cancelled(
 
         async def delivered() -> bool:
             try:
-                return (await poster.event({"type": "message", "user": "U1", "text": "ping", "ts": "1.5",
-                                            "channel": "D0X", "channel_type": "im", "team": TEAM}))[0] == 200
+                return (
+                    await poster.event(
+                        {
+                            "type": "message",
+                            "user": "U1",
+                            "text": "ping",
+                            "ts": "1.5",
+                            "channel": "D0X",
+                            "channel_type": "im",
+                            "team": TEAM,
+                        }
+                    )
+                )[0] == 200
             except OSError:  # not listening yet
                 return False
 
@@ -95,11 +111,12 @@ async def test_the_bot_runs_from_a_config_file_until_cancelled(
 
 async def test_a_bad_bot_token_is_a_config_error(make_sections: Any, slack: FakeSlack) -> None:
     from adapters.slack import SlackBridge
+    from bots.slack import conversation_key
     from core import Agent
 
     settings = parse(bot_token="xoxb-wrong", mode="http", signing_secret="s", base_url=slack.api_url)
     with pytest.raises(ConfigError) as info:
-        await SlackBridge(Agent(make_sections()), settings).start()
+        await SlackBridge(Agent(make_sections()), settings, conversation_key).start()
     assert str(info.value) == "bot_token: Slack rejected the bot token (invalid_auth)"
 
 
@@ -108,8 +125,16 @@ def test_the_app_manifest_asks_for_what_the_bridge_uses() -> None:
 
     manifest = yaml.safe_load((Path(__file__).parents[2] / "adapters" / "slack" / "manifest.yaml").read_text())
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
-    assert {"app_mentions:read", "chat:write", "im:history", "channels:history", "reactions:write",
-            "files:read", "files:write", "commands"} <= scopes
+    assert {
+        "app_mentions:read",
+        "chat:write",
+        "im:history",
+        "channels:history",
+        "reactions:write",
+        "files:read",
+        "files:write",
+        "commands",
+    } <= scopes
     events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
     assert {"app_mention", "message.im", "message.channels", "message.groups"} <= events
     assert manifest["settings"]["interactivity"]["is_enabled"] and manifest["settings"]["socket_mode_enabled"]

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.slack.events import BotIdentity, Seen, normalize_command, strip_mentions, translate_message
+from adapters.slack.events import BotIdentity, Seen, SlackInbound, normalize_command, strip_mentions, translate_message
+from bots.slack import conversation_key
 from core import ConversationKey
 
 BOT = BotIdentity(user_id="UBOT", bot_id="BBOT", team_id="T1")
+
+
+def read(ev: dict[str, Any], **kw: Any) -> SlackInbound | None:
+    """An event as the Slack bot sees it: read by the adapter, routed by the bot's policy."""
+    return translate_message(ev, BOT, conversation_key, **kw)
 
 
 def event(**fields: Any) -> dict[str, Any]:
@@ -17,7 +23,7 @@ def event(**fields: Any) -> dict[str, Any]:
 
 
 def test_a_dm_is_one_session_per_user_answered_at_the_top_level() -> None:
-    inbound = translate_message(event(channel="D1", channel_type="im"), BOT)
+    inbound = read(event(channel="D1", channel_type="im"))
     assert inbound is not None
     assert inbound.key == ConversationKey("slack", "U1") and inbound.mentioned
     assert inbound.target.channel == "D1" and inbound.target.thread_ts is None
@@ -25,31 +31,31 @@ def test_a_dm_is_one_session_per_user_answered_at_the_top_level() -> None:
 
 
 def test_dm_threads_and_replies_inside_a_dm_thread() -> None:
-    assert translate_message(event(channel="D1", channel_type="im"), BOT, dm_threads=True).target.thread_ts == "10.1"
-    inbound = translate_message(event(channel="D1", channel_type="im", thread_ts="9.0"), BOT)
+    assert read(event(channel="D1", channel_type="im"), dm_threads=True).target.thread_ts == "10.1"
+    inbound = read(event(channel="D1", channel_type="im", thread_ts="9.0"))
     assert inbound.target.thread_ts == "9.0" and inbound.key == ConversationKey("slack", "U1")
 
 
 def test_a_mention_opens_a_thread_session() -> None:
-    inbound = translate_message(event(type="app_mention", text="<@UBOT> do it", channel_type=None), BOT)
+    inbound = read(event(type="app_mention", text="<@UBOT> do it", channel_type=None))
     assert inbound.key == ConversationKey("slack", "C1", "10.1")
     assert inbound.text == "do it" and inbound.mentioned
     assert inbound.target.thread_ts == "10.1" and inbound.target.user_id == "U1" and inbound.target.team_id == "T1"
 
 
 def test_a_mention_inside_a_thread_joins_that_thread() -> None:
-    inbound = translate_message(event(type="app_mention", text="<@UBOT|ccb> more", thread_ts="5.0"), BOT)
+    inbound = read(event(type="app_mention", text="<@UBOT|ccb> more", thread_ts="5.0"))
     assert inbound.key == ConversationKey("slack", "C1", "5.0") and inbound.text == "more"
 
 
 def test_thread_messages_without_a_mention_are_follow_ups() -> None:
-    inbound = translate_message(event(text="and then?", thread_ts="5.0"), BOT)
+    inbound = read(event(text="and then?", thread_ts="5.0"))
     assert inbound.key == ConversationKey("slack", "C1", "5.0") and not inbound.mentioned
-    assert translate_message(event(text="chatter"), BOT) is None  # top level, no mention
+    assert read(event(text="chatter")) is None  # top level, no mention
 
 
 def test_a_plain_message_mentioning_the_bot_counts_as_a_mention() -> None:
-    inbound = translate_message(event(text="hey <@UBOT> look"), BOT)
+    inbound = read(event(text="hey <@UBOT> look"))
     assert inbound.mentioned and inbound.key.thread == "10.1" and inbound.text == "hey   look"
 
 
@@ -64,12 +70,12 @@ def test_bots_edits_and_joins_are_ignored() -> None:
         event(user=None),
         event(type="reaction_added"),
     ):
-        assert translate_message(ignored, BOT) is None
+        assert read(ignored) is None
 
 
 def test_file_shares_carry_their_files() -> None:
     files = [{"id": "F1", "name": "a.txt"}, "junk"]
-    inbound = translate_message(event(channel="D1", channel_type="im", subtype="file_share", files=files), BOT)
+    inbound = read(event(channel="D1", channel_type="im", subtype="file_share", files=files))
     assert inbound.files == [{"id": "F1", "name": "a.txt"}]
 
 

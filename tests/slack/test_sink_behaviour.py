@@ -16,8 +16,9 @@ from .fake_slack import BOT_TOKEN, TEAM, FakeSlack
 CHANNEL = "C0SINK"
 
 
-def make_sink(fake: FakeSlack, *, thread: bool = True, streaming: bool = True,
-              caps: Capabilities | None = None) -> tuple[SlackSink, str]:
+def make_sink(
+    fake: FakeSlack, *, thread: bool = True, streaming: bool = True, caps: Capabilities | None = None
+) -> tuple[SlackSink, str]:
     root = fake.user_message(CHANNEL, "U1", "question").ts
     client = AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url)
     target = SlackTarget(CHANNEL, root if thread else None, "U1", TEAM, root)
@@ -98,8 +99,15 @@ async def test_the_working_indicator_never_breaks_a_reply(slack: FakeSlack) -> N
 
 async def test_approvals_are_posted_then_updated_in_place(slack: FakeSlack) -> None:
     sink, root = make_sink(slack)
-    request = ApprovalRequest(id="r1", key=ConversationKey("slack", CHANNEL, root), requested_by="U1",
-                              tool_name="Bash", summary="rm -rf build", input={}, timeout=30)
+    request = ApprovalRequest(
+        id="r1",
+        key=ConversationKey("slack", CHANNEL, root),
+        requested_by="U1",
+        tool_name="Bash",
+        summary="rm -rf build",
+        input={},
+        timeout=30,
+    )
     await sink.show_approval(request)
     [prompt] = slack.approvals(CHANNEL, root)
     assert {b["value"] for b in prompt.buttons()} == {"r1"}
@@ -112,8 +120,15 @@ async def test_approvals_are_posted_then_updated_in_place(slack: FakeSlack) -> N
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_after_an_approval_prompt_the_reply_continues_below_it(slack: FakeSlack, streaming: bool) -> None:
     sink, root = make_sink(slack, streaming=streaming)
-    request = ApprovalRequest(id="r2", key=ConversationKey("slack", CHANNEL, root), requested_by="U1",
-                              tool_name="Bash", summary="ls", input={}, timeout=30)
+    request = ApprovalRequest(
+        id="r2",
+        key=ConversationKey("slack", CHANNEL, root),
+        requested_by="U1",
+        tool_name="Bash",
+        summary="ls",
+        input={},
+        timeout=30,
+    )
     handle = await sink.post("Let me look.")
     await sink.show_approval(request)
     await sink.show_approval(request)  # a retried call shows it once

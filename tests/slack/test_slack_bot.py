@@ -11,29 +11,55 @@ from typing import Any
 
 from core import ConversationKey
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
+from tests.helpers import eventually
 
-from .conftest import Running, eventually
+from .conftest import Running
 from .fake_slack import BOT_ID, BOT_USER, TEAM, FakeSlack
 
 CHANNEL = "C0GENERAL"
 DM = "D0ALICE"
 
 
-def mention(fake: FakeSlack, text: str, *, user: str = "U1", channel: str = CHANNEL,
-            thread_ts: str | None = None) -> dict[str, Any]:
+def mention(
+    fake: FakeSlack, text: str, *, user: str = "U1", channel: str = CHANNEL, thread_ts: str | None = None
+) -> dict[str, Any]:
     msg = fake.user_message(channel, user, f"<@{BOT_USER}> {text}", thread_ts=thread_ts)
-    event = {"type": "app_mention", "user": user, "text": msg.text, "ts": msg.ts, "channel": channel,
-             "event_ts": msg.ts, "team": TEAM}
+    event = {
+        "type": "app_mention",
+        "user": user,
+        "text": msg.text,
+        "ts": msg.ts,
+        "channel": channel,
+        "event_ts": msg.ts,
+        "team": TEAM,
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
 
 
-def message(fake: FakeSlack, text: str, *, user: str = "U1", channel: str = CHANNEL, thread_ts: str | None = None,
-            channel_type: str = "channel", **extra: Any) -> dict[str, Any]:
+def message(
+    fake: FakeSlack,
+    text: str,
+    *,
+    user: str = "U1",
+    channel: str = CHANNEL,
+    thread_ts: str | None = None,
+    channel_type: str = "channel",
+    **extra: Any,
+) -> dict[str, Any]:
     msg = fake.user_message(channel, user, text, thread_ts=thread_ts)
-    event = {"type": "message", "user": user, "text": text, "ts": msg.ts, "channel": channel,
-             "event_ts": msg.ts, "channel_type": channel_type, "team": TEAM, **extra}
+    event = {
+        "type": "message",
+        "user": user,
+        "text": text,
+        "ts": msg.ts,
+        "channel": channel,
+        "event_ts": msg.ts,
+        "channel_type": channel_type,
+        "team": TEAM,
+        **extra,
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
@@ -140,9 +166,7 @@ async def test_a_repeated_delivery_is_answered_once(make_bridge: Any, fake_api: 
     assert asked(fake_api).count("only once please") == 1
 
 
-async def test_forged_and_stale_requests_get_401_and_nothing_runs(
-    make_bridge: Any, fake_api: FakeAnthropicAPI
-) -> None:
+async def test_forged_and_stale_requests_get_401_and_nothing_runs(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
     import json
     import time
 
@@ -196,8 +220,9 @@ async def test_rate_limited_edits_still_end_complete_in_a_dm(make_bridge: Any, f
     fake_api.enqueue(Text(full, chunks=6, delay=0.15))
     fake.fail_next("chat.update", retry_after=1, times=2)
     await bot.poster.event(dm(fake, "count"))
-    await eventually(lambda: finished(fake, DM, None, "eight") and fake.replies(DM, None) == [full],
-                     what="the complete answer")
+    await eventually(
+        lambda: finished(fake, DM, None, "eight") and fake.replies(DM, None) == [full], what="the complete answer"
+    )
     assert not fake.called("chat.startStream")  # a top-level DM reply is edited, not streamed
     assert len(fake.called("chat.postMessage")) == 1
 
@@ -239,12 +264,24 @@ def _button_payload(prompt: Any, action_id: str, user: str) -> dict[str, Any]:
         "user": {"id": user, "team_id": TEAM},
         "api_app_id": "AFAKE",
         "trigger_id": "t1",
-        "container": {"type": "message", "message_ts": prompt.ts, "channel_id": prompt.channel,
-                      "is_ephemeral": False, "thread_ts": prompt.thread_ts},
+        "container": {
+            "type": "message",
+            "message_ts": prompt.ts,
+            "channel_id": prompt.channel,
+            "is_ephemeral": False,
+            "thread_ts": prompt.thread_ts,
+        },
         "channel": {"id": prompt.channel},
         "message": {"type": "message", "ts": prompt.ts, "thread_ts": prompt.thread_ts, "text": prompt.text},
-        "actions": [{"type": "button", "action_id": action_id, "block_id": "ccbridge_approval_buttons",
-                     "value": button["value"], "action_ts": "1"}],
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "ccbridge_approval_buttons",
+                "value": button["value"],
+                "action_ts": "1",
+            }
+        ],
     }
 
 
@@ -308,9 +345,7 @@ async def test_messages_from_bots_are_ignored(make_bridge: Any, fake_api: FakeAn
     assert len(fake.called("chat.postMessage")) == 1 and not fake.called("chat.startStream")
 
 
-async def test_users_outside_the_allowlist_get_one_polite_refusal(
-    make_bridge: Any, fake_api: FakeAnthropicAPI
-) -> None:
+async def test_users_outside_the_allowlist_get_one_polite_refusal(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
     bot: Running = await make_bridge(sections={"access": {"allow_all": False, "allowlist": ["slack:U1"]}})
     fake = bot.fake
     first = mention(fake, "let me in", user="U9")
@@ -318,8 +353,16 @@ async def test_users_outside_the_allowlist_get_one_polite_refusal(
     await eventually(lambda: fake.replies(CHANNEL, first["ts"]), what="the refusal")
     assert "not on this bot's allowlist" in fake.replies(CHANNEL, first["ts"])[0]
     url = fake.host_file("secret.txt", b"data")
-    await bot.poster.event(dm(fake, "please?", user="U9", channel="D0STRANGER", subtype="file_share",
-                              files=[{"id": "F1", "name": "secret.txt", "size": 4, "url_private_download": url}]))
+    await bot.poster.event(
+        dm(
+            fake,
+            "please?",
+            user="U9",
+            channel="D0STRANGER",
+            subtype="file_share",
+            files=[{"id": "F1", "name": "secret.txt", "size": 4, "url_private_download": url}],
+        )
+    )
     barrier = mention(fake, "barrier", user="U1")
     await bot.poster.event(barrier)
     await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the allowed user's answer")
@@ -328,9 +371,7 @@ async def test_users_outside_the_allowlist_get_one_polite_refusal(
     assert fake.downloads == []  # a stranger's files are not fetched
 
 
-async def test_a_dm_is_one_session_per_user_answered_with_edits(
-    make_bridge: Any, fake_api: FakeAnthropicAPI
-) -> None:
+async def test_a_dm_is_one_session_per_user_answered_with_edits(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
     bot: Running = await make_bridge()
     fake = bot.fake
     first = dm(fake, "remember 42")
@@ -392,9 +433,19 @@ async def test_a_slash_command_in_a_dm_and_in_a_channel(make_bridge: Any, fake_a
     fake = bot.fake
 
     def command(text: str, channel: str, channel_name: str) -> dict[str, str]:
-        return {"token": "legacy", "team_id": TEAM, "channel_id": channel, "channel_name": channel_name,
-                "user_id": "U1", "user_name": "alice", "command": "/claude", "text": text,
-                "response_url": f"{fake.url}/respond/1", "trigger_id": "t1", "api_app_id": "AFAKE"}
+        return {
+            "token": "legacy",
+            "team_id": TEAM,
+            "channel_id": channel,
+            "channel_name": channel_name,
+            "user_id": "U1",
+            "user_name": "alice",
+            "command": "/claude",
+            "text": text,
+            "response_url": f"{fake.url}/respond/1",
+            "trigger_id": "t1",
+            "api_app_id": "AFAKE",
+        }
 
     assert (await bot.poster.command(command("what is 2+2", DM, "directmessage")))[0] == 200
     await eventually(lambda: finished(fake, DM, None, "echo: what is 2+2"), what="the DM answer")
@@ -417,10 +468,21 @@ async def test_shared_files_land_in_the_workspace(make_bridge: Any, fake_api: Fa
     small = fake.host_file("notes.txt", b"remember the milk\n", "text/plain")
     big = fake.host_file("video.bin", b"x" * 5000)
     files = [
-        {"id": "F1", "name": "notes.txt", "mimetype": "text/plain", "size": 18, "url_private": small,
-         "url_private_download": small},
-        {"id": "F2", "name": "video.bin", "mimetype": "application/octet-stream", "size": 5000,
-         "url_private_download": big},
+        {
+            "id": "F1",
+            "name": "notes.txt",
+            "mimetype": "text/plain",
+            "size": 18,
+            "url_private": small,
+            "url_private_download": small,
+        },
+        {
+            "id": "F2",
+            "name": "video.bin",
+            "mimetype": "application/octet-stream",
+            "size": 5000,
+            "url_private_download": big,
+        },
     ]
     await bot.poster.event(dm(fake, "read these", subtype="file_share", files=files))
     await eventually(lambda: finished(fake, DM, None, "echo: read these"), what="the answer")
@@ -480,8 +542,15 @@ async def test_malformed_deliveries_are_answered_and_change_nothing(
         {"type": "message", "channel": DM, "channel_type": "im"},  # no user, no ts
         {"type": "app_mention", "user": "U1", "text": 42, "ts": "1.2", "channel": CHANNEL},
         {"type": "reaction_added", "user": "U1", "reaction": "tada"},  # not handled: skipped
-        {"type": "message", "user": "U1", "text": "x", "ts": "1.3", "channel": DM, "channel_type": "im",
-         "files": "not-a-list"},
+        {
+            "type": "message",
+            "user": "U1",
+            "text": "x",
+            "ts": "1.3",
+            "channel": DM,
+            "channel_type": "im",
+            "files": "not-a-list",
+        },
     ):
         status, _ = await bot.poster.event(event)
         assert status == 200

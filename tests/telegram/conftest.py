@@ -36,9 +36,7 @@ def bot_settings(bot_api: FakeBotAPI, **overrides: Any) -> TelegramSettings:
 
 
 @pytest.fixture
-async def make_bot(
-    bot_api: FakeBotAPI, make_sections: Callable[..., Sections]
-) -> AsyncIterator[BotFactory]:
+async def make_bot(bot_api: FakeBotAPI, make_sections: Callable[..., Sections]) -> AsyncIterator[BotFactory]:
     """Start a Telegram bot: ``await make_bot(settings={...}, access={...}, ...)`` (rest: Sections overrides)."""
     started: list[TelegramBot] = []
 

@@ -36,10 +36,27 @@ BOT_USERNAME = "cc_test_bot"
 
 # Form fields PTB sends JSON-encoded (every other field is a plain string).
 _JSON_FIELDS = {
-    "chat_id", "message_id", "draft_id", "message_thread_id", "entities", "caption_entities",
-    "reply_markup", "reply_parameters", "offset", "limit", "timeout", "allowed_updates", "commands",
-    "show_alert", "scope", "disable_notification", "max_connections", "drop_pending_updates",
-    "cache_time", "protect_content", "link_preview_options",
+    "chat_id",
+    "message_id",
+    "draft_id",
+    "message_thread_id",
+    "entities",
+    "caption_entities",
+    "reply_markup",
+    "reply_parameters",
+    "offset",
+    "limit",
+    "timeout",
+    "allowed_updates",
+    "commands",
+    "show_alert",
+    "scope",
+    "disable_notification",
+    "max_connections",
+    "drop_pending_updates",
+    "cache_time",
+    "protect_content",
+    "link_preview_options",
 }
 
 
@@ -171,7 +188,7 @@ class FakeBotAPI:
     def base_file_url(self) -> str:
         return f"http://{self.host}:{self.port}/file/bot"
 
-    async def start(self) -> "FakeBotAPI":
+    async def start(self) -> FakeBotAPI:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
@@ -190,15 +207,22 @@ class FakeBotAPI:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "FakeBotAPI":
+    async def __aenter__(self) -> FakeBotAPI:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
     # -- scripting -------------------------------------------------------------
-    def fail(self, method: str, code: int = 429, description: str | None = None, *,
-             retry_after: int | None = None, times: int = 1) -> None:
+    def fail(
+        self,
+        method: str,
+        code: int = 429,
+        description: str | None = None,
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
         """Answer the next ``times`` calls of ``method`` with an error (429 -> RetryAfter)."""
         if code == 429:
             retry_after = 1 if retry_after is None else retry_after
@@ -254,8 +278,17 @@ class FakeBotAPI:
             msg["reply_to_message"] = reply_to
         msg.update(extra)
         self.messages.setdefault(chat["id"], []).append(
-            ChatMessage(chat["id"], message_id, text or caption or "", list(entities or []), None, thread_id, None,
-                        from_bot=False, history=[text or caption or ""])
+            ChatMessage(
+                chat["id"],
+                message_id,
+                text or caption or "",
+                list(entities or []),
+                None,
+                thread_id,
+                None,
+                from_bot=False,
+                history=[text or caption or ""],
+            )
         )
         return msg
 
@@ -308,8 +341,15 @@ class FakeBotAPI:
         return out
 
     def me(self) -> dict[str, Any]:
-        return {"id": self.bot_id, "is_bot": True, "first_name": "Claude", "username": self.bot_username,
-                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": "Claude",
+            "username": self.bot_username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     # -- views -----------------------------------------------------------------
     def bot_messages(self, chat_id: int) -> list[ChatMessage]:
@@ -478,8 +518,16 @@ class FakeBotAPI:
             raise ApiError(400, "Bad Request: this fake only accepts entities, not parse_mode")
         self._check_text(text, entities)
         reply = (p.get("reply_parameters") or {}).get("message_id")
-        m = ChatMessage(chat_id, next(self._message_ids), text, entities, p.get("reply_markup"),
-                        p.get("message_thread_id"), reply, history=[text])
+        m = ChatMessage(
+            chat_id,
+            next(self._message_ids),
+            text,
+            entities,
+            p.get("reply_markup"),
+            p.get("message_thread_id"),
+            reply,
+            history=[text],
+        )
         self.messages.setdefault(chat_id, []).append(m)
         return self.message_json(m)
 
@@ -549,7 +597,15 @@ class FakeBotAPI:
         self.documents.append(Document(chat_id, filename, data, caption, p.get("message_thread_id")))
         file_id = self.add_file(data, f"documents/{filename}")
         doc = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": filename, "file_size": len(data)}
-        m = ChatMessage(chat_id, next(self._message_ids), "", p.get("caption_entities") or [], None,
-                        p.get("message_thread_id"), document=doc, caption=caption)
+        m = ChatMessage(
+            chat_id,
+            next(self._message_ids),
+            "",
+            p.get("caption_entities") or [],
+            None,
+            p.get("message_thread_id"),
+            document=doc,
+            caption=caption,
+        )
         self.messages.setdefault(chat_id, []).append(m)
         return self.message_json(m)

@@ -16,7 +16,9 @@ def button(prompt: ChatMessage, code: str) -> str:
 
 
 async def prompt_in(api: FakeBotAPI, chat_id: int) -> ChatMessage:
-    [prompt] = await api.wait_for(lambda: [m for m in api.bot_messages(chat_id) if m.buttons()], what="approval buttons")
+    [prompt] = await api.wait_for(
+        lambda: [m for m in api.bot_messages(chat_id) if m.buttons()], what="approval buttons"
+    )
     return prompt
 
 

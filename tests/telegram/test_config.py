@@ -33,8 +33,14 @@ def test_the_kind_is_registered() -> None:
         ({}, "bots.tg.token"),
         ({"token": "not-a-token"}, "bots.tg.token"),
         ({"token": TOKEN, "mode": "webhook"}, "bots.tg"),
-        ({"token": TOKEN, "mode": "webhook", "webhook": {"url": "https://x.example/t", "secret_token": "has spaces"}},
-         "bots.tg.webhook.secret_token"),
+        (
+            {
+                "token": TOKEN,
+                "mode": "webhook",
+                "webhook": {"url": "https://x.example/t", "secret_token": "has spaces"},
+            },
+            "bots.tg.webhook.secret_token",
+        ),
         ({"token": TOKEN, "webhook": {"url": "x.example/t", "secret_token": "ok"}}, "bots.tg.webhook.url"),
         ({"token": TOKEN, "tokn": TOKEN}, "bots.tg.tokn"),
         ({"token": TOKEN, "max_message_len": 5000}, "bots.tg.max_message_len"),

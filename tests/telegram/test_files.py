@@ -54,8 +54,13 @@ async def test_a_document_lands_in_the_workspace(
 ) -> None:
     bot = await make_bot()
     file_id = bot_api.add_file(b"line one\nline two\n", "documents/file_3.txt")
-    document = {"file_id": file_id, "file_unique_id": "doc1", "file_name": "notes.txt", "mime_type": "text/plain",
-                "file_size": 18}
+    document = {
+        "file_id": file_id,
+        "file_unique_id": "doc1",
+        "file_name": "notes.txt",
+        "mime_type": "text/plain",
+        "file_size": 18,
+    }
     bot_api.say(TEAM, ADA, None, document=document, caption=f"{MENTION} summarize this")
     await bot_api.wait_for(lambda: [t for t in bot_api.texts(TEAM["id"]) if "summarize this" in t])
     root = bot.agent.workspaces.root(ConversationKey("telegram", f"chat{TEAM['id']}"))

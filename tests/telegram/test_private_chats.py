@@ -41,7 +41,7 @@ async def test_private_chat_streams_live_then_finishes(
     [message] = bot_api.bot_messages(42)
     assert message.text == final
     bold = [e for e in message.entities if e["type"] == "bold"]
-    assert bold and message.text[bold[0]["offset"]: bold[0]["offset"] + bold[0]["length"]] == "forty-two"
+    assert bold and message.text[bold[0]["offset"] : bold[0]["offset"] + bold[0]["length"]] == "forty-two"
     assert (42, "typing") in bot_api.chat_actions
 
 
@@ -108,7 +108,9 @@ async def test_unknown_and_edited_updates_are_ignored(
     bot_api.push({"some_future_update": {"id": 1, "what": "a type this bot has never heard of"}})
     edited = bot_api.new_message(ADA_DM, ADA, "an edited text", edit_date=1)
     bot_api.push({"edited_message": edited})
-    bot_api.push({"message_reaction": {"chat": ADA_DM, "message_id": 1, "date": 1, "old_reaction": [], "new_reaction": []}})
+    bot_api.push(
+        {"message_reaction": {"chat": ADA_DM, "message_id": 1, "date": 1, "old_reaction": [], "new_reaction": []}}
+    )
     bot_api.say(ADA_DM, ADA, "a normal message")
     await bot_api.wait_for(has_text(bot_api, 42, "echo: a normal message"))
     assert bot_api.texts(42) == ["echo: a normal message"]
@@ -139,8 +141,13 @@ async def test_users_outside_the_allowlist_get_one_polite_refusal(
     file_id = bot_api.add_file(b"secret plans", "documents/plans.txt")
     bot_api.say(EVE_DM, EVE, "let me in")
     bot_api.say(EVE_DM, EVE, "please?")
-    bot_api.say(EVE_DM, EVE, None, caption="take this", document={
-        "file_id": file_id, "file_unique_id": "u1", "file_name": "plans.txt", "file_size": 12})
+    bot_api.say(
+        EVE_DM,
+        EVE,
+        None,
+        caption="take this",
+        document={"file_id": file_id, "file_unique_id": "u1", "file_name": "plans.txt", "file_size": 12},
+    )
     bot_api.say(ADA_DM, ADA, "hi, it's Ada")
     await bot_api.wait_for(has_text(bot_api, 42, "echo: hi, it's Ada"))
     await bot_api.wait_for(lambda: bot_api.texts(66), what="the refusal")
@@ -150,9 +157,7 @@ async def test_users_outside_the_allowlist_get_one_polite_refusal(
     assert not bot_api.calls_of("getFile")  # her file was never downloaded
 
 
-async def test_run_serves_until_cancelled(
-    bot_api: FakeBotAPI, make_sections, fake_api: FakeAnthropicAPI
-) -> None:
+async def test_run_serves_until_cancelled(bot_api: FakeBotAPI, make_sections, fake_api: FakeAnthropicAPI) -> None:
     async with Agent(make_sections()) as agent:
         bot = TelegramBot("tg", agent, bot_settings(bot_api))
         task = asyncio.create_task(bot.run())

@@ -41,14 +41,19 @@ class TelegramHarness:
     async def new_sink(self) -> TelegramSink:
         target = ChatTarget(self.chat_id, private=self.kind == "private")
         sink = TelegramSink(
-            self.bot, target, limits=telegram_limits(edit_interval=0.01, typing_interval=0.5),
-            pacer=ChatPacer(0), drafts=DraftSupport(True),
+            self.bot,
+            target,
+            limits=telegram_limits(edit_interval=0.01, typing_interval=0.5),
+            pacer=ChatPacer(0),
+            drafts=DraftSupport(True),
         )
         self.sinks.append(sink)
         return sink
 
     async def messages(self) -> list[str]:
-        return [m.text for m in self.api.bot_messages(self.chat_id) if m.document is None and not _is_approval(m.history)]
+        return [
+            m.text for m in self.api.bot_messages(self.chat_id) if m.document is None and not _is_approval(m.history)
+        ]
 
     async def rate_limit_next(self, op: str, retry_after: float) -> None:
         self.api.fail(_METHODS[self.kind][op], 429, retry_after=max(1, round(retry_after)))
@@ -82,8 +87,12 @@ class TestTelegramSinkContract(SinkContract):
 
 
 def group_sink(bot: Bot, **kw: object) -> TelegramSink:
-    return TelegramSink(bot, ChatTarget(GROUP, reply_to=kw.pop("reply_to", None)),  # type: ignore[arg-type]
-                        limits=telegram_limits(edit_interval=0.01), pacer=ChatPacer(0))
+    return TelegramSink(
+        bot,
+        ChatTarget(GROUP, reply_to=kw.pop("reply_to", None)),  # type: ignore[arg-type]
+        limits=telegram_limits(edit_interval=0.01),
+        pacer=ChatPacer(0),
+    )
 
 
 async def test_not_modified_from_telegram_is_a_noop(bot_api: FakeBotAPI, ptb_bot: Bot) -> None:
@@ -133,8 +142,13 @@ async def test_group_replies_answer_the_users_message(bot_api: FakeBotAPI, ptb_b
 async def test_drafts_fall_back_to_post_and_edit(bot_api: FakeBotAPI, ptb_bot: Bot) -> None:
     bot_api.unsupported.add("sendMessageDraft")
     drafts = DraftSupport(True)
-    sink = TelegramSink(ptb_bot, ChatTarget(PRIVATE, private=True), limits=telegram_limits(edit_interval=0.01),
-                        pacer=ChatPacer(0), drafts=drafts)
+    sink = TelegramSink(
+        ptb_bot,
+        ChatTarget(PRIVATE, private=True),
+        limits=telegram_limits(edit_interval=0.01),
+        pacer=ChatPacer(0),
+        drafts=drafts,
+    )
     handle = await sink.post("first words")
     await sink.edit(handle, "first words, more")
     await sink.finalize(handle, "first words, more, done")
@@ -185,8 +199,9 @@ async def test_typing_keeps_a_long_lived_draft_on_screen(
 
 async def test_flood_control_or_a_server_error_on_a_draft_keeps_drafts_on(bot_api: FakeBotAPI, ptb_bot: Bot) -> None:
     drafts = DraftSupport(True)
-    sink = TelegramSink(ptb_bot, ChatTarget(PRIVATE, private=True), limits=telegram_limits(), pacer=ChatPacer(0),
-                        drafts=drafts)
+    sink = TelegramSink(
+        ptb_bot, ChatTarget(PRIVATE, private=True), limits=telegram_limits(), pacer=ChatPacer(0), drafts=drafts
+    )
     bot_api.fail("sendMessageDraft", 429, retry_after=3)
     bot_api.fail("sendMessageDraft", 502, "Bad Gateway")
     with pytest.raises(RateLimited) as info:

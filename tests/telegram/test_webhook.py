@@ -25,8 +25,13 @@ async def test_webhook_requires_the_secret_token(
     make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
 ) -> None:
     port = free_port()
-    webhook = {"url": "https://bot.example.com/tg-hook", "secret_token": SECRET, "listen": "127.0.0.1",
-               "port": port, "path": "tg-hook"}
+    webhook = {
+        "url": "https://bot.example.com/tg-hook",
+        "secret_token": SECRET,
+        "listen": "127.0.0.1",
+        "port": port,
+        "path": "tg-hook",
+    }
     await make_bot(settings={"mode": "webhook", "webhook": webhook})
     assert bot_api.webhook is not None
     assert (bot_api.webhook["url"], bot_api.webhook["secret_token"]) == ("https://bot.example.com/tg-hook", SECRET)
@@ -39,8 +44,11 @@ async def test_webhook_requires_the_secret_token(
     async with aiohttp.ClientSession() as http:
         wrong = await http.post(url, json=update("wrong secret"), headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
         missing = await http.post(url, json=update("no secret"))
-        garbage = await http.post(url, data=b"{not json", headers={
-            "X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"})
+        garbage = await http.post(
+            url,
+            data=b"{not json",
+            headers={"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"},
+        )
         right = await http.post(url, json=update("right secret"), headers={"X-Telegram-Bot-Api-Secret-Token": SECRET})
     assert (wrong.status, missing.status) == (403, 403)
     assert garbage.status >= 400
