@@ -49,8 +49,15 @@ class ApprovalBroker:
         entry = self._pending.get(request_id)
         return entry[0] if entry else None
 
-    def pending_for(self, key: ConversationKey) -> list[ApprovalRequest]:
-        return [req for req, _ in self._pending.values() if req.key == key]
+    def pending(self, *, key: ConversationKey | None = None, requested_by: str | None = None) -> list[ApprovalRequest]:
+        """Open requests, optionally of one conversation and/or asked by one user."""
+        return [
+            req
+            for req, future in self._pending.values()
+            if not future.done()
+            and (key is None or req.key == key)
+            and (requested_by is None or req.requested_by == requested_by)
+        ]
 
     async def wait(self, request: ApprovalRequest) -> ApprovalRequest:
         """Wait for the decision; a request not answered in time is denied."""
@@ -82,7 +89,7 @@ class ApprovalBroker:
     def deny_all(self, key: ConversationKey, reason: str) -> int:
         """Deny every open request of a conversation (``/stop``, ``/new``)."""
         count = 0
-        for req in self.pending_for(key):
+        for req in self.pending(key=key):
             if self._decide(req.id, Decision.DENY, None, reason):
                 count += 1
         return count

@@ -18,7 +18,6 @@ from .errors import install_error_handlers
 from .limits import BodySizeLimit, TurnSlots
 from .settings import ApiSettings
 from .tasks import TaskRegistry
-from .turns import ApprovalBook
 
 API_VERSION = "1.0.0"
 
@@ -39,7 +38,6 @@ def create_app(agent: Agent, settings: ApiSettings) -> FastAPI:
         users=UserAllowlist(settings.allowed_users),
         slots=TurnSlots(settings.max_concurrent_turns),
         tasks=TaskRegistry(settings.max_tasks, settings.task_ttl, sender),
-        approvals=ApprovalBook(),
     )
 
     @asynccontextmanager

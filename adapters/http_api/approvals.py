@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"], dependencies=
 async def list_approvals(ctx: Ctx, user_id: UserQuery) -> ApprovalList:
     """Approval requests of this user's turns that wait for an answer."""
     ctx.check_user(user_id)
-    return ApprovalList(approvals=[approval_out(r) for r in ctx.approvals.for_user(user_id)])
+    return ApprovalList(approvals=[approval_out(r) for r in ctx.agent.approvals.pending(requested_by=user_id)])
 
 
 @router.post("/{approval_id}", responses=errors(403, 404))

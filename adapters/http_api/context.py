@@ -14,7 +14,7 @@ from .errors import ApiError
 from .limits import TurnSlots
 from .settings import ApiSettings
 from .tasks import TaskRegistry
-from .turns import ApprovalBook, ApprovalModeName, TurnRunner, TurnSpec
+from .turns import ApprovalModeName, TurnRunner, TurnSpec
 
 PLATFORM = "api"
 
@@ -27,7 +27,6 @@ class ApiContext:
     users: UserAllowlist
     slots: TurnSlots
     tasks: TaskRegistry
-    approvals: ApprovalBook
 
     def check_user(self, user_id: str) -> None:
         self.users.check(user_id)
@@ -69,7 +68,7 @@ class ApiContext:
             approval_mode=approval_mode,
             timeout=min(timeout, limit) if timeout else limit,
         )
-        return TurnRunner(self.agent, spec, self.approvals, slot.release).start()
+        return TurnRunner(self.agent, spec, slot.release).start()
 
 
 def get_context(request: Request) -> ApiContext:

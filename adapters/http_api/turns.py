@@ -24,7 +24,6 @@ from core import (
     AgentEvent,
     ApprovalRequest,
     ApprovalRequested,
-    ApprovalResolved,
     CCBridgeError,
     ConversationKey,
     ConversationNotFound,
@@ -94,25 +93,6 @@ def error_status(outcome: TurnOutcome) -> tuple[int, str]:
     return ERROR_STATUS.get(outcome.error_kind or "agent", ERROR_STATUS["agent"])
 
 
-class ApprovalBook:
-    """Approval requests raised by turns of this API and not answered yet."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, ApprovalRequest] = {}
-
-    def add(self, request: ApprovalRequest) -> None:
-        self._open[request.id] = request
-
-    def discard(self, request_id: str) -> None:
-        self._open.pop(request_id, None)
-
-    def for_user(self, user_id: str) -> list[ApprovalRequest]:
-        return [r for r in self._open.values() if r.requested_by == user_id and r.pending]
-
-    def for_key(self, key: ConversationKey) -> list[ApprovalRequest]:
-        return [r for r in self._open.values() if r.key == key and r.pending]
-
-
 _END = object()
 
 
@@ -121,17 +101,14 @@ class TurnRunner:
         self,
         agent: Agent,
         spec: TurnSpec,
-        book: ApprovalBook,
         on_finish: Callable[[], None],
     ) -> None:
         self.agent = agent
         self.spec = spec
-        self.book = book
         self._on_finish = on_finish
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._text: list[str] = []
-        self._approvals: set[str] = set()
         self._files: list[FileRef] = []
 
     def start(self) -> TurnRunner:
@@ -140,7 +117,8 @@ class TurnRunner:
 
     @property
     def pending_approvals(self) -> list[ApprovalRequest]:
-        return [r for r in self.book.for_key(self.spec.key) if r.id in self._approvals]
+        """Approvals this turn waits for (one turn runs per conversation at a time)."""
+        return self.agent.approvals.pending(key=self.spec.key)
 
     async def events(self) -> AsyncIterator[AgentEvent | TurnOutcome]:
         """The turn's non-terminal events, then its :class:`TurnOutcome` (read once)."""
@@ -194,8 +172,6 @@ class TurnRunner:
             log.exception("HTTP turn of %s failed: %r", spec.key, exc)
             outcome = await self._failed("internal", "internal error (see the server log)")
         finally:
-            for request_id in self._approvals:
-                self.book.discard(request_id)
             self._on_finish()
             if outcome is None and not self._cancelling():
                 outcome = await self._failed("internal", "the turn ended without a result")
@@ -214,11 +190,6 @@ class TurnRunner:
         elif isinstance(event, ApprovalRequested):
             if spec.approval_mode == "deny":
                 self.agent.approvals.deny_all(event.request.key, DENY_REASON)
-            else:
-                self._approvals.add(event.request.id)
-                self.book.add(event.request)
-        elif isinstance(event, ApprovalResolved):
-            self.book.discard(event.request.id)
         elif isinstance(event, FileOffered):
             self._files.append(self.file_ref(event))
         elif isinstance(event, TurnResult):

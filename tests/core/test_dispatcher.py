@@ -107,7 +107,7 @@ async def test_cwd_changes_directory_inside_the_workspace_only(make_dispatcher, 
     msg = message("where am I?")
     task = asyncio.create_task(d.handle(msg))
     await eventually(lambda: msg.reply.approvals, what="approval prompt")  # type: ignore[attr-defined]
-    request = d.agent.approvals.pending_for(DM)[0]
+    request = d.agent.approvals.pending(key=DM)[0]
     d.resolve_approval(request.id, "allow_once", "alice")
     await task
     assert (root / "src" / "app" / "where.txt").read_text().strip() == str(root / "src" / "app")
@@ -188,7 +188,7 @@ async def test_approvals_through_the_sink_and_only_by_the_requester(
     msg = message("do it")
     task = asyncio.create_task(d.handle(msg))
     await eventually(lambda: msg.reply.approvals, what="approval prompt")  # type: ignore[attr-defined]
-    request = d.agent.approvals.pending_for(DM)[0]
+    request = d.agent.approvals.pending(key=DM)[0]
     with pytest.raises(ApprovalForbidden):
         d.resolve_approval(request.id, "allow_once", "mallory")
     d.resolve_approval(request.id, "allow_once", "alice")
