@@ -41,11 +41,12 @@ from core import (
     send_notice,
 )
 from core.commands import COMMANDS, help_text
+from core.dedupe import RecentKeys
 
 from .approvals import ACTION_PATTERN, decision_for
 from .config import SlackConfig
 from .errors import NETWORK_ERRORS, error_code
-from .events import PLATFORM, BotIdentity, Router, Seen, SlackInbound, SlackPlace, translate_message
+from .events import PLATFORM, BotIdentity, Router, SlackInbound, SlackPlace, translate_message
 from .files import FileFetcher, FileRejected, SlackFile
 from .formatting import clip, escape, to_mrkdwn
 from .sink import SinkOptions, SlackSink, SlackTarget
@@ -79,8 +80,8 @@ class SlackBridge:
         api_host = urlsplit(config.base_url).hostname or ""
         self.files = FileFetcher(token, max_bytes=config.max_file_bytes, extra_hosts={api_host} if api_host else set())
         self.bot: BotIdentity | None = None
-        self._seen_events = Seen()
-        self._seen_messages = Seen()
+        self._seen_events = RecentKeys()
+        self._seen_messages = RecentKeys()
         self._names: dict[str, str | None] = {}
         self._names_enabled = True
         self._runner: web.AppRunner | None = None
@@ -184,7 +185,7 @@ class SlackBridge:
     async def _drop_repeats(self, req: AsyncBoltRequest, body: dict[str, Any], next: Any) -> BoltResponse | None:
         """Handle each Events API delivery once (Slack retries unacknowledged ones)."""
         event_id = body.get("event_id") if isinstance(body, dict) and body.get("type") == "event_callback" else None
-        if event_id and not self._seen_events.add(event_id):
+        if event_id and not self._seen_events.first_time(event_id):
             retry = (req.headers.get("x-slack-retry-num") or ["-"])[0]
             log.info("Slack: dropping a repeated delivery of %s (retry %s)", event_id, retry)
             return BoltResponse(status=200, body="")
@@ -210,7 +211,7 @@ class SlackBridge:
         if inbound is None:
             log.debug("Slack: not for the bot: %s/%s", event.get("type"), event.get("subtype"))
             return
-        if not self._seen_messages.add((inbound.target.channel, inbound.ts)):
+        if not self._seen_messages.first_time((inbound.target.channel, inbound.ts)):
             log.debug("Slack: message %s already handled (app_mention + message event)", inbound.ts)
             return
         await self._deliver(inbound)

@@ -10,8 +10,7 @@ deletions / joins are always ignored.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,24 +132,3 @@ def translate_message(
         ts=ts,
         files=[f for f in event.get("files") or [] if isinstance(f, dict)],
     )
-
-
-class Seen:
-    """A bounded set of recently seen keys (event ids, message timestamps)."""
-
-    def __init__(self, size: int = 2048) -> None:
-        self.size = size
-        self._keys: OrderedDict[Hashable, None] = OrderedDict()
-
-    def add(self, key: Hashable) -> bool:
-        """Record ``key``; False if it was already there."""
-        if key in self._keys:
-            self._keys.move_to_end(key)
-            return False
-        self._keys[key] = None
-        if len(self._keys) > self.size:
-            self._keys.popitem(last=False)
-        return True
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._keys

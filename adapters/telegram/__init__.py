@@ -11,7 +11,7 @@ from .adapter import ALLOWED_UPDATES, Router, TelegramAdapter, TelegramUnavailab
 from .config import TelegramConfig, WebhookConfig
 from .formatting import MAX_TEXT, Rendered, render, telegram_length
 from .sink import ChatPacer, ChatTarget, DraftSupport, TelegramSink, telegram_limits
-from .updates import MessageView, SeenUpdates, inspect_message
+from .updates import MessageView, inspect_message
 
 __all__ = [
     "ALLOWED_UPDATES",
@@ -22,7 +22,6 @@ __all__ = [
     "MessageView",
     "Rendered",
     "Router",
-    "SeenUpdates",
     "TelegramAdapter",
     "TelegramConfig",
     "TelegramSink",

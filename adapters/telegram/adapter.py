@@ -43,12 +43,13 @@ from core import (
     send_notice,
 )
 from core.commands import COMMANDS
+from core.dedupe import RecentKeys
 
 from . import approvals
 from .config import TelegramConfig
 from .files import UploadRejected, files_in, save_files
 from .sink import ChatPacer, ChatTarget, DraftSupport, TelegramSink, telegram_limits
-from .updates import MessageView, SeenUpdates, display_name, inspect_message
+from .updates import MessageView, display_name, inspect_message
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class TelegramAdapter:
         self.where = where  # the config prefix for error messages, e.g. "bots.team"
         self.dispatcher = dispatcher
         self.route = route
-        self.seen = SeenUpdates()
+        self.seen = RecentKeys()
         self.names = NameBook()
         self.pacer = ChatPacer(config.edit_interval)
         self.drafts = DraftSupport(config.drafts)

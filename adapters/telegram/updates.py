@@ -1,4 +1,4 @@
-"""Reading Telegram updates: duplicates, and what a message means for the bot.
+"""Reading Telegram updates: what a message means for the bot.
 
 :func:`inspect_message` turns a PTB ``Message`` into a :class:`MessageView`,
 the few facts a bot's policy needs (who, where, addressed to the bot or not,
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from telegram import Message, MessageEntity, User
@@ -21,23 +20,6 @@ from core.commands import COMMANDS
 log = logging.getLogger(__name__)
 
 OWN_COMMANDS = frozenset(COMMANDS) | {"start"}  # start: what Telegram sends when someone opens the bot
-
-
-class SeenUpdates:
-    """A bounded memory of update ids, to process each update once."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._seen: OrderedDict[int, None] = OrderedDict()
-
-    def first_time(self, update_id: int) -> bool:
-        if update_id in self._seen:
-            self._seen.move_to_end(update_id)
-            return False
-        self._seen[update_id] = None
-        if len(self._seen) > self.size:
-            self._seen.popitem(last=False)
-        return True
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.slack.events import BotIdentity, Seen, SlackInbound, normalize_command, strip_mentions, translate_message
+from adapters.slack.events import BotIdentity, SlackInbound, normalize_command, strip_mentions, translate_message
 from bots.slack import conversation_key
 from core import ConversationKey
 
@@ -84,9 +84,3 @@ def test_bang_commands_become_core_commands() -> None:
     assert normalize_command("!status please") == "/status please"
     assert normalize_command("!important thing") == "!important thing"
     assert strip_mentions("<@UBOT> /cwd src", "UBOT") == "/cwd src"
-
-
-def test_seen_is_bounded() -> None:
-    seen = Seen(size=2)
-    assert seen.add("a") and seen.add("b") and not seen.add("a")
-    assert seen.add("c") and "b" not in seen and "a" in seen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adapters.telegram import render, telegram_length
 from adapters.telegram.formatting import render_caption
-from adapters.telegram.updates import SeenUpdates, strip_mention
+from adapters.telegram.updates import strip_mention
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text
 
 from .conftest import BotFactory
@@ -42,13 +42,10 @@ def test_captions_fit_telegrams_caption_limit() -> None:
     assert utf16_len(caption.text) <= 1024 and caption.text.endswith("…")
 
 
-def test_mentions_are_stripped_and_updates_remembered() -> None:
+def test_mentions_are_stripped() -> None:
     assert strip_mention("@CC_test_bot  what now?", "cc_test_bot") == "what now?"
     assert strip_mention("/status@cc_test_bot", "cc_test_bot") == "/status"
     assert strip_mention("ask @cc_test_botanist", "cc_test_bot") == "ask @cc_test_botanist"
-    seen = SeenUpdates(size=2)
-    assert seen.first_time(1) and not seen.first_time(1)
-    assert seen.first_time(2) and seen.first_time(3) and seen.first_time(1)  # bounded: 1 was forgotten
 
 
 async def test_a_long_reply_splits_at_4096_with_code_fences_intact(
