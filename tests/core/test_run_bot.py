@@ -110,3 +110,16 @@ async def test_an_existing_claude_code_login_counts_as_credentials(tmp_path: Pat
     (tmp_path / ".claude" / ".credentials.json").write_text("{}")
     code, out, _ = await run_bot("--check", cwd=tmp_path)
     assert code == 0 and "credentials: Claude Code login" in out
+
+
+async def test_anthropic_variables_from_the_environment_reach_the_cli(
+    tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI
+) -> None:
+    only_home = {k: v for k, v in cli_env.items() if not k.startswith("ANTHROPIC_")}
+    config = write_config(tmp_path, only_home)
+    env = {"ANTHROPIC_BASE_URL": fake_api.base_url, "ANTHROPIC_AUTH_TOKEN": "token-from-env"}
+    code, out, err = await run_bot("--config", str(config), stdin="who am I?\n", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert out.strip() == "echo: who am I?"
+    headers = {k.lower(): v for k, v in fake_api.requests[-1].headers.items()}
+    assert headers["authorization"] == "Bearer token-from-env"
