@@ -138,6 +138,7 @@ class Agent:
         attachments: list[Attachment] | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn and yield its events (approval requests included)."""
+        await self.start()  # a no-op once started; convenient outside ``async with``
         key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform)
         events = self.conversations.turn(
             key,
@@ -162,6 +163,7 @@ class Agent:
         attachments: list[Attachment] | None = None,
     ) -> ChatResult:
         """Run one turn and return its outcome. Without ``on_approval``, tools needing approval are denied."""
+        await self.start()
         key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform)
         async with aclosing(
             self.stream(
