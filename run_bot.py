@@ -86,12 +86,12 @@ def check_credentials(plans: list[Plan]) -> str | None:
 
 
 async def run(plans: list[Plan]) -> None:
+    """Run the bots until one ends or a signal comes; then stop running turns, the bots, the agents."""
     loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None
+    stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, main_task.cancel)
+            loop.add_signal_handler(sig, stopping.set)
     started: list[Agent] = []
     try:
         for p in plans:
@@ -100,9 +100,18 @@ async def run(plans: list[Plan]) -> None:
             for warning in p.bot.warnings():
                 log.warning("%s: %s", p.name, warning)
             log.info("starting %s", p.bot.describe())
-        async with asyncio.TaskGroup() as group:
-            for p in plans:
-                group.create_task(p.bot.run(), name=f"bot-{p.name}")
+        bots = [asyncio.create_task(p.bot.run(), name=f"bot-{p.name}") for p in plans]
+        signalled = asyncio.create_task(stopping.wait())
+        await asyncio.wait([*bots, signalled], return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        # Replies still streaming end with "Stopped" while their platform clients are still up.
+        await asyncio.gather(*(agent.conversations.shutdown() for agent in started))
+        for task in bots:
+            task.cancel()
+        results = await asyncio.gather(*bots, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            raise ExceptionGroup("bots stopped with errors", errors)
     finally:
         for agent in started:
             await agent.close()
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(run(plans))
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except KeyboardInterrupt:
         pass
     except (CCBridgeError, ExceptionGroup) as exc:
         errors = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)

@@ -98,6 +98,7 @@ class Agent:
         if not self._started:
             return
         self._started = False
+        await self.conversations.shutdown()  # running turns end as "stopped", and are recorded
         await self.runtime.close()
         await self.store.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -32,6 +33,8 @@ class Conversations:
         self.default_model = default_model
         self.lanes = Lanes()
         self._running: dict[ConversationKey, TurnRequest] = {}
+        self._idle = asyncio.Event()  # set while no turn runs
+        self._idle.set()
 
     # -- records -------------------------------------------------------------
     async def get(self, key: ConversationKey) -> Conversation | None:
@@ -122,6 +125,15 @@ class Conversations:
         await self.runtime.interrupt(key)
         return True
 
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop every running turn and give them ``grace`` seconds to record how they ended."""
+        for key in list(self._running):
+            await self.stop(key)
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace)
+        except TimeoutError:
+            log.warning("%d turn(s) still running after %gs at shutdown", len(self._running), grace)
+
     async def turn(
         self,
         key: ConversationKey,
@@ -155,6 +167,7 @@ class Conversations:
             )
             record = TurnRecord(key=key, session_id=conv.session_id, user_id=user.id, user_text=text)
             self._running[key] = request
+            self._idle.clear()
             try:
                 async with aclosing(self.runtime.run_turn(request)) as events:
                     async for event in events:
@@ -179,6 +192,8 @@ class Conversations:
                 raise
             finally:
                 self._running.pop(key, None)
+                if not self._running:
+                    self._idle.set()
                 record.finished_at = time.time()
                 await self._finish_turn(key, conv.session_id, record)
 

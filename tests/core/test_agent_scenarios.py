@@ -298,3 +298,19 @@ async def test_idle_warm_clients_are_closed_and_resume_later(
         again = await agent.chat("after idling", user_id="u1")
         assert again.session_id == first.session_id
         assert "note: idle test" in fake_api.requests[-1].user_texts()
+
+
+async def test_closing_the_agent_stops_running_turns_and_records_them(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    sections = make_sections()
+    agent = await Agent(sections).start()
+    fake_api.enqueue(Hang("half an answer", seconds=60))
+    task, seen = await start_streaming(agent, "a long one")
+    await agent.close()
+    await asyncio.wait_for(task, 30)
+    assert isinstance(final(seen), TurnResult) and final(seen).interrupted  # type: ignore[union-attr]
+    async with Agent(sections) as again:
+        turns = await again.conversations.history(ConversationKey("api", "u1"))
+        assert [(t.user_text, t.status) for t in turns] == [("a long one", "interrupted")]
+        assert (await again.conversations.get(ConversationKey("api", "u1"))).status == "idle"  # type: ignore[union-attr]

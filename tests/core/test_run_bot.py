@@ -123,3 +123,26 @@ async def test_anthropic_variables_from_the_environment_reach_the_cli(
     assert out.strip() == "echo: who am I?"
     headers = {k.lower(): v for k, v in fake_api.requests[-1].headers.items()}
     assert headers["authorization"] == "Bearer token-from-env"
+
+
+async def test_sigterm_stops_running_replies_cleanly(
+    tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI
+) -> None:
+    from tests.fakes.anthropic_api import Hang
+    from tests.helpers import eventually
+
+    config = write_config(tmp_path, cli_env)
+    fake_api.rules["long story"] = [Hang("Once upon a time", seconds=60)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "run_bot.py"), "--config", str(config),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write(b"a long story please\n")
+    await proc.stdin.drain()
+    await eventually(lambda: fake_api.requests, what="the turn to reach the model")
+    proc.terminate()
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "Once upon a time\n\n⏹ Stopped."
