@@ -13,6 +13,7 @@ import logging
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .commands import CommandRunner, parse_command
 from .errors import CCBridgeError
@@ -21,6 +22,9 @@ from .keys import ConversationKey, UserRef
 from .reply import ReplyStreamer, send_notice
 from .runtime import Attachment
 from .sink import ReplySink
+
+if TYPE_CHECKING:  # the agent imports nothing from here; avoid the cycle at run time
+    from .agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class IncomingMessage:
 
 
 class Dispatcher:
-    def __init__(self, agent: Agent) -> None:  # noqa: F821 - see core.agent
+    def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.conversations = agent.conversations
         self.access = agent.access
