@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import logging
 import sys
+import threading
 from typing import TextIO
 
 from adapters.console import ANSWERS, ConsoleIO, ConsoleSink
@@ -46,6 +47,7 @@ class ConsoleBot(Bot):
         self.io = ConsoleIO(stdout or sys.stdout, interactive=self.stdin.isatty())
         self.user = UserRef(settings.user or _os_user())
         self.dispatcher = Dispatcher(agent)
+        self._lines: _LineReader | None = None
 
     @classmethod
     def adjust_sections(cls, sections: Sections) -> Sections:
@@ -57,8 +59,9 @@ class ConsoleBot(Bot):
         return f"{self.name} (console, user {self.user.id})"
 
     async def _readline(self) -> str | None:
-        line = await asyncio.to_thread(self.stdin.readline)
-        return None if line == "" else line.rstrip("\r\n")
+        if self._lines is None:
+            self._lines = _LineReader(self.stdin, asyncio.get_running_loop())
+        return await self._lines.next()
 
     async def run(self) -> None:
         key = ConversationKey(self.platform, self.user.id)
@@ -116,6 +119,37 @@ class ConsoleBot(Bot):
         except ApprovalError as exc:
             self.io.write(f"   {exc}\n")
         self.io.pending[:] = [r for r in self.io.pending if r.id != request_id]
+
+
+class _LineReader:
+    """Lines of a blocking text stream, read by a daemon thread.
+
+    A read blocked in ``asyncio.to_thread`` cannot be cancelled and would keep
+    ``asyncio.run`` from returning after Ctrl-C until Enter is pressed; a daemon
+    thread does not hold the process up.
+    """
+
+    def __init__(self, stream: TextIO, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._loop = loop
+        self._stream = stream
+        threading.Thread(target=self._pump, name="console-stdin", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                line = self._stream.readline()
+            except (OSError, ValueError):  # closed under us
+                line = ""
+            try:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, line.rstrip("\r\n") if line else None)
+            except RuntimeError:  # the loop is closed: the bot has stopped
+                return
+            if not line:
+                return
+
+    async def next(self) -> str | None:
+        return await self._queue.get()
 
 
 def _os_user() -> str:

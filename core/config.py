@@ -4,8 +4,9 @@ Shared sections (``agent``, ``workspace``, ``store``, ``access``, ``reply``) app
 every bot; each entry under ``bots:`` names its ``kind`` (a module in ``bots/``),
 carries that bot's own settings, and may override any shared section.
 
-Precedence, highest first: ``CCBRIDGE_<SECTION>__<KEY>`` environment variables,
-the YAML file, defaults. Relative paths are resolved against the config file's
+Precedence, highest first: ``CCBRIDGE_<SECTION>__<KEY>`` environment variables
+(they win over a bot's own overrides too), a bot's overrides, the YAML file's
+shared sections, defaults. Relative paths are resolved against the config file's
 directory. Every validation error names the offending key (``agent.pool_size``).
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
@@ -191,6 +192,9 @@ class AppConfig(BaseSettings):
             raise ConfigError(f"no bot named {name!r} (configured: {', '.join(self.bots) or 'none'})", key="bots")
         base = self.sections().model_dump()
         merged = deep_merge(base, self.bots[name].overrides())
+        # Environment overrides are the operator's last word, for every bot.
+        from_env = EnvSettingsSource(type(self))()
+        merged = deep_merge(merged, {k: v for k, v in from_env.items() if k in SECTION_NAMES})
         try:
             sections = Sections.model_validate(merged)
         except ValidationError as exc:

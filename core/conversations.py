@@ -33,6 +33,7 @@ class Conversations:
         self.default_model = default_model
         self.lanes = Lanes()
         self._running: dict[ConversationKey, TurnRequest] = {}
+        self._creating: dict[ConversationKey, asyncio.Lock] = {}
         self._idle = asyncio.Event()  # set while no turn runs
         self._idle.set()
 
@@ -43,11 +44,23 @@ class Conversations:
     async def open(
         self, key: ConversationKey, *, subdir: str | None = None, metadata: dict[str, Any] | None = None
     ) -> Conversation:
-        """The conversation of ``key``, created (with its workspace) when new."""
+        """The conversation of ``key``, created (with its workspace) when new.
+
+        Concurrent calls for a new key create it once: all of them get the same session.
+        """
         conv = await self.store.get(key)
         if conv is not None:
             return conv
-        return await self.create(key, subdir=subdir, metadata=metadata)
+        lock = self._creating.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                conv = await self.store.get(key)
+                if conv is None:
+                    conv = await self.create(key, subdir=subdir, metadata=metadata)
+                return conv
+        finally:
+            if not lock.locked() and self._creating.get(key) is lock:
+                del self._creating[key]
 
     async def create(
         self, key: ConversationKey, *, subdir: str | None = None, metadata: dict[str, Any] | None = None

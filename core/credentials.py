@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 HELP = (
     "No Anthropic credentials found: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), "
-    "put it under agent.env in your config, or log in once with Claude Code (`claude /login`)."
+    "put it under agent.env in your config, or log in once with Claude Code (`claude /login`). "
+    "Behind a gateway that needs no key, set ANTHROPIC_AUTH_TOKEN to any value."
 )
 
 _ENV_KEYS = (
@@ -30,4 +33,18 @@ def credentials_source(agent_env: Mapping[str, str], environ: Mapping[str, str] 
     config_dir = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME") or Path.home()) / ".claude")
     if (config_dir / ".credentials.json").is_file():
         return f"Claude Code login ({config_dir})"
+    if _settings_have_key_helper(config_dir / "settings.json"):
+        return f"apiKeyHelper ({config_dir / 'settings.json'})"
+    home = Path(env.get("HOME") or Path.home())
+    if sys.platform == "darwin" and (home / ".claude.json").is_file():
+        # On macOS Claude Code keeps its login in the Keychain, which cannot be read from here.
+        return "Claude Code login (macOS Keychain)"
     return None
+
+
+def _settings_have_key_helper(path: Path) -> bool:
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(settings, dict) and bool(settings.get("apiKeyHelper"))

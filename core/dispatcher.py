@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 100_000
 REFUSAL_COOLDOWN = 3600.0
+_REFUSED_PRUNE_AT = 1024  # remembered refusals before old ones are dropped
 
 
 @dataclass
@@ -147,6 +148,8 @@ class Dispatcher:
         log.info("refused %s:%s (not on the allowlist)", *who)
         if last is not None and now - last < REFUSAL_COOLDOWN:
             return
+        if len(self._refused) >= _REFUSED_PRUNE_AT:  # forget refusals older than the cooldown
+            self._refused = {k: t for k, t in self._refused.items() if now - t < REFUSAL_COOLDOWN}
         self._refused[who] = now
         await self._notify(msg.reply, self.access.settings.refusal)
 

@@ -224,6 +224,10 @@ class ReplyStreamer:
         except SinkError as exc:
             log.warning("live update failed (%s); the final text will follow as a new message", exc)
             self._edits_broken = True
+        except Exception:
+            # A sink bug must not cost the user the answer: stop live updates, keep the final.
+            log.exception("live update failed unexpectedly; the final text will follow as a new message")
+            self._edits_broken = True
 
     async def _final(self) -> None:
         await self._split_overflow()

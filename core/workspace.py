@@ -8,20 +8,51 @@ with a :class:`WorkspaceError`. Containment checks resolve symlinks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from pathlib import Path, PurePosixPath
 
 from .errors import WorkspaceError
 from .keys import ConversationKey
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
-_MAX_NAME = 80
+# Letters and digits of any script, plus a few harmless marks; everything else becomes "_".
+_UNSAFE = re.compile(r"[^\w.@+-]+")
+_MAX_NAME_BYTES = 120  # well under the 255-byte limit of common filesystems
+# Never produced by sanitize_name, so an owner directory with a hash suffix cannot collide
+# with the directory of an owner whose id was already safe.
+_HASH_MARK = "~"
+
+
+def _clip_utf8(text: str, limit: int) -> str:
+    return text.encode()[:limit].decode(errors="ignore")
 
 
 def sanitize_name(name: str) -> str:
-    """A single path segment safe on every filesystem: no separators, no dot-names."""
+    """A single path segment safe on every filesystem: no separators, no dot-names.
+
+    Keeps the extension when a long name is shortened (``report.pdf`` stays a PDF).
+    """
     cleaned = _UNSAFE.sub("_", name.strip()).strip("._") or "_"
-    return cleaned[:_MAX_NAME]
+    if len(cleaned.encode()) <= _MAX_NAME_BYTES:
+        return cleaned
+    stem, dot, ext = cleaned.rpartition(".")
+    if dot and 0 < len(ext.encode()) <= 16:
+        return _clip_utf8(stem, _MAX_NAME_BYTES - len(ext.encode()) - 1) + "." + ext
+    return _clip_utf8(cleaned, _MAX_NAME_BYTES)
+
+
+def owner_dirname(owner: str) -> str:
+    """The directory name of a workspace owner; distinct owners always get distinct names.
+
+    Ids that are already safe (``42``, ``U0123ABC``, ``alice``) are used as they are; any
+    other id is sanitized and given a short hash of the original, so ``bob.`` and ``bob``
+    or ``a/b`` and ``a_b`` never share a workspace.
+    """
+    safe = sanitize_name(owner)
+    if safe == owner:
+        return safe
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:12]
+    return f"{_clip_utf8(safe, _MAX_NAME_BYTES - 13)}{_HASH_MARK}{digest}"
 
 
 def check_subdir(subdir: str) -> PurePosixPath:
@@ -58,7 +89,7 @@ class Workspaces:
 
     def root(self, key: ConversationKey) -> Path:
         """The workspace root of a conversation (not created)."""
-        return self.base_dir / sanitize_name(key.platform) / sanitize_name(key.owner)
+        return self.base_dir / owner_dirname(key.platform) / owner_dirname(key.owner)
 
     def path(self, key: ConversationKey, subdir: str | None = None) -> Path:
         root = self.root(key)

@@ -24,8 +24,8 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str 
         await asyncio.sleep(0.05)
 
 
-def claude_children() -> list[int]:
-    """PIDs of Claude Code CLI processes started by this test process."""
+def claude_children(cwd: Path | None = None) -> list[int]:
+    """PIDs of Claude Code CLI processes started by this test process (working in ``cwd``, if given)."""
     me = os.getpid()
     found = []
     for proc in Path("/proc").iterdir():
@@ -37,6 +37,13 @@ def claude_children() -> list[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == me and b"claude" in cmdline:
+        if ppid == me and b"claude" in cmdline and (cwd is None or _cwd_of(proc) == cwd.resolve()):
             found.append(int(proc.name))
     return found
+
+
+def _cwd_of(proc: Path) -> Path | None:
+    try:
+        return Path(os.readlink(proc / "cwd"))
+    except OSError:
+        return None

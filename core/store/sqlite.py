@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ class SQLiteStore(ConversationStore):
             return
         try:
             if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(self.path)
             self._db.row_factory = aiosqlite.Row
             await self._db.execute("PRAGMA journal_mode=WAL")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import Callable
@@ -10,10 +11,12 @@ from contextlib import aclosing
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core import (
     Agent,
     ApprovalForbidden,
+    ApprovalRequest,
     ApprovalRequested,
     ApprovalResolved,
     Attachment,
@@ -138,12 +141,12 @@ async def test_unanswered_approval_is_denied_on_timeout(
     assert isinstance(final(events), TurnResult)
 
 
-async def start_streaming(agent: Agent, text: str) -> tuple[asyncio.Task[None], list[object]]:
+async def start_streaming(agent: Agent, text: str, user: str = "u1") -> tuple[asyncio.Task[None], list[object]]:
     """Start a turn in the background; returns once its first text has streamed."""
     seen: list[object] = []
 
     async def run() -> None:
-        async for event in agent.stream(text, user_id="u1"):
+        async for event in agent.stream(text, user_id=user):
             seen.append(event)
 
     task = asyncio.create_task(run())
@@ -203,6 +206,75 @@ async def test_a_failing_conversation_does_not_touch_another(agent: Agent, fake_
     assert ok.text == "echo: fine turn"
     await agent.stop("carol")
     await asyncio.wait_for(doomed, 30)
+
+
+async def test_one_conversations_cli_dying_does_not_touch_another(agent: Agent, fake_api: FakeAnthropicAPI) -> None:
+    await agent.chat("warm up", user_id="dave")
+    fake_api.rules["carol's long job"] = [Hang("working on it", seconds=60)]
+    fake_api.rules["dave's question"] = [Text("dave's complete answer", chunks=4, delay=0.2)]
+    carol_task, carol_seen = await start_streaming(agent, "carol's long job", user="carol")
+    dave = asyncio.create_task(agent.chat("dave's question", user_id="dave"))
+    carol_root = agent.workspaces.root(ConversationKey("api", "carol"))
+    victims = await eventually(lambda: claude_children(carol_root), what="carol's CLI")
+    assert len(victims) == 1 and len(claude_children()) == 2  # dave's CLI is a different process
+    os.kill(victims[0], signal.SIGKILL)
+    await asyncio.wait_for(carol_task, 30)
+    carol_end = final(carol_seen)
+    assert isinstance(carol_end, TurnError) and carol_end.kind == "unavailable"
+    answer = await asyncio.wait_for(dave, 30)
+    assert answer.text == "dave's complete answer" and not answer.is_error
+
+
+async def test_the_pool_evicts_the_least_recently_used_conversation(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    async with Agent(make_sections(agent={"pool_size": 2})) as agent:
+        for user in ("alice", "bob", "alice", "carol"):  # alice is used again after bob
+            await agent.chat(f"hello from {user}", user_id=user)
+        pool = agent.runtime.pool
+        warm = {user for user in ("alice", "bob", "carol") if pool.get(ConversationKey("api", user))}
+        assert warm == {"alice", "carol"}
+
+
+async def test_concurrent_first_messages_share_one_new_session(agent: Agent) -> None:
+    key = ConversationKey("api", "newcomer")
+    opened = await asyncio.gather(*(agent.conversations.open(key) for _ in range(5)))
+    assert len({c.session_id for c in opened}) == 1
+    stored = await agent.conversations.get(key)
+    assert stored is not None and stored.session_id == opened[0].session_id
+
+
+async def test_library_api_from_a_config_file(
+    tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {"env": cli_env, "system_prompt": "Answer like a ship's captain."},
+                "workspace": {"base_dir": "ws"},
+                "store": {"path": "state/ccbridge.db"},
+            }
+        )
+    )
+    asked: list[str] = []
+
+    async def approve(request: ApprovalRequest) -> Decision:
+        asked.append(request.tool_name)
+        return Decision.ALLOW_ONCE
+
+    async with Agent.from_config(config) as agent:
+        root = agent.workspaces.root(ConversationKey("api", "lib"))
+        assert root == tmp_path / "ws" / "api" / "lib"  # relative paths are relative to the config file
+        fake_api.enqueue(ToolCall("Bash", {"command": "echo ok > approved.txt"}))
+        approved = await agent.chat("run it", user_id="lib", on_approval=approve)
+        assert asked == ["Bash"] and not approved.is_error
+        assert (root / "approved.txt").read_text() == "ok\n"
+        assert "Answer like a ship's captain." in json.dumps(fake_api.requests[0].body.get("system"))
+        fake_api.enqueue(ToolCall("Bash", {"command": "echo no > unasked.txt"}))
+        await agent.chat("run it again", user_id="lib")  # no on_approval: the tool is denied
+        assert asked == ["Bash"] and not (root / "unasked.txt").exists()
+    assert (tmp_path / "state" / "ccbridge.db").is_file()
 
 
 async def test_evicted_conversations_resume_from_their_transcript(

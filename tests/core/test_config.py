@@ -35,6 +35,16 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         load_bot_class(entry.kind).parse_settings(name, entry.settings)
 
 
+def test_example_bots_inherit_the_shared_allowlist(tmp_path: Path) -> None:
+    """Filling in the example's shared access.allowlist must reach every bot it defines."""
+    example = Path(__file__).resolve().parents[2] / "config.yaml.example"
+    text = example.read_text().replace("  allowlist: []", '  allowlist: ["telegram:1", "slack:U1"]', 1)
+    config = load_config(write(tmp_path, text))
+    assert config.access.allowlist == ["telegram:1", "slack:U1"]
+    for name in config.bots:
+        assert config.for_bot(name).access.allowlist == ["telegram:1", "slack:U1"], name
+
+
 def test_example_config_loads_without_any_secret_set(monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).resolve().parents[2] / "config.yaml.example"
     for name in ("ANTHROPIC_API_KEY", "TELEGRAM_BOT_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "CCBRIDGE_API_KEY"):
@@ -78,6 +88,14 @@ def test_env_overrides_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert config.agent.model == "from-env"
     assert config.agent.pool_size == 3
     assert config.access.allow_all is True
+
+
+def test_env_overrides_win_over_a_bots_own_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "bots:\n  tg:\n    kind: console\n    agent: {model: from-bot, max_turns: 4}\n")
+    monkeypatch.setenv("CCBRIDGE_AGENT__MODEL", "from-env")
+    sections = load_config(path).for_bot("tg")
+    assert sections.agent.model == "from-env"
+    assert sections.agent.max_turns == 4  # keys the environment doesn't set keep the bot's value
 
 
 def test_bot_overrides_merge_over_shared_sections(tmp_path: Path) -> None:

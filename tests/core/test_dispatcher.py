@@ -70,6 +70,18 @@ async def test_empty_allowlist_admits_nobody_and_warns(make_dispatcher) -> None:
     assert "nobody may use this chat bot" in d.access.startup_warnings("chat")[0]
 
 
+async def test_allow_all_admits_anyone_and_warns(make_dispatcher) -> None:
+    d = await make_dispatcher(access={"allow_all": True, "allowlist": []})
+    assert await say(d, "hi", user="stranger", key=ConversationKey("chat", "stranger")) == ["echo: hi"]
+    [warning] = d.access.startup_warnings("chat")
+    assert "allow_all" in warning and "every chat user" in warning
+
+
+async def test_a_listed_user_needs_no_allow_all_and_gets_no_warning(make_dispatcher) -> None:
+    d = await make_dispatcher(access={"allow_all": False, "allowlist": ["chat:alice"]})
+    assert d.access.startup_warnings("chat") == []
+
+
 async def test_help_status_history_commands(make_dispatcher, fake_api: FakeAnthropicAPI) -> None:
     d = await make_dispatcher()
     assert "/new" in (await say(d, "/help"))[0]

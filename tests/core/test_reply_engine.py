@@ -146,6 +146,15 @@ async def test_broken_edits_degrade_to_a_final_new_message(clock: VirtualClock) 
     assert [o.name for o in sink.text_ops()].count("edit") == 0
 
 
+async def test_an_unexpected_sink_exception_still_delivers_the_final_text(clock: VirtualClock) -> None:
+    sink = make_sink(clock, max_len=10_000)
+    sink.fail("edit", RuntimeError("a bug in the platform code"))
+    words = [TextDelta(f"w{i} ") for i in range(10)]
+    await stream(sink, clock, words + [result()], gap=0.5)
+    assert sink.visible()[-1] == "".join(w.text for w in words)
+    assert sink.final[max(sink.messages)] is True
+
+
 async def test_persistent_finalize_failure_falls_back_to_a_new_message(clock: VirtualClock) -> None:
     sink = make_sink(clock)
     sink.fail("finalize", SinkError("500"), SinkError("500"))

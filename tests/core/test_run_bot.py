@@ -97,6 +97,15 @@ async def test_unknown_bot_kind_and_name_are_clear_errors(tmp_path: Path) -> Non
     assert code == 2 and "no bot named nobody" in err
 
 
+async def test_bot_option_selects_which_bots_run(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    bots = {"front": {"kind": "console", "user": "ann"}, "back": {"kind": "console", "user": "bob"}}
+    config = write_config(tmp_path, cli_env, bots=bots)
+    code, out, _ = await run_bot("--config", str(config), "--check", cwd=tmp_path)
+    assert code == 0 and "would run: front" in out and "would run: back" in out
+    code, out, _ = await run_bot("--config", str(config), "--bot", "back", "--check", cwd=tmp_path)
+    assert code == 0 and "would run: back (console, user bob)" in out and "would run: front" not in out
+
+
 async def test_missing_credentials_get_one_clear_line(tmp_path: Path) -> None:
     code, out, err = await run_bot(stdin="hi\n", cwd=tmp_path)
     assert code == 2 and out == ""

@@ -10,17 +10,45 @@ import pytest
 from core import ConversationKey, WorkspaceError
 from core.config import AgentSettings
 from core.tool_policy import ToolContext, ToolPolicy
-from core.workspace import Workspaces, check_subdir, sanitize_name
+from core.workspace import Workspaces, check_subdir, owner_dirname, sanitize_name
 
 KEY = ConversationKey("telegram", "42")
 
 
 @pytest.mark.parametrize(
     ("raw", "safe"),
-    [("alice", "alice"), ("../etc", "etc"), ("a/b\\c", "a_b_c"), ("..", "_"), ("  ", "_"), ("U123:T9", "U123_T9")],
+    [
+        ("alice", "alice"),
+        ("../etc", "etc"),
+        ("a/b\\c", "a_b_c"),
+        ("..", "_"),
+        ("  ", "_"),
+        ("U123:T9", "U123_T9"),
+        ("отчёт.pdf", "отчёт.pdf"),
+        ("报告 v2.docx", "报告_v2.docx"),
+        ("~/x", "x"),
+    ],
 )
 def test_sanitize_name(raw: str, safe: str) -> None:
     assert sanitize_name(raw) == safe
+
+
+def test_long_names_are_shortened_keeping_the_extension() -> None:
+    name = sanitize_name("й" * 300 + ".pdf")
+    assert name.endswith(".pdf") and len(name.encode()) <= 120
+    assert name[:-4] == "й" * len(name[:-4])  # no broken multi-byte character
+
+
+def test_distinct_owner_ids_never_share_a_workspace(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path)
+    look_alike = ["bob", "bob.", "_bob", "a/b", "a_b", "a b", "x" * 200, "x" * 201, "../../x", "x"]
+    roots = {ws.root(ConversationKey("api", owner)) for owner in look_alike}
+    assert len(roots) == len(look_alike)
+    for root in roots:
+        assert root.parent == tmp_path / "api"
+        assert len(root.name.encode()) <= 120
+    # Ids that are already safe keep their plain, readable directory name.
+    assert owner_dirname("U0123ABC") == "U0123ABC" and owner_dirname("42") == "42"
 
 
 @pytest.mark.parametrize("bad", ["..", "../x", "a/../../b", "/etc", "C:\\Windows", "a\x00b"])
@@ -32,7 +60,8 @@ def test_subdir_traversal_and_absolute_paths_are_rejected(bad: str) -> None:
 async def test_workspace_layout_and_creation(tmp_path: Path) -> None:
     ws = Workspaces(tmp_path)
     assert ws.root(KEY) == tmp_path / "telegram" / "42"
-    assert ws.root(ConversationKey("slack", "../../x")) == tmp_path / "slack" / "x"
+    escaped = ws.root(ConversationKey("slack", "../../x"))
+    assert escaped.parent == tmp_path / "slack" and escaped.name.startswith("x~")
     made = await ws.ensure(KEY, "src/app")
     assert made == tmp_path / "telegram" / "42" / "src" / "app" and made.is_dir()
     assert ws.relative(KEY, made) == "src/app"
