@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
@@ -346,6 +347,29 @@ async def test_max_turns_limit_is_reported(make_sections: Callable[..., Sections
         fake_api.enqueue(ToolCall("Write", {"file_path": str(root / "a.txt"), "content": "a"}))
         result = await agent.chat("loop", user_id="u1")
         assert result.is_error and result.error == "the turn hit its max_turns limit"
+
+
+async def test_configured_mcp_servers_reach_claude_code(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    server = Path(__file__).resolve().parents[1] / "fakes" / "facts_mcp_server.py"
+    facts = {"type": "stdio", "command": sys.executable, "args": [str(server)]}
+    sections = make_sections(agent={"mcp_servers": {"facts": facts}, "allowed_tools": ["mcp__facts__*"]})
+    async with Agent(sections) as agent:
+        fake_api.enqueue(ToolCall("mcp__facts__lookup", {"topic": "towels"}))
+        result = await agent.chat("look it up", user_id="u1")
+    assert not result.is_error
+    [tool_result] = fake_api.requests[-1].tool_results()
+    assert "fact about towels: 42" in json.dumps(tool_result) and not tool_result.get("is_error")
+
+
+async def test_max_budget_usd_ends_the_turn_clearly(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    async with Agent(make_sections(agent={"max_budget_usd": 0.000001})) as agent:
+        fake_api.enqueue(ToolCall("Read", {"file_path": "notes.txt"}), ToolCall("Read", {"file_path": "more.txt"}))
+        result = await agent.chat("spend a lot", user_id="u1")
+    assert result.is_error and result.error and "max_budget_usd" in result.error
 
 
 async def test_history_is_recorded(agent: Agent, fake_api: FakeAnthropicAPI) -> None:
