@@ -8,7 +8,9 @@ shared with the library API (``Agent.chat(user_id=...)``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -24,6 +26,19 @@ SHORT_KEY = 16
 
 class HttpApiSettings(BotSettings, ApiSettings):
     """``bots.<name>:`` keys of an ``http_api`` bot (see ApiSettings for each key)."""
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers.
+
+    ``Server.serve()`` normally swaps in handlers of its own while it runs; here the
+    process (``run_bot.py``) owns the signals and stops the bot by cancelling
+    ``run()``, so it can stop running turns first and close the agents last.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class HttpApiBot(Bot):
@@ -50,6 +65,8 @@ class HttpApiBot(Bot):
             out.append(f"some api_keys are shorter than {SHORT_KEY} characters; use long random keys.")
         if not s.allowed_users:
             out.append("allowed_users is empty: API callers may act as any user_id.")
+        if s.callback_allow_private and s.callback_secret is not None:
+            out.append("callback_allow_private is on: callers can make this server POST to private networks.")
         return out
 
     def server(self) -> uvicorn.Server:
@@ -64,7 +81,7 @@ class HttpApiBot(Bot):
             timeout_graceful_shutdown=5,
             lifespan="on",
         )
-        return uvicorn.Server(config)
+        return EmbeddedServer(config)
 
     async def run(self) -> None:
         server = self.server()

@@ -14,7 +14,7 @@ from . import approvals, chat, compat, probes, sessions
 from .auth import ApiKeys, UserAllowlist
 from .callbacks import CallbackSender
 from .context import ApiContext
-from .errors import install_error_handlers
+from .errors import detail_errors_for, install_error_handlers
 from .limits import BodySizeLimit, TurnSlots
 from .settings import ApiSettings
 from .tasks import TaskRegistry
@@ -30,6 +30,7 @@ def create_app(agent: Agent, settings: ApiSettings) -> FastAPI:
             settings.callback_secret.get_secret_value(),
             timeout=settings.callback_timeout,
             retries=settings.callback_retries,
+            allow_private=settings.callback_allow_private,
         )
     ctx = ApiContext(
         agent=agent,
@@ -60,7 +61,9 @@ def create_app(agent: Agent, settings: ApiSettings) -> FastAPI:
     install_error_handlers(app)
     for module in (probes, sessions, chat, approvals, compat):
         app.include_router(module.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, detail_errors=detail_errors_for(compat.router.routes)
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -15,9 +15,10 @@ router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"], dependencies=
 
 @router.get("", responses=errors(403))
 async def list_approvals(ctx: Ctx, user_id: UserQuery) -> ApprovalList:
-    """Approval requests of this user's turns that wait for an answer."""
+    """Approval requests of this user's API turns that wait for an answer (other platforms' are not listed)."""
     ctx.check_user(user_id)
-    return ApprovalList(approvals=[approval_out(r) for r in ctx.agent.approvals.pending(requested_by=user_id)])
+    pending = ctx.agent.approvals.pending(requested_by=user_id)
+    return ApprovalList(approvals=[approval_out(r) for r in pending if r.key.platform == PLATFORM])
 
 
 @router.post("/{approval_id}", responses=errors(403, 404))

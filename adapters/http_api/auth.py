@@ -20,9 +20,16 @@ def _digest(value: str) -> bytes:
 
 
 class ApiKeys:
-    """Checks presented keys against every configured key in constant time."""
+    """Checks presented keys against every configured key in constant time.
+
+    A blank key is refused here too (the settings already drop them): it must
+    never turn into a key that an empty header matches.
+    """
 
     def __init__(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if any(not k.strip() for k in keys):
+            raise ValueError("an API key is blank")
         self._digests = [_digest(k) for k in keys]
 
     @property
@@ -30,7 +37,7 @@ class ApiKeys:
         return bool(self._digests)
 
     def accepts(self, presented: str | None) -> bool:
-        if not presented:
+        if not presented or not presented.strip():
             return False
         candidate = _digest(presented)
         matched = False
@@ -45,8 +52,11 @@ class UserAllowlist:
     def __init__(self, users: Iterable[str]) -> None:
         self._users = frozenset(users)
 
+    def allows(self, user_id: str) -> bool:
+        return not self._users or user_id in self._users
+
     def check(self, user_id: str) -> None:
-        if self._users and user_id not in self._users:
+        if not self.allows(user_id):
             raise ApiError(403, "user_not_allowed", f"user {user_id!r} is not on this API's allowed_users list")
 
 

@@ -11,6 +11,8 @@ with these headers::
 Receivers recompute the HMAC over the timestamp, a dot and the raw body bytes,
 compare in constant time, and reject old timestamps (replays). A delivery is
 retried (``callback_retries`` times, with backoff) until the receiver answers 2xx.
+Hosts that are not public addresses are refused unless ``callback_allow_private``
+is set (see :mod:`.callback_hosts`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import time
 from dataclasses import dataclass
 
 import httpx
+
+from .callback_hosts import CallbackRefused, Resolver, checked_address, pinned_request, system_resolver
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +61,40 @@ class Delivery:
 
 
 class CallbackSender:
-    """POSTs signed callbacks with retries; owns its HTTP client (closed by :meth:`aclose`)."""
+    """POSTs signed callbacks with retries; owns its HTTP client (closed by :meth:`aclose`).
 
-    def __init__(self, secret: str, *, timeout: float, retries: int, backoff: float = 0.5) -> None:
+    Each attempt resolves the URL's host (``resolver``; default: the loop's
+    ``getaddrinfo``), refuses non-public addresses unless ``allow_private``, and
+    sends the request to the address it checked.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        timeout: float,
+        retries: int,
+        backoff: float = 0.5,
+        allow_private: bool = False,
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        if not secret.strip():
+            raise ValueError("the callback secret is blank")
         self.secret = secret
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        self.allow_private = allow_private
+        self.resolver = resolver
         self._client: httpx.AsyncClient | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            # No keep-alive: a connection made for one host name must not carry another's request.
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, limits=httpx.Limits(max_keepalive_connections=0)
+            )
         return self._client
 
     async def aclose(self) -> None:
@@ -91,7 +116,12 @@ class CallbackSender:
             }
             delivery.attempts += 1
             try:
-                response = await self.client.post(delivery.url, content=body, headers=headers)
+                response = await self._post(delivery.url, body, headers)
+            except CallbackRefused as exc:
+                delivery.last_status = None
+                delivery.last_error = f"refused: {exc} (callback_allow_private is off)"
+                log.warning("callback %s for task %s refused: %s", delivery.url, task_id, exc)
+                return delivery
             except httpx.HTTPError as exc:
                 delivery.last_status, delivery.last_error = None, f"{type(exc).__name__}: {exc}"
             except OSError as exc:
@@ -111,3 +141,11 @@ class CallbackSender:
             )
         log.warning("callback %s for task %s gave up after %d attempts", delivery.url, task_id, delivery.attempts)
         return delivery
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        parsed = httpx.URL(url)
+        host = parsed.raw_host.decode("ascii")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        address = await checked_address(host, port, self.resolver, allow_private=self.allow_private)
+        target, host_header, extensions = pinned_request(parsed, address)
+        return await self.client.post(target, content=body, headers={**headers, **host_header}, extensions=extensions)

@@ -78,18 +78,21 @@ async def chat_stream(body: ChatRequest, ctx: Ctx) -> EventSourceResponse:
 async def chat_async(body: AsyncChatRequest, ctx: Ctx) -> TaskAccepted:
     """Start a turn in the background; poll the task, or receive it at ``callback_url``."""
     key = await ctx.chat_key(body.user_id, body.session_id)
-    callback = str(body.callback_url) if body.callback_url else None
-    ctx.tasks.check_room(callback)
-    runner = ctx.start_turn(
-        key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "deny", timeout=body.timeout
+    task = ctx.tasks.submit(
+        lambda: ctx.start_turn(
+            key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "deny", timeout=body.timeout
+        ),
+        key.owner,
+        str(body.callback_url) if body.callback_url else None,
     )
-    task = ctx.tasks.submit(runner, key.owner, callback)
     return TaskAccepted(task_id=task.id, status=task.status, status_url=f"/api/v1/tasks/{task.id}")
 
 
 @router.get("/tasks/{task_id}", tags=["tasks"], responses=errors(403, 404))
 async def get_task(task_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> TaskStatus:
     """An async task: running, completed (with ``result``) or failed (with ``error``)."""
+    if user_id is not None:
+        ctx.check_user(user_id)
     task = ctx.tasks.get(task_id)
     if task is None:
         raise ApiError(404, "task_not_found", f"no task {task_id} (unknown or expired)")

@@ -8,6 +8,12 @@ Same bodies as those clients send and expect (``message``/``user_id``/``session_
 * a session id of ``/api/v1/sessions``: that session;
 * any other name: a named session of that user, created on first use.
 
+``/session/{id}/...`` takes any id (URL-encoded; it may contain ``/``) and finds a
+name across users; when several users have a session of that name the answer is
+409 unless ``?user_id=`` says whose.
+
+Errors answer ``{"detail": message, "code": ...}`` (those clients read ``detail``).
+``user_id`` is any non-blank text up to 128 characters without control characters.
 Tools needing approval are refused (these clients cannot answer approvals).
 """
 
@@ -25,16 +31,23 @@ from core.store import Conversation
 
 from .auth import require_api_key
 from .chat import SSE_DOC, finish, raise_for_outcome
-from .common import Ctx, errors
+from .common import Ctx, OwnerQuery, detail_errors
 from .context import PLATFORM, ApiContext
-from .errors import ApiError
+from .errors import ApiError, DetailErrorsRoute
 from .models import MessageText, UserId, tool_calls_out, utc
 from .sse import sse_stream
 from .tasks import Task
 from .turns import TurnOutcome, TurnRunner
 
-router = APIRouter(tags=["compat (claude-code-server)"], deprecated=True, dependencies=[Depends(require_api_key)])
+router = APIRouter(
+    tags=["compat (claude-code-server)"],
+    deprecated=True,
+    dependencies=[Depends(require_api_key)],
+    route_class=DetailErrorsRoute,
+)
 DEFAULT_PREFIX = "user_"
+# Users sharing one session name (each has their own session under it); enough to find the allowed ones.
+NAMED_LIMIT = 1000
 
 
 class CompatChatRequest(BaseModel):
@@ -104,21 +117,54 @@ async def chat_target(ctx: ApiContext, user_id: str, session_id: str | None) -> 
     return ConversationKey(PLATFORM, user_id, session_id), None
 
 
-async def find_compat_session(ctx: ApiContext, session_id: str) -> Conversation:
+async def find_compat_session(ctx: ApiContext, session_id: str, user_id: str | None = None) -> Conversation:
+    """The session a ``/session/{session_id}`` route addresses (see the module docstring).
+
+    404 when unknown, 403 when it is another user's than ``user_id`` or its user is not
+    allowed, 409 when the name is used by several users and ``user_id`` is not given.
+    """
+    if user_id is not None:
+        ctx.check_user(user_id)
     conv = await ctx.agent.conversations.find_session(session_id)
-    if conv is None or conv.key.platform != PLATFORM:
-        conv = None
-        owner = session_id.removeprefix(DEFAULT_PREFIX)
-        if session_id.startswith(DEFAULT_PREFIX) and owner:
-            conv = await ctx.agent.conversations.get(ConversationKey(PLATFORM, owner))
+    if conv is not None and conv.key.platform == PLATFORM:
+        if user_id is not None and conv.key.owner != user_id:
+            raise ApiError(403, "forbidden", f"session {session_id} belongs to another user")
+        ctx.check_user(conv.key.owner)
+        return conv
+    if user_id is not None:
+        named = ConversationKey(PLATFORM, user_id, session_id)
+        key = ConversationKey(PLATFORM, user_id) if session_id == DEFAULT_PREFIX + user_id else named
+        conv = await ctx.agent.conversations.get(key)
         if conv is None:
-            listed = await ctx.agent.store.list(platform=PLATFORM, limit=10_000)
-            named = [c for c in listed if c.key.thread == session_id]
-            conv = named[0] if len(named) == 1 else None
-    if conv is None:
-        raise ApiError(404, "session_not_found", f"no session {session_id}")
-    ctx.check_user(conv.key.owner)
-    return conv
+            raise ApiError(404, "session_not_found", f"no session {session_id} for user {user_id!r}")
+        return conv
+    found = await sessions_named(ctx, session_id)
+    allowed = [c for c in found if ctx.users.allows(c.key.owner)]
+    if len(allowed) > 1:
+        owners = len({c.key.owner for c in allowed})
+        raise ApiError(
+            409,
+            "ambiguous_session",
+            f"{owners} users have a session named {session_id!r}; add ?user_id=<user> to say whose",
+        )
+    if allowed:
+        return allowed[0]
+    if found:
+        ctx.check_user(found[0].key.owner)  # raises: its user is not allowed
+    raise ApiError(404, "session_not_found", f"no session {session_id}")
+
+
+async def sessions_named(ctx: ApiContext, name: str) -> list[Conversation]:
+    """Every API conversation a compat session name can mean: ``user_<id>`` (a default
+    session) and the named sessions (threads) called ``name`` of any user."""
+    found: list[Conversation] = []
+    owner = name.removeprefix(DEFAULT_PREFIX)
+    if name.startswith(DEFAULT_PREFIX) and owner:
+        default = await ctx.agent.conversations.get(ConversationKey(PLATFORM, owner))
+        if default is not None:
+            found.append(default)
+    found.extend(await ctx.agent.store.list(platform=PLATFORM, thread=name, limit=NAMED_LIMIT))
+    return found
 
 
 def label(body: CompatChatRequest) -> str:
@@ -146,11 +192,15 @@ def compat_response(outcome: TurnOutcome, session_label: str) -> CompatChatRespo
 
 async def start(ctx: ApiContext, body: CompatChatRequest) -> TurnRunner:
     key, session_id = await chat_target(ctx, body.user_id, body.session_id)
+    return start_turn(ctx, body, key, session_id)
+
+
+def start_turn(ctx: ApiContext, body: CompatChatRequest, key: ConversationKey, session_id: str | None) -> TurnRunner:
     return ctx.start_turn(key, body.message, session_id=session_id, approval_mode="deny", timeout=body.timeout)
 
 
 # -- routes ----------------------------------------------------------------------
-@router.post("/chat", responses=errors(403, 429, 504))
+@router.post("/chat", responses=detail_errors(403, 429, 504))
 async def compat_chat(body: CompatChatRequest, ctx: Ctx) -> CompatChatResponse:
     """Sync chat. Agent failures answer 200 with ``success: false``; a timeout is a 504."""
     outcome = await finish(await start(ctx, body))
@@ -159,7 +209,7 @@ async def compat_chat(body: CompatChatRequest, ctx: Ctx) -> CompatChatResponse:
     return compat_response(outcome, label(body))
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse, responses={**errors(403, 429), **SSE_DOC})
+@router.post("/chat/stream", response_class=EventSourceResponse, responses={**detail_errors(403, 429), **SSE_DOC})
 async def compat_chat_stream(body: CompatChatRequest, ctx: Ctx) -> EventSourceResponse:
     """Events: ``message`` (a piece of text), then ``done`` or ``error``."""
     session_label = label(body)
@@ -176,11 +226,12 @@ async def compat_chat_stream(body: CompatChatRequest, ctx: Ctx) -> EventSourceRe
     return EventSourceResponse(sse_stream(await start(ctx, body), render), ping=15)
 
 
-@router.post("/chat/async", responses=errors(403, 429))
+@router.post("/chat/async", responses=detail_errors(403, 429))
 async def compat_chat_async(body: CompatChatRequest, ctx: Ctx) -> CompatAsyncResponse:
-    ctx.tasks.check_room()
-    runner = await start(ctx, body)
-    task = ctx.tasks.submit(runner, body.user_id, labels={"session_id": label(body)})
+    key, session_id = await chat_target(ctx, body.user_id, body.session_id)
+    task = ctx.tasks.submit(
+        lambda: start_turn(ctx, body, key, session_id), body.user_id, labels={"session_id": label(body)}
+    )
     return CompatAsyncResponse(task_id=task.id)
 
 
@@ -199,7 +250,7 @@ def compat_task(task: Task) -> CompatTaskStatus:
     )
 
 
-@router.get("/task/{task_id}", responses=errors(404))
+@router.get("/task/{task_id}", responses=detail_errors(404))
 async def compat_get_task(task_id: str, ctx: Ctx) -> CompatTaskStatus:
     task = ctx.tasks.get(task_id)
     if task is None:
@@ -207,9 +258,11 @@ async def compat_get_task(task_id: str, ctx: Ctx) -> CompatTaskStatus:
     return compat_task(task)
 
 
-@router.get("/session/{session_id}/history", responses=errors(403, 404))
-async def compat_history(session_id: str, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> CompatHistory:
-    conv = await find_compat_session(ctx, session_id)
+@router.get("/session/{session_id:path}/history", responses=detail_errors(403, 404, 409))
+async def compat_history(
+    session_id: str, ctx: Ctx, user_id: OwnerQuery = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> CompatHistory:
+    conv = await find_compat_session(ctx, session_id, user_id)
     messages: list[CompatMessage] = []
     for turn in await ctx.agent.conversations.history(conv.key, limit):
         messages.append(CompatMessage(role="user", content=turn.user_text, timestamp=utc(turn.started_at)))
@@ -222,8 +275,8 @@ async def compat_history(session_id: str, ctx: Ctx, limit: Annotated[int, Query(
     return CompatHistory(session_id=session_id, user_id=conv.key.owner, messages=messages, total_messages=len(messages))
 
 
-@router.delete("/session/{session_id}", responses=errors(403, 404))
-async def compat_clear(session_id: str, ctx: Ctx) -> CompatCleared:
-    conv = await find_compat_session(ctx, session_id)
+@router.delete("/session/{session_id:path}", responses=detail_errors(403, 404, 409))
+async def compat_clear(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> CompatCleared:
+    conv = await find_compat_session(ctx, session_id, user_id)
     await ctx.agent.conversations.delete(conv.key)
     return CompatCleared(message="Session cleared successfully")

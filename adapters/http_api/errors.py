@@ -1,16 +1,28 @@
-"""Errors as JSON: ``{"error": {"code": ..., "message": ...}}`` with the right status.
+"""Errors as JSON, in two shapes.
 
-Core errors map to statuses in one table; request validation keeps FastAPI's 422.
+* ``/api/v1`` (and the probes): ``{"error": {"code": ..., "message": ...}}`` plus
+  context fields (``session_id``, ``text``, ``fields``...).
+* claude-code-server's routes (a :class:`DetailErrorsRoute`): ``{"detail": message,
+  "code": ...}`` plus the same context fields, since those clients read ``detail``.
+
+Core errors map to statuses in one table. A request that fails validation is a 422
+``invalid_request`` naming the fields; a body that is not JSON is a 415.
 """
 
 from __future__ import annotations
 
+import email.message
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from core import (
     AccessDenied,
@@ -70,14 +82,102 @@ class ApiError(StarletteHTTPException):
         self.extra = extra
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}}
+class DetailErrorsRoute(APIRoute):
+    """A route whose errors answer ``{"detail": message, "code": ...}`` (claude-code-server's shape)."""
+
+
+def error_body(code: str, message: str, *, detail: bool = False, **extra: Any) -> dict[str, Any]:
+    context = {k: v for k, v in extra.items() if v is not None}
+    if detail:
+        return {"detail": message, "code": code, **context}
+    return {"error": {"code": code, "message": message, **context}}
+
+
+def uses_detail(scope: Scope) -> bool:
+    return isinstance(scope.get("route"), DetailErrorsRoute)
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
+    body = error_body(code, message, detail=uses_detail(request.scope), **extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def detail_errors_for(routes: Iterable[BaseRoute]) -> Callable[[Scope], bool]:
+    """For middleware that answers before routing: does this request go to one of these
+    routes that is a DetailErrorsRoute? (``routes`` as mounted, i.e. without a prefix.)"""
+    detail_routes = [r for r in routes if isinstance(r, DetailErrorsRoute)]
+
+    def check(scope: Scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in detail_routes)
+
+    return check
+
+
+# -- request validation ------------------------------------------------------
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+_MAX_LISTED = 5
+
+
+def _field(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _problem(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    message = str(error.get("msg", "invalid"))
+    if kind == "missing":
+        return "required"
+    if kind in ("value_error", "assertion_error"):
+        return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return message[:1].lower() + message[1:]
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    parsed = email.message.Message()
+    parsed["content-type"] = content_type
+    subtype = parsed.get_content_subtype()
+    return parsed.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def validation_error(request: Request, exc: RequestValidationError) -> tuple[int, str, str, list[dict[str, str]]]:
+    """(status, code, message, fields) for a request FastAPI could not validate."""
+    errors = list(exc.errors())
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        kind = str(error.get("type", ""))
+        if kind == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "JSON decode error")
+            where = f" at position {loc[1]}" if len(loc) > 1 else ""
+            problem = f"not valid JSON: {reason}{where}"
+            return 422, "invalid_request", f"the request body is {problem}", [_entry("body", problem, kind)]
+        if loc == ("body",) and kind == "missing":
+            return (
+                422,
+                "invalid_request",
+                "the request body is missing: send a JSON object",
+                [_entry("body", "required", kind)],
+            )
+        if loc == ("body",) and isinstance(error.get("input"), bytes | bytearray):
+            content_type = request.headers.get("content-type")
+            if not _is_json(content_type):
+                got = f"got {content_type!r}" if content_type else "no Content-Type was sent"
+                message = f"the request body must be JSON sent with 'Content-Type: application/json' ({got})"
+                return 415, "unsupported_media_type", message, []
+    fields = [_entry(_field(e.get("loc", ())), _problem(e), str(e.get("type", ""))) for e in errors]
+    listed = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:_MAX_LISTED])
+    more = f" (and {len(fields) - _MAX_LISTED} more)" if len(fields) > _MAX_LISTED else ""
+    return 422, "invalid_request", f"invalid request: {listed}{more}", fields
+
+
+def _entry(field: str, message: str, kind: str) -> dict[str, str]:
+    return {"field": field, "message": message, "type": kind}
 
 
 def from_core(exc: CCBridgeError) -> ApiError:
@@ -90,21 +190,26 @@ def from_core(exc: CCBridgeError) -> ApiError:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status_code, exc.code, exc.message, exc.headers, **exc.extra)
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+        return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, code, message, fields = validation_error(request, exc)
+        return error_response(request, status, code, message, fields=fields or None)
 
     @app.exception_handler(CCBridgeError)
     async def _core_error(request: Request, exc: CCBridgeError) -> JSONResponse:
         err = from_core(exc)
         if err.status_code >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(err.status_code, err.code, err.message)
+        return error_response(request, err.status_code, err.code, err.message)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error")
+        return error_response(request, 500, "internal_error", "internal server error")

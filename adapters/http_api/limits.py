@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError
+from .errors import ApiError, error_body
 
 RETRY_AFTER_SECONDS = 5
 
@@ -19,9 +20,10 @@ class PayloadTooLarge(ApiError):
 class BodySizeLimit:
     """ASGI middleware: 413 for bodies over ``max_bytes`` (declared or streamed)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, detail_errors: Callable[[Scope], bool] = lambda _: False) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.detail_errors = detail_errors  # answer in the compat routes' {"detail": ...} shape
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,7 +36,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = 0
                 if declared > self.max_bytes:
-                    await _reject(send, self.max_bytes)
+                    await _reject(send, self.max_bytes, detail=self.detail_errors(scope))
                     return
         received = 0
 
@@ -51,9 +53,9 @@ class BodySizeLimit:
         await self.app(scope, limited, send)
 
 
-async def _reject(send: Send, limit: int) -> None:
+async def _reject(send: Send, limit: int, *, detail: bool) -> None:
     err = PayloadTooLarge(limit)
-    body = json.dumps({"error": {"code": err.code, "message": err.message}}).encode()
+    body = json.dumps(error_body(err.code, err.message, detail=detail)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, Field, HttpUrl
 
 from core import ApprovalRequest, Decision, ToolCallRecord
 from core.store import Conversation, TurnRecord
@@ -14,18 +15,50 @@ from core.workspace import Workspaces
 
 from .turns import TurnOutcome
 
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+=:-]{0,127}$"
+USER_ID_MAX = 128
+USER_ID_DESCRIPTION = (
+    "Your application's id for the end user: any text up to 128 characters without control characters "
+    "(each id gets its own workspace)."
+)
+
+
+def check_user_id(value: str) -> str:
+    """A user id is any non-blank text without control characters (the core maps it to a safe directory)."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found {bad!r})")
+    return value
+
+
+def is_user_id(value: object) -> bool:
+    if not isinstance(value, str) or not 1 <= len(value) <= USER_ID_MAX:
+        return False
+    try:
+        check_user_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
 UserId = Annotated[
     str,
-    Field(
-        pattern=USER_ID_PATTERN,
-        max_length=128,
-        description="Your application's id for the end user (letters, digits and . _ @ + = : -).",
-        examples=["alice"],
-    ),
+    Field(min_length=1, max_length=USER_ID_MAX, description=USER_ID_DESCRIPTION, examples=["alice"]),
+    AfterValidator(check_user_id),
 ]
 SessionId = Annotated[str, Field(min_length=1, max_length=128, description="A session id (see /api/v1/sessions).")]
-MessageText = Annotated[str, Field(min_length=1, max_length=200_000, description="The user's message.")]
+MessageText = Annotated[
+    str,
+    Field(min_length=1, max_length=200_000, description="The user's message (not only whitespace)."),
+    AfterValidator(check_text),
+]
 ApprovalMode = Literal["deny", "ask"]
 
 
@@ -253,13 +286,28 @@ class TaskStatus(BaseModel):
 
 
 # -- errors and probes -------------------------------------------------------
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the field, e.g. 'text' or 'user_id'.")
+    message: str
+    type: str
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
+    fields: list[FieldError] | None = Field(None, description="With code 'invalid_request': what is wrong.")
 
 
 class ErrorEnvelope(BaseModel):
     error: ErrorBody
+
+
+class DetailError(BaseModel):
+    """Errors of the claude-code-server routes (their clients read ``detail``)."""
+
+    detail: str
+    code: str
+    fields: list[FieldError] | None = None
 
 
 class Health(BaseModel):

@@ -21,19 +21,31 @@ class ApiSettings(BaseModel):
     turn_timeout: float = Field(600.0, gt=0, description="Seconds before a turn is stopped (504).")
     max_tasks: int = Field(1000, gt=0, description="Async tasks remembered (finished ones are evicted first).")
     task_ttl: float = Field(3600.0, gt=0, description="Seconds a finished async task stays readable.")
-    callback_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key signing async callbacks.")
+    callback_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key signing async callbacks; blank = not set (callback_url is refused)."
+    )
     callback_timeout: float = Field(10.0, gt=0)
     callback_retries: int = Field(2, ge=0, le=10, description="Extra attempts after a failed callback.")
+    callback_allow_private: bool = Field(
+        False,
+        description="Allow callback_url hosts on loopback, private or link-local networks (off: only public addresses).",
+    )
     docs: bool = Field(True, description="Serve /docs and /openapi.json.")
     access_log: bool = False
 
     @field_validator("api_keys")
     @classmethod
-    def _non_empty_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
-        for i, key in enumerate(keys):
-            if not key.get_secret_value().strip():
-                raise ValueError(f"api_keys[{i}] is empty (an unset environment variable?)")
-        return keys
+    def _drop_blank_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        # A blank entry (e.g. an unset ${CCBRIDGE_API_KEY:-}) is no key: it must never authenticate.
+        return [k for k in keys if k.get_secret_value().strip()]
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _blank_secret_is_unset(cls, secret: SecretStr | None) -> SecretStr | None:
+        # ${CCBRIDGE_CALLBACK_SECRET:-} gives "": signing with an empty key would be no signature at all.
+        if secret is not None and not secret.get_secret_value().strip():
+            return None
+        return secret
 
     @field_validator("allowed_users", "cors_origins")
     @classmethod
@@ -44,7 +56,8 @@ class ApiSettings(BaseModel):
     def _keys_or_anonymous(self) -> ApiSettings:
         if not self.api_keys and not self.allow_anonymous:
             raise ValueError(
-                'api_keys is empty: set at least one key (e.g. api_keys: ["${CCBRIDGE_API_KEY}"]), '
+                'api_keys is empty: set at least one key (e.g. api_keys: ["${CCBRIDGE_API_KEY}"]; '
+                "blank entries such as an unset environment variable are ignored), "
                 "or set allow_anonymous: true to serve without authentication"
             )
         if self.max_tasks < self.max_concurrent_turns:

@@ -13,8 +13,10 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .callback_hosts import literal_refusal
 from .callbacks import CallbackSender, Delivery
 from .errors import ApiError
 from .models import CallbackInfo, ErrorInfo, TaskState, TaskStatus, approval_out, chat_out, utc
@@ -86,20 +88,25 @@ class TaskRegistry:
         return len(self._tasks)
 
     def check_room(self, callback_url: str | None = None) -> None:
-        """Raise before a turn starts if it could not become a task."""
-        if callback_url and self.sender is None:
-            raise ApiError(
-                400,
-                "callbacks_disabled",
-                "callback_url needs the server's callback_secret to be configured (callbacks are signed)",
-            )
+        """Raise if a turn could not become a task (callbacks off or refused, registry full)."""
+        if callback_url:
+            self._check_callback(callback_url)
         self._make_room()
 
     def submit(
-        self, runner: TurnRunner, user_id: str, callback_url: str | None = None, labels: dict[str, str] | None = None
+        self,
+        start: Callable[[], TurnRunner],
+        user_id: str,
+        callback_url: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> Task:
-        """Track a started turn; its result (and callback) arrive in the background."""
+        """Check there is room, start the turn with ``start()`` and track it as a task.
+
+        Nothing awaits between the check, the start and the record, so a turn never
+        runs without its task (and a refused task never starts a turn).
+        """
         self.check_room(callback_url)
+        runner = start()
         task = Task(
             id=secrets.token_urlsafe(16),
             user_id=user_id,
@@ -110,6 +117,23 @@ class TaskRegistry:
         self._tasks[task.id] = task
         task.worker = asyncio.create_task(self._work(task), name=f"ccbridge-http-task-{task.id}")
         return task
+
+    def _check_callback(self, url: str) -> None:
+        if self.sender is None:
+            raise ApiError(
+                400,
+                "callbacks_disabled",
+                "callback_url needs the server's callback_secret to be configured (callbacks are signed)",
+            )
+        if not self.sender.allow_private:
+            reason = literal_refusal(url)
+            if reason is not None:
+                raise ApiError(
+                    400,
+                    "callback_url_forbidden",
+                    f"callback_url: {reason}; callbacks go to public addresses only "
+                    "(set callback_allow_private: true to allow private networks)",
+                )
 
     def get(self, task_id: str) -> Task | None:
         self._expire()

@@ -3,7 +3,7 @@
 * :class:`SlackBridge` — the bolt app: events -> the core dispatcher, buttons, slash command.
 * :class:`SlackSink` — replies: native streaming in threads, ``chat.update`` edits elsewhere.
 * :mod:`.events` — events read into :class:`SlackPlace` (the bot's ``route`` picks the conversation);
-  :mod:`.formatting` — Markdown / mrkdwn.
+  :mod:`.formatting` — Markdown / mrkdwn; :mod:`.payloads` — what a signed HTTP request must look like.
 """
 
 from .bridge import SlackBridge

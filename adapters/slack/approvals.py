@@ -11,7 +11,7 @@ from typing import Any
 
 from core import ApprovalRequest, Decision
 
-from .formatting import SECTION_LIMIT, clip, escape
+from .formatting import SECTION_LIMIT, clip_escaped, escape
 
 BLOCK_PREFIX = "ccbridge_approval"
 ACTIONS: dict[str, Decision] = {
@@ -25,6 +25,7 @@ _BUTTONS = (
     ("ccbridge_approve_session", "Allow for this session", None),
     ("ccbridge_deny", "Deny", "danger"),
 )
+_FALLBACK_LIMIT = 300  # the notification text: a preview, the blocks show the rest
 _ICONS = {
     Decision.ALLOW_ONCE: ":white_check_mark:",
     Decision.ALLOW_SESSION: ":white_check_mark:",
@@ -39,7 +40,8 @@ def decision_for(action_id: str) -> Decision | None:
 def _request_lines(request: ApprovalRequest) -> str:
     line = f"*{escape(request.tool_name)}*"
     if request.summary:
-        summary = clip(request.summary.replace("```", "'''"), SECTION_LIMIT - 200)
+        # The tool input is the agent's, not ours: escaped so it can't ping (<!channel>) or pose as a link.
+        summary = clip_escaped(request.summary.replace("```", "'''"), SECTION_LIMIT - 200)
         line += "\n```" + summary + "```"
     return line
 
@@ -93,5 +95,5 @@ def decided_blocks(request: ApprovalRequest) -> list[dict[str, Any]]:
 def fallback_text(request: ApprovalRequest) -> str:
     """The notification text (shown where blocks can't be)."""
     if request.pending:
-        return f"Approval needed: {escape(request.describe())}"
-    return f"{escape(request.describe())} — {request.outcome()}"
+        return f"Approval needed: {clip_escaped(request.describe(), _FALLBACK_LIMIT)}"
+    return f"{clip_escaped(request.describe(), _FALLBACK_LIMIT)} — {escape(request.outcome())}"

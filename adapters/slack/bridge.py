@@ -1,9 +1,11 @@
 """The Slack bridge: a bolt ``AsyncApp`` whose listeners feed the core dispatcher.
 
 Receiving: Socket Mode (``AsyncSocketModeHandler``, no public URL) or the HTTP
-Events API (bolt's own aiohttp server, which verifies every request's signature
-and timestamp: forged or stale requests get 401 and nothing runs). Events are
-acknowledged at once (bolt acks event listeners before running them) and the
+Events API (an aiohttp server handing requests to bolt). Over HTTP a body over
+4 MB gets 413 unread; every other request's signature and timestamp are checked
+before its body is parsed (forged or stale: 401), and a signed body that is not
+what Slack sends gets 400 (:mod:`.payloads`); nothing runs for any of them. Events
+are acknowledged at once (bolt acks event listeners before running them) and the
 turn runs in the background (:meth:`Dispatcher.submit`). A delivery is handled
 once: repeated ``event_id``s (Slack's retries, ``X-Slack-Retry-Num``) and the
 ``message`` twin of an ``app_mention`` are dropped.
@@ -24,9 +26,12 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core import (
@@ -48,7 +53,8 @@ from .config import SlackConfig
 from .errors import NETWORK_ERRORS, error_code
 from .events import PLATFORM, BotIdentity, Router, SlackInbound, SlackPlace, translate_message
 from .files import FileFetcher, FileRejected, SlackFile
-from .formatting import clip, escape, to_mrkdwn
+from .formatting import clip_escaped, escape, to_mrkdwn
+from .payloads import shape_problem
 from .sink import SinkOptions, SlackSink, SlackTarget
 from .status import Capabilities
 
@@ -56,6 +62,9 @@ log = logging.getLogger(__name__)
 
 _NAME_CACHE = 5000
 _MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Slack's payloads are small; refuse anything huge
+# What an empty message addressed to the bot (a bare @mention) gets instead of a turn.
+EMPTY_MENTION_HINT = "👋 Put your question in the same message as the mention (`!help` lists the commands)."
+EMPTY_DM_HINT = "👋 Send me a question or a task (`!help` lists the commands)."
 
 
 class SlackBridge:
@@ -84,6 +93,9 @@ class SlackBridge:
         self._seen_messages = RecentKeys()
         self._names: dict[str, str | None] = {}
         self._names_enabled = True
+        self._ims: dict[str, str] = {}  # user id -> the bot's DM channel with them
+        secret = config.signing_secret.get_secret_value() if config.signing_secret else None
+        self._verifier = SignatureVerifier(secret) if secret else None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self.port: int | None = None
@@ -120,12 +132,40 @@ class SlackBridge:
         return self.port
 
     async def _http_request(self, request: web.Request) -> web.Response:
-        """One Events API / interactivity / slash command request, through bolt (which checks its signature)."""
+        """One Events API / interactivity / slash command request: signature first, then bolt."""
+        too_large = web.json_response(
+            {"error": f"request body too large (the limit is {_MAX_REQUEST_BYTES // (1024 * 1024)} MB)"}, status=413
+        )
+        if (request.content_length or 0) > _MAX_REQUEST_BYTES:
+            return too_large
         try:
-            bolt_request = await to_bolt_request(request)
-        except ValueError:  # a body that is not JSON / form data
-            return web.json_response({"error": "malformed request body"}, status=400)
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return too_large
+        if not self._signed(raw, request.headers):
+            log.info("Slack: refused a request with a missing or invalid signature")
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:  # bolt's own reading of the body; it expects a JSON object (or a form with one in `payload`)
+            parsed = parse_body(raw.decode("utf-8"), request.content_type)
+        except ValueError:  # not UTF-8, or not the JSON / form data it claims to be
+            parsed = None
+        problem = shape_problem(parsed)
+        if problem:
+            log.info("Slack: refused a signed request with a malformed body (%s)", problem)
+            return web.json_response({"error": f"malformed request body ({problem})"}, status=400)
+        bolt_request = await to_bolt_request(request)
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
+
+    def _signed(self, raw: bytes, headers: Any) -> bool:
+        """Slack's ``v0`` HMAC of the raw body, within the 5-minute window."""
+        if self._verifier is None:  # SlackConfig requires a signing secret in http mode
+            return False
+        try:
+            return self._verifier.is_valid(
+                raw, headers.get("X-Slack-Request-Timestamp"), headers.get("X-Slack-Signature")
+            )
+        except ValueError:  # a timestamp that is not a number, a body that is not UTF-8
+            return False
 
     async def connect_socket(self) -> None:
         """Open the Socket Mode connection (``apps.connections.open`` + WebSocket)."""
@@ -214,6 +254,8 @@ class SlackBridge:
         if not self._seen_messages.first_time((inbound.target.channel, inbound.ts)):
             log.debug("Slack: message %s already handled (app_mention + message event)", inbound.ts)
             return
+        if inbound.direct:
+            self._remember_dm(inbound.user_id, inbound.target.channel)
         await self._deliver(inbound)
 
     def sink_for(self, target: SlackTarget) -> SlackSink:
@@ -227,6 +269,10 @@ class SlackBridge:
             for problem in problems:
                 await send_notice(sink, f"⚠️ {problem}")
             if problems and not attachments and not inbound.text.strip():
+                return
+        if not inbound.text.strip() and not inbound.files and inbound.mentioned:
+            if self.agent.access.allows(PLATFORM, inbound.user_id):  # others get the dispatcher's refusal
+                await send_notice(sink, EMPTY_DM_HINT if inbound.direct else EMPTY_MENTION_HINT)
                 return
         user = UserRef(inbound.user_id, await self._name(inbound.user_id))
         self.dispatcher.submit(
@@ -297,10 +343,12 @@ class SlackBridge:
         return name or None
 
     # -- buttons ---------------------------------------------------------------
-    async def _on_approval_button(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def _on_approval_button(
+        self, ack: Any, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         await ack()
         decision = decision_for(str(action.get("action_id", "")))
-        user_id = (body.get("user") or {}).get("id")
+        user_id = context.user_id  # bolt reads it from `user` (an object or an id)
         request_id = action.get("value")
         if decision is None or not user_id or not request_id:
             log.debug("Slack: malformed approval action %r", action)
@@ -308,9 +356,9 @@ class SlackBridge:
         try:
             self.dispatcher.resolve_approval(str(request_id), decision, str(user_id))
         except ApprovalError as exc:
-            container = body.get("container") or {}
-            channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
-            thread = container.get("thread_ts") or (body.get("message") or {}).get("thread_ts")
+            container = body.get("container") or {}  # an object (see .payloads)
+            channel = context.channel_id or container.get("channel_id")
+            thread = container.get("thread_ts") or context.thread_ts
             if channel:
                 await self._ephemeral(str(channel), str(user_id), f":no_entry: {escape(str(exc))}", thread)
 
@@ -334,14 +382,20 @@ class SlackBridge:
         is_command = word in COMMANDS
         line = ("/" + text.lstrip("/!")) if (is_command and text) else (text or "/help")
         team = command.get("team_id")
-        direct = channel.startswith("D") or command.get("channel_name") == "directmessage"
-        if direct:
+        if not self.agent.access.allows(PLATFORM, user_id):
+            await respond(text=to_mrkdwn(self.agent.access.settings.refusal), response_type="ephemeral")
+            return
+        moved = False
+        if channel.startswith("D") or command.get("channel_name") == "directmessage":
+            # Any DM the command was typed in; the bot can only write in its own DM with this person.
+            im = await self._dm_channel(user_id)
+            if im is None:
+                await respond(text="I can't reply here; send me a direct message instead.", response_type="ephemeral")
+                return
+            moved, channel = im != channel, im
             key = self.route(SlackPlace(True, user_id, channel, None, "", True))
             target = SlackTarget(channel, None, user_id, team, None)
         else:
-            if not self.agent.access.allows(PLATFORM, user_id):
-                await respond(text=to_mrkdwn(self.agent.access.settings.refusal), response_type="ephemeral")
-                return
             if is_command:
                 bot = await self._identity()
                 hint = (
@@ -352,7 +406,7 @@ class SlackBridge:
                 return
             try:
                 opened = await self.client.chat_postMessage(
-                    channel=channel, text=f"<@{user_id}> asked: {escape(clip(text, 2900))}"
+                    channel=channel, text=f"<@{user_id}> asked: {clip_escaped(text, 2900)}"
                 )
             except SlackApiError as exc:
                 await respond(
@@ -368,6 +422,31 @@ class SlackBridge:
             return
         user = UserRef(user_id, await self._name(user_id))
         self.dispatcher.submit(IncomingMessage(key=key, user=user, text=line, reply=self.sink_for(target)))
+        if moved:
+            await respond(
+                text="I can't write in a DM between people, so I answered in our own DM.",
+                response_type="ephemeral",
+            )
+
+    async def _dm_channel(self, user_id: str) -> str | None:
+        """The bot's own DM with ``user_id`` (``conversations.open``, cached); None when it can't be had."""
+        if user_id in self._ims:
+            return self._ims[user_id]
+        try:
+            response = await self.client.conversations_open(users=user_id)
+        except (SlackApiError, *NETWORK_ERRORS) as exc:
+            log.warning("Slack: conversations.open with %s failed (%s)", user_id, error_code(exc) or repr(exc))
+            return None
+        channel = (response.get("channel") or {}).get("id")
+        if not isinstance(channel, str) or not channel:
+            return None
+        self._remember_dm(user_id, channel)
+        return channel
+
+    def _remember_dm(self, user_id: str, channel: str) -> None:
+        if len(self._ims) >= _NAME_CACHE:
+            self._ims.clear()
+        self._ims[user_id] = channel
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -38,9 +38,19 @@ class SlackConfig(BaseModel):
     working_reaction: str | None = Field("hourglass_flowing_sand", description="Reaction while working ('' = none).")
     working_status: str = Field("is working…", description="Assistant thread status while working ('' = none).")
 
+    @field_validator("app_token", "signing_secret", "slash_command", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """``""`` (e.g. ``${SLACK_APP_TOKEN:-}`` with the variable unset) means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("bot_token")
     @classmethod
     def _bot_token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty: give the Bot User OAuth Token (xoxb-...), e.g. via SLACK_BOT_TOKEN")
         if not value.get_secret_value().startswith("xoxb-"):
             raise ValueError("must be a bot token starting with 'xoxb-' (OAuth & Permissions > Bot User OAuth Token)")
         return value
@@ -75,7 +85,7 @@ class SlackConfig(BaseModel):
     def _mode_credentials(self) -> SlackConfig:
         if self.mode == "socket" and self.app_token is None:
             raise ValueError("app_token is required when mode is 'socket' (or set mode: http with a signing_secret)")
-        if self.mode == "http" and not (self.signing_secret and self.signing_secret.get_secret_value()):
+        if self.mode == "http" and self.signing_secret is None:
             raise ValueError("signing_secret is required when mode is 'http' (Basic Information > Signing Secret)")
         return self
 

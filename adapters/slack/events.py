@@ -36,6 +36,7 @@ class SlackInbound:
     mentioned: bool
     ts: str
     files: list[dict[str, Any]] = field(default_factory=list)
+    direct: bool = False  # written in a DM with the bot
 
 
 @dataclass(frozen=True)
@@ -131,4 +132,5 @@ def translate_message(
         mentioned=mentioned,
         ts=ts,
         files=[f for f in event.get("files") or [] if isinstance(f, dict)],
+        direct=direct,
     )

@@ -1,11 +1,16 @@
 """Markdown for Slack.
 
 Replies stay standard Markdown wherever Slack accepts it (``markdown_text`` on
-``chat.postMessage`` / ``chat.update`` / the ``chat.*Stream`` methods). A few
-places only take Slack's own *mrkdwn* (``text`` fallbacks, section blocks,
-ephemeral messages, file comments, or ``text_format: mrkdwn``): there
-:func:`to_mrkdwn` converts the common constructs — bold, italic, strikethrough,
-links, headings, bullets — and leaves code untouched.
+``chat.postMessage`` / ``chat.update`` / the ``chat.*Stream`` methods). Slack
+translates that text itself, and Slack's ``&``/``<``/``>`` escaping rules are
+rules of *mrkdwn*: in standard Markdown ``&lt;`` inside code would show
+literally, so ``markdown_text`` is sent as is. A few places only take Slack's
+own mrkdwn (``text`` fallbacks, section blocks, ephemeral messages, file
+comments, or ``text_format: mrkdwn``): there :func:`to_mrkdwn` converts the
+common constructs — bold, italic, strikethrough, links, headings, bullets — and
+escapes ``&``, ``<`` and ``>`` everywhere, code included (Slack shows the
+escaped characters as typed), so no text can turn into a mention
+(``<!channel>``) or a disguised link (``<https://x|ls>``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ _TASK = re.compile(r"^(\s*)[-*+]\s+\[([ xX])\]\s+")
 _RULE = re.compile(r"^ {0,3}([-*_])(\s*\1){2,}\s*$")
 _QUOTE = re.compile(r"^(\s*)>\s?")
 
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 _BOLD_MARK = "\x01"  # stands for mrkdwn's '*' until italics are converted
 
 
@@ -36,8 +42,17 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def clip_escaped(text: str, limit: int) -> str:
+    """:func:`escape` ``text``, then :func:`clip` it to ``limit`` without cutting an entity in half."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    head = _PARTIAL_ENTITY.sub("", escaped[: limit - 1])
+    return head + "…"
+
+
 def to_mrkdwn(markdown: str) -> str:
-    """Convert standard Markdown to Slack mrkdwn (code blocks and spans are kept verbatim)."""
+    """Convert standard Markdown to Slack mrkdwn (code is kept as written, only escaped)."""
     out: list[str] = []
     fence: str | None = None
     for line in markdown.split("\n"):
@@ -51,7 +66,7 @@ def to_mrkdwn(markdown: str) -> str:
                 fence = None
                 out.append("```")
             else:
-                out.append(line)
+                out.append(escape(line))
             continue
         out.append(_convert_line(line))
     return "\n".join(out)
@@ -87,9 +102,9 @@ def _inline(text: str) -> str:
         saved.append(value)
         return f"\x02{len(saved) - 1}\x03"
 
-    text = _INLINE_CODE.sub(lambda m: keep(f"`{m.group(2).strip() if len(m.group(1)) > 1 else m.group(2)}`"), text)
+    text = _INLINE_CODE.sub(lambda m: keep(f"`{escape(_code_span(m))}`"), text)
     text = _LINK.sub(lambda m: keep(_link(m.group(2), m.group(1))), text)
-    text = _AUTOLINK.sub(lambda m: keep(f"<{m.group(1)}>"), text)
+    text = _AUTOLINK.sub(lambda m: keep(_link(m.group(1), "")), text)
     text = escape(text)
     text = _BOLD.sub(lambda m: f"{_BOLD_MARK}{m.group(2)}{_BOLD_MARK}", text)
     text = _ITALIC_STAR.sub(lambda m: f"_{m.group(1)}_", text)
@@ -98,8 +113,13 @@ def _inline(text: str) -> str:
     return re.sub(r"\x02(\d+)\x03", lambda m: saved[int(m.group(1))], text)
 
 
+def _code_span(m: re.Match[str]) -> str:
+    return m.group(2).strip() if len(m.group(1)) > 1 else m.group(2)
+
+
 def _link(url: str, label: str) -> str:
-    url = url.replace("|", "%7C").replace(">", "%3E")
+    """``<url|label>``: ``&`` escaped; ``|``, ``<``, ``>`` percent-encoded so the URL can't end early or relabel."""
+    url = url.replace("&", "&amp;").replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
     label = escape(label.strip()).replace("|", "¦")
     return f"<{url}|{label}>" if label and label != url else f"<{url}>"
 

@@ -1,3 +1,5 @@
+# chat.*Stream is called directly, not via slack-sdk's chat_stream() helper (which buffers on its own):
+# each call's 429 / expired stream must be seen so the core knows exactly what Slack shows.
 """The Slack reply sink: native streaming in threads, ``chat.update`` edits elsewhere.
 
 In a thread a reply is one streamed message: ``post`` -> ``chat.startStream``,

@@ -3,7 +3,13 @@
 Receives by long polling (default) or by webhook with a secret token (PTB's
 webhook server answers 403 to requests without the right
 ``X-Telegram-Bot-Api-Secret-Token``). Each update is handled once (by
-``update_id``); updates other than messages and button presses are skipped.
+``update_id``); updates other than messages and button presses are skipped,
+and so are updates PTB cannot parse (:mod:`.client`).
+
+PTB handles updates one after another, so handlers only decide: downloading a
+user's files and handing the message to the dispatcher happen in tracked
+background tasks (awaited, then cancelled, at shutdown), in the order each
+conversation's messages arrived. Album items are collected first (:mod:`.albums`).
 
 Who is answered and which conversation a message belongs to is the bot's
 policy, passed in as ``route``: ``MessageView -> ConversationKey | None``
@@ -15,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import BotCommand, CallbackQuery, Message, Update, User
-from telegram.error import InvalidToken, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -31,10 +37,12 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from core import (
     ApprovalForbidden,
     ApprovalNotFound,
+    Attachment,
     CCBridgeError,
     ConfigError,
     ConversationKey,
@@ -46,6 +54,8 @@ from core.commands import COMMANDS
 from core.dedupe import RecentKeys
 
 from . import approvals
+from .albums import Album, AlbumCollector
+from .client import ScreeningBot
 from .config import TelegramConfig
 from .files import UploadRejected, files_in, save_files
 from .sink import ChatPacer, ChatTarget, DraftSupport, TelegramSink, telegram_limits
@@ -54,6 +64,7 @@ from .updates import MessageView, display_name, inspect_message
 log = logging.getLogger(__name__)
 
 Router = Callable[[MessageView], ConversationKey | None]
+Place = tuple["asyncio.Future[None] | None", "asyncio.Future[None]"]
 ALLOWED_UPDATES = ["message", "callback_query"]
 
 
@@ -104,23 +115,27 @@ class TelegramAdapter:
         )
         self.application = self._build()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last_intake: dict[ConversationKey, asyncio.Future[None]] = {}
+        self.albums = AlbumCollector(config.album_window, self._on_album)
 
     # -- setup -------------------------------------------------------------------
     def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
         c = self.config
-        builder = (
-            ApplicationBuilder()
-            .token(c.token.get_secret_value())
-            .base_url(c.base_url)
-            .base_file_url(c.base_file_url)
-            .local_mode(c.local_mode)
-            .get_updates_read_timeout(c.poll_timeout + 10)
-        )
+        rate_limiter = None
         if c.throttle:
             # max_retries=0: a 429 reaches the sink as RetryAfter and the core's streamer waits it out
-            builder = builder.rate_limiter(AIORateLimiter(max_retries=0))
+            rate_limiter = AIORateLimiter(max_retries=0)
             _quiet_rate_limiter_log()
-        app = builder.build()
+        bot = ScreeningBot(
+            c.token.get_secret_value(),
+            base_url=c.base_url,
+            base_file_url=c.base_file_url,
+            local_mode=c.local_mode,
+            request=HTTPXRequest(connection_pool_size=256),  # ApplicationBuilder's defaults
+            get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=c.poll_timeout + 10),
+            rate_limiter=rate_limiter,
+        )
+        app = ApplicationBuilder().bot(bot).build()
         app.add_handler(TypeHandler(Update, self._gate), group=-1)
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         app.add_handler(CallbackQueryHandler(self._on_callback))
@@ -151,6 +166,9 @@ class TelegramAdapter:
             raise
         log.info("telegram bot @%s is up (%s)", self.me.username, self.config.mode)
 
+    def _key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
     async def _start_receiving(self) -> None:
         c = self.config
         updater = self.application.updater
@@ -158,16 +176,23 @@ class TelegramAdapter:
         if c.mode == "webhook":
             assert c.webhook is not None
             w = c.webhook
-            await updater.start_webhook(
-                listen=w.listen,
-                port=w.port,
-                url_path=w.path,
-                webhook_url=w.url,
-                secret_token=w.secret_token.get_secret_value(),
-                allowed_updates=ALLOWED_UPDATES,
-                drop_pending_updates=c.drop_pending_updates,
-                max_connections=w.max_connections,
-            )
+            try:
+                await updater.start_webhook(
+                    listen=w.listen,
+                    port=w.port,
+                    url_path=w.path,
+                    webhook_url=w.url,
+                    secret_token=w.secret_token.get_secret_value(),
+                    allowed_updates=ALLOWED_UPDATES,
+                    drop_pending_updates=c.drop_pending_updates,
+                    max_connections=w.max_connections,
+                )
+            except (BadRequest, Forbidden) as exc:  # setWebhook refused: the URL (or its certificate) is wrong
+                raise ConfigError(
+                    f"Telegram refused the webhook URL {w.url}: {exc.message}", key=self._key("webhook.url")
+                ) from None
+            except TelegramError as exc:
+                raise TelegramUnavailable(f"could not set the webhook {w.url} with Telegram: {exc.message}") from None
         else:
             await updater.start_polling(
                 timeout=int(c.poll_timeout),
@@ -176,18 +201,28 @@ class TelegramAdapter:
             )
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop receiving, hand on collected albums, let work in flight finish (up to ``drain_timeout``)."""
         app = self.application
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:
             await app.stop()
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=drain_timeout)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        self.albums.flush()
+        await self._drain(drain_timeout)
         await app.shutdown()
+
+    async def _drain(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # a finishing download submits a message: a new task while we wait
+        while pending := [t for t in self._tasks if not t.done()]:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+            await asyncio.wait(pending, timeout=remaining)
 
     async def __aenter__(self) -> TelegramAdapter:
         await self.start()
@@ -237,26 +272,71 @@ class TelegramAdapter:
         if view is None:
             return
         key = self.route(view)
+        if message.media_group_id is not None:
+            opened = self.albums.add(message, view, key)
+            if opened is not None:
+                opened.place = self._take_place(opened.key)  # the album keeps its place among the chat's messages
+            return
         if key is None:
             log.debug("message %s in %s is not for the bot", view.message_id, view.chat_id)
             return
-        sink = self.sink_for(view)
         text = "/help" if view.command == "/start" else view.text
-        attachments = []
-        files = files_in(message)
-        # Files of users who may not use the bot are not downloaded; the dispatcher refuses them.
-        if files and self.dispatcher.access.allows(key.platform, view.user.id):
-            try:
-                attachments = await save_files(
-                    self.application.bot, self.dispatcher.agent.workspaces, key, files, self.config.max_upload_bytes
-                )
-            except UploadRejected as exc:
-                await send_notice(sink, str(exc))
-                return
-            except (CCBridgeError, OSError) as exc:
-                log.warning("could not save a file from %s: %s", view.user.id, exc)
-                await send_notice(sink, f"⚠️ I couldn't save your file ({exc}). Nothing was sent to Claude.")
-                return
+        self._spawn(self._forward(key, view, text, [message], self._take_place(key)))
+
+    def _on_album(self, album: Album) -> None:
+        place = album.place or self._take_place(album.key)
+        self._spawn(self._forward(album.key, album.view, "\n".join(album.texts), album.messages, place))
+
+    # -- intake: downloads and hand-over, off PTB's update loop --------------------
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _take_place(self, key: ConversationKey) -> Place:
+        """A place in ``key``'s line: (the previous message's hand-over, this one's)."""
+        previous = self._last_intake.get(key)
+        handed_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._last_intake[key] = handed_over
+
+        def forget(done: asyncio.Future[None]) -> None:
+            if self._last_intake.get(key) is done:
+                del self._last_intake[key]
+
+        handed_over.add_done_callback(forget)
+        return previous, handed_over
+
+    async def _forward(
+        self, key: ConversationKey, view: MessageView, text: str, messages: list[Message], place: Place
+    ) -> None:
+        """Download the messages' files, then hand the message to the dispatcher after the key's earlier ones."""
+        previous, handed_over = place
+        try:
+            await self._hand_over(key, view, text, messages, previous)
+        finally:
+            if not handed_over.done():
+                handed_over.set_result(None)
+
+    async def _hand_over(
+        self,
+        key: ConversationKey,
+        view: MessageView,
+        text: str,
+        messages: list[Message],
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        sink = self.sink_for(view)
+        try:
+            attachments = await self._attachments(key, view, sink, messages)
+        except Exception:
+            log.exception("could not take the files of message %s in %s", view.message_id, view.chat_id)
+            await send_notice(sink, "⚠️ I couldn't take your file; the error was logged. Nothing was sent to Claude.")
+            attachments = None
+        if previous is not None:
+            await asyncio.wait([previous])  # each conversation's messages reach the dispatcher in order
+        if attachments is None:
+            return
         incoming = IncomingMessage(
             key=key,
             user=view.user,
@@ -269,6 +349,25 @@ class TelegramAdapter:
         task = self.dispatcher.submit(incoming)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _attachments(
+        self, key: ConversationKey, view: MessageView, sink: TelegramSink, messages: list[Message]
+    ) -> list[Attachment] | None:
+        """The saved files of ``messages``; None when they were refused (the user was told why)."""
+        files = [f for message in messages for f in files_in(message)]
+        # Files of users who may not use the bot are not downloaded; the dispatcher refuses them.
+        if not files or not self.dispatcher.access.allows(key.platform, view.user.id):
+            return []
+        try:
+            return await save_files(
+                self.application.bot, self.dispatcher.agent.workspaces, key, files, self.config.max_upload_bytes
+            )
+        except UploadRejected as exc:
+            await send_notice(sink, str(exc))
+        except (CCBridgeError, OSError) as exc:
+            log.warning("could not save a file from %s: %s", view.user.id, exc)
+            await send_notice(sink, f"⚠️ I couldn't save your file ({exc}). Nothing was sent to Claude.")
+        return None
 
     async def _on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query: CallbackQuery = update.callback_query  # type: ignore[assignment]

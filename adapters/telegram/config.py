@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -18,7 +20,9 @@ class WebhookConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(description="Public HTTPS URL Telegram posts updates to (your reverse proxy).")
+    url: str = Field(
+        description="Public HTTPS URL Telegram posts updates to (your reverse proxy); http:// only for loopback hosts."
+    )
     secret_token: SecretStr = Field(description="Sent by Telegram in X-Telegram-Bot-Api-Secret-Token; others get 403.")
     listen: str = "127.0.0.1"
     port: int = Field(8443, ge=1, le=65535)
@@ -34,10 +38,26 @@ class WebhookConfig(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not re.match(r"^https?://", value):
-            raise ValueError("must be an absolute http(s) URL")
-        return value
+    def _https(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        host = parts.hostname or ""
+        if parts.scheme == "https" and host:
+            return value.strip()
+        if parts.scheme == "http" and host and is_loopback(host):
+            return value.strip()  # a self-hosted Bot API server on this machine, or tests
+        raise ValueError(
+            "must be an absolute https:// URL (Telegram posts updates over HTTPS only; "
+            "http:// is accepted for loopback hosts only)"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class TelegramConfig(BaseModel):
@@ -59,6 +79,9 @@ class TelegramConfig(BaseModel):
     typing_interval: float = Field(4.0, ge=0)
     max_message_len: int = Field(MAX_TEXT, ge=256, le=MAX_TEXT)
     max_upload_mb: float = Field(20.0, gt=0, description="Largest file a user may send (the cloud Bot API allows 20).")
+    album_window: float = Field(
+        1.0, ge=0, le=30, description="Seconds to wait for more items of a photo album before answering it as one."
+    )
     throttle: bool = Field(True, description="PTB's AIORateLimiter (30/s overall, 20/min per group).")
 
     @field_validator("token")

@@ -1,12 +1,20 @@
-"""Files users send: photos and documents, downloaded with PTB into the conversation's workspace."""
+"""Files users send: photos and documents, downloaded with PTB into the conversation's workspace.
+
+With a self-hosted Bot API server in ``--local`` mode, ``getFile`` answers with
+a path on this machine instead of a download URL; such files are read in a
+worker thread (PTB would read them on the event loop).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
-from telegram import Bot, Message
+from telegram import Bot, File, Message
 from telegram.error import TelegramError
 
 from core import Attachment, CCBridgeError, ConversationKey
@@ -74,6 +82,35 @@ def _too_large(name: str, size: int, limit: int) -> UploadRejected:
     )
 
 
+def _not_downloadable(name: str, why: str) -> UploadRejected:
+    return UploadRejected(f"⚠️ I couldn't download {name} from Telegram ({why}). Nothing was sent to Claude.")
+
+
+def _read_local(path: Path, name: str, limit: int) -> bytes:
+    """Blocking: a file the local Bot API server stored on this machine."""
+    size = path.stat().st_size
+    if size > limit:
+        raise _too_large(name, size, limit)
+    return path.read_bytes()
+
+
+async def _fetch(tg_file: File, name: str, limit: int) -> bytes:
+    file_path = tg_file.file_path
+    if not file_path:  # e.g. a file the Bot API server won't hand out
+        raise _not_downloadable(name, "Telegram gave no download path for it")
+    if urlsplit(file_path).scheme not in ("http", "https"):
+        # PTB keeps a getFile path that exists on this machine (local mode) instead of making it a URL
+        try:
+            return await asyncio.to_thread(_read_local, Path(file_path), name, limit)
+        except OSError as exc:
+            log.warning("could not read %s at %s: %s", name, file_path, exc)
+            raise _not_downloadable(name, "the local Bot API server's copy could not be read") from exc
+    try:
+        return bytes(await tg_file.download_as_bytearray())
+    except RuntimeError as exc:  # PTB: "No `file_path` available for this file"
+        raise _not_downloadable(name, str(exc)) from exc
+
+
 async def download(bot: Bot, incoming: IncomingFile, limit: int) -> bytes:
     """The file's bytes; :class:`UploadRejected` when it is too large or cannot be fetched."""
     if incoming.size is not None and incoming.size > limit:
@@ -82,10 +119,10 @@ async def download(bot: Bot, incoming: IncomingFile, limit: int) -> bytes:
         tg_file = await bot.get_file(incoming.file_id)
         if tg_file.file_size is not None and tg_file.file_size > limit:
             raise _too_large(incoming.name, tg_file.file_size, limit)
-        data = bytes(await tg_file.download_as_bytearray())
+        data = await _fetch(tg_file, incoming.name, limit)
     except TelegramError as exc:
         log.warning("could not download %s: %s", incoming.name, exc)
-        raise UploadRejected(f"⚠️ I couldn't download {incoming.name} from Telegram ({exc.message}).") from exc
+        raise _not_downloadable(incoming.name, exc.message) from exc
     if len(data) > limit:
         raise _too_large(incoming.name, len(data), limit)
     return data

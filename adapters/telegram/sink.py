@@ -73,8 +73,19 @@ class ChatPacer:
             await self._sleep(slot - now)
 
 
+_NO_SUCH_METHOD = ("method not found", "unknown method", "method is not supported")
+
+
+def draft_method_missing(exc: TelegramError) -> bool:
+    """True when the server doesn't know ``sendMessageDraft`` at all (an unknown method is a 404,
+    which PTB raises as ``InvalidToken``), as opposed to a draft refused in one chat."""
+    if isinstance(exc, (InvalidToken, EndPointNotFound)):
+        return True
+    return isinstance(exc, BadRequest) and any(phrase in exc.message.lower() for phrase in _NO_SUCH_METHOD)
+
+
 class DraftSupport:
-    """Whether ``sendMessageDraft`` works with this Bot API server; switched off at its first failure."""
+    """Whether ``sendMessageDraft`` exists on this Bot API server; switched off when it turns out not to."""
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -119,6 +130,7 @@ class TelegramSink(ReplySink):
     _approval_messages: dict[str, int] = field(default_factory=dict, init=False)
     _posted: bool = field(default=False, init=False)
     _live_draft: Handle | None = field(default=None, init=False)
+    _drafts_refused: bool = field(default=False, init=False)  # this reply streams by post + edit
     _drafted_at: float = field(default=0.0, init=False)
 
     # -- streaming -------------------------------------------------------------
@@ -206,7 +218,7 @@ class TelegramSink(ReplySink):
 
     # -- Bot API calls -----------------------------------------------------------
     def _drafting(self) -> bool:
-        return self.target.private and self.drafts.enabled
+        return self.target.private and self.drafts.enabled and not self._drafts_refused
 
     def _reply_parameters(self) -> ReplyParameters | None:
         if self.target.reply_to is None:
@@ -214,7 +226,7 @@ class TelegramSink(ReplySink):
         return ReplyParameters(self.target.reply_to, allow_sending_without_reply=True)
 
     async def _draft(self, handle: Handle, shown: Rendered) -> bool:
-        """Show ``shown`` as the draft; False when drafts don't work here (they are then switched off)."""
+        """Show ``shown`` as the draft; False when drafts don't work (for this reply, or at all on this server)."""
         await self.pacer.wait(self.target.chat_id)
         try:
             await self.bot.send_message_draft(
@@ -225,8 +237,11 @@ class TelegramSink(ReplySink):
                 entities=shown.entities,
             )
         except (BadRequest, InvalidToken, EndPointNotFound) as exc:
-            # the server or this chat can't do drafts (an unknown method is a 404, which PTB calls InvalidToken)
-            self.drafts.disable(exc)
+            if draft_method_missing(exc):
+                self.drafts.disable(exc)  # the server has no drafts: every chat posts and edits from now on
+            else:
+                log.info("draft refused in %s (%s); this reply is posted and edited instead", self.target.chat_id, exc)
+                self._drafts_refused = True
             self._live_draft = None
             return False
         except TelegramError as exc:  # flood control, network: the streamer decides

@@ -5,7 +5,8 @@ Contract (checked by ``tests/core/test_store_contract.py`` for every backend):
 * ``put`` inserts or replaces a conversation by its key; ``get`` returns an equal
   copy (mutating it does not change the store) or ``None``.
 * ``find_session`` finds a conversation by its current Claude Code session id.
-* ``list`` returns conversations newest-active first, filtered by platform/owner.
+* ``list`` returns conversations newest-active first, filtered by any of
+  platform / owner / thread (:class:`ListFilter`).
 * ``delete`` removes a conversation and its history; returns whether it existed.
 * ``add_turn`` appends to a conversation's history, keeping at most
   ``history_limit`` turns; ``turns`` returns the last ``limit`` turns oldest first.
@@ -17,9 +18,27 @@ Contract (checked by ``tests/core/test_store_contract.py`` for every backend):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TypedDict, Unpack
 
 from ..keys import ConversationKey
 from .records import Conversation, TurnRecord
+
+
+class ListFilter(TypedDict, total=False):
+    """Fields of a conversation key ``list`` can filter on (all given must match)."""
+
+    platform: str
+    owner: str
+    thread: str
+
+
+FILTER_FIELDS = frozenset(ListFilter.__annotations__)
+
+
+def check_filter(where: ListFilter) -> None:
+    unknown = set(where) - FILTER_FIELDS
+    if unknown:
+        raise TypeError(f"cannot filter conversations by {', '.join(sorted(unknown))}")
 
 
 class ConversationStore(ABC):
@@ -48,9 +67,8 @@ class ConversationStore(ABC):
     async def find_session(self, session_id: str) -> Conversation | None: ...
 
     @abstractmethod
-    async def list(
-        self, *, platform: str | None = None, owner: str | None = None, limit: int = 100
-    ) -> list[Conversation]: ...
+    async def list(self, *, limit: int = 100, **where: Unpack[ListFilter]) -> list[Conversation]:
+        """Conversations matching every filter given, most recently active first."""
 
     @abstractmethod
     async def add_turn(self, turn: TurnRecord) -> None: ...

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict, deque
+from typing import Unpack
 
 from ..keys import ConversationKey
-from .base import ConversationStore
+from .base import ConversationStore, ListFilter, check_filter
 from .records import Conversation, TurnRecord
 
 
@@ -36,14 +37,9 @@ class MemoryStore(ConversationStore):
                 return copy.deepcopy(conv)
         return None
 
-    async def list(
-        self, *, platform: str | None = None, owner: str | None = None, limit: int = 100
-    ) -> list[Conversation]:
-        found = [
-            c
-            for c in self._conversations.values()
-            if (platform is None or c.key.platform == platform) and (owner is None or c.key.owner == owner)
-        ]
+    async def list(self, *, limit: int = 100, **where: Unpack[ListFilter]) -> list[Conversation]:
+        check_filter(where)
+        found = [c for c in self._conversations.values() if all(getattr(c.key, f) == v for f, v in where.items())]
         found.sort(key=lambda c: c.last_active_at, reverse=True)
         return [copy.deepcopy(c) for c in found[:limit]]
 

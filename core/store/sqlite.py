@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import aiosqlite
 
 from ..errors import StoreError
 from ..keys import ConversationKey
-from .base import ConversationStore
+from .base import ConversationStore, ListFilter, check_filter
 from .codec import conversation_from_row, conversation_to_row, turn_from_row, turn_to_row
 from .records import Conversation, TurnRecord
 
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS conversations (
 );
 CREATE INDEX IF NOT EXISTS conversations_session ON conversations(session_id);
 CREATE INDEX IF NOT EXISTS conversations_owner ON conversations(platform, owner);
+CREATE INDEX IF NOT EXISTS conversations_thread ON conversations(platform, thread);
 CREATE TABLE IF NOT EXISTS turns (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     key TEXT NOT NULL,
@@ -154,19 +155,11 @@ class SQLiteStore(ConversationStore):
         rows = await self._fetch("SELECT * FROM conversations WHERE session_id = ? LIMIT 1", (session_id,))
         return conversation_from_row(rows[0]) if rows else None
 
-    async def list(
-        self, *, platform: str | None = None, owner: str | None = None, limit: int = 100
-    ) -> list[Conversation]:
-        where, params = [], []
-        if platform is not None:
-            where.append("platform = ?")
-            params.append(platform)
-        if owner is not None:
-            where.append("owner = ?")
-            params.append(owner)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+    async def list(self, *, limit: int = 100, **where: Unpack[ListFilter]) -> list[Conversation]:
+        check_filter(where)  # the column names below come from FILTER_FIELDS only
+        clause = f"WHERE {' AND '.join(f'{column} = ?' for column in where)}" if where else ""
         rows = await self._fetch(
-            f"SELECT * FROM conversations {clause} ORDER BY last_active_at DESC LIMIT ?", (*params, limit)
+            f"SELECT * FROM conversations {clause} ORDER BY last_active_at DESC LIMIT ?", (*where.values(), limit)
         )
         return [conversation_from_row(r) for r in rows]
 

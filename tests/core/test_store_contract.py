@@ -97,6 +97,13 @@ async def test_list_filters_and_orders_newest_first(store: ConversationStore) ->
     assert [c.session_id for c in api] == ["2", "3", "1"]
     assert len(await store.list()) == 4
     assert len(await store.list(limit=2)) == 2
+    await store.put(conv(ConversationKey("api", "bob", "t2"), session="5", last_active_at=now - 1))
+    named = await store.list(platform="api", thread="t2")
+    assert [c.session_id for c in named] == ["2", "5"]
+    assert [c.session_id for c in await store.list(owner="bob", thread="t2")] == ["5"]
+    assert await store.list(platform="slack", thread="t2") == []
+    with pytest.raises(TypeError, match="cannot filter conversations by cwd"):
+        await store.list(cwd="/")  # type: ignore[call-arg]
 
 
 async def test_delete_removes_conversation_and_history(store: ConversationStore) -> None:

@@ -28,6 +28,7 @@ def settings(**overrides: Any) -> ApiSettings:
     base: dict[str, Any] = {
         "api_keys": [KEY, OTHER_KEY],
         "callback_secret": SECRET,
+        "callback_allow_private": True,  # the callback receiver is on 127.0.0.1
         "max_concurrent_turns": 8,
         "turn_timeout": 120,
     }

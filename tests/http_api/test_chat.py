@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from core import ConversationKey
+from core import ApprovalRequest, ConversationKey, Decision
 from tests.fakes.anthropic_api import Error, Hang, Text, ToolCall
 
 from .conftest import Api, wait_until
@@ -98,6 +98,24 @@ async def test_stream_approval_request_answered_over_http(api: Api) -> None:
         f"/api/v1/approvals/{events[names.index('approval_request')][1]['id']}", json={"decision": "deny"}
     )
     assert again.status_code == 404 and again.json()["error"]["code"] == "approval_not_found"
+
+
+async def test_approvals_of_other_platforms_are_not_listed_or_answerable(api: Api) -> None:
+    api.fake.enqueue(ToolCall("Bash", {"command": "touch from-telegram.txt", "description": "on telegram"}))
+    seen: list[Any] = []
+
+    async def on_approval(request: ApprovalRequest) -> Decision:
+        # Pending right now, for user "u10" -- but on telegram, not on the API.
+        assert api.agent.approvals.get(request.id) is not None and request.requested_by == "u10"
+        listed = await api.client.get("/api/v1/approvals", params={"user_id": "u10"})
+        seen.append((listed.status_code, listed.json()["approvals"]))
+        answer = await api.client.post(f"/api/v1/approvals/{request.id}", json={"decision": "allow_once"})
+        seen.append(answer.status_code)
+        return Decision.DENY
+
+    result = await api.agent.chat("tool please", user_id="u10", platform="telegram", on_approval=on_approval)
+    assert seen == [(200, []), 404]
+    assert [(c.name, c.is_error) for c in result.tool_calls] == [("Bash", True)]
 
 
 async def test_approval_answered_by_someone_else_is_403(make_api: Any) -> None:

@@ -95,4 +95,42 @@ async def test_compat_async_and_task(api: Api) -> None:
 async def test_compat_routes_need_a_key_too(api: Api) -> None:
     async with api.anonymous() as client:
         resp = await client.post("/chat", json={"message": "hi", "user_id": "eve"})
-        assert resp.status_code == 401 and resp.json()["error"]["code"] == "unauthorized"
+        assert resp.status_code == 401
+        assert resp.json()["code"] == "unauthorized" and "API key" in resp.json()["detail"]
+
+
+async def test_compat_errors_answer_with_detail(api: Api) -> None:
+    # claude-code-server is a FastAPI app: its clients read {"detail": ...}.
+    missing = await api.client.get("/task/unknown")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "no task unknown (unknown or expired)", "code": "task_not_found"}
+    gone = await api.client.get("/session/user_nobody/history")
+    assert gone.status_code == 404 and gone.json()["detail"] == "no session user_nobody"
+    big = await api.client.post(
+        "/chat", content=b"{" + b" " * 2_000_000 + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert big.status_code == 413 and "max_body_bytes" in big.json()["detail"]
+    # ...while /api/v1 keeps its envelope.
+    v1 = await api.client.get("/api/v1/tasks/unknown")
+    assert v1.status_code == 404 and v1.json()["error"]["code"] == "task_not_found" and "detail" not in v1.json()
+
+
+async def test_a_session_name_used_by_two_users_needs_user_id(api: Api) -> None:
+    for user in ("frank", "grace"):
+        resp = await api.client.post(
+            "/chat", json={"message": f"hi from {user}", "user_id": user, "session_id": "proj"}
+        )
+        assert resp.status_code == 200 and resp.json()["session_id"] == "proj"
+    ambiguous = await api.client.get("/session/proj/history")
+    assert ambiguous.status_code == 409
+    assert ambiguous.json()["code"] == "ambiguous_session" and "?user_id=" in ambiguous.json()["detail"]
+    assert (await api.client.delete("/session/proj")).status_code == 409
+    grace = (await api.client.get("/session/proj/history", params={"user_id": "grace"})).json()
+    assert grace["user_id"] == "grace" and grace["messages"][0]["content"] == "hi from grace"
+    cleared = await api.client.delete("/session/proj", params={"user_id": "grace"})
+    assert cleared.status_code == 200
+    # Only frank's is left: the name is no longer ambiguous.
+    frank = (await api.client.get("/session/proj/history")).json()
+    assert frank["user_id"] == "frank" and frank["messages"][0]["content"] == "hi from frank"
+    missing = await api.client.get("/session/proj/history", params={"user_id": "grace"})
+    assert missing.status_code == 404 and "grace" in missing.json()["detail"]

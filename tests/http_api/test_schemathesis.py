@@ -7,7 +7,6 @@ and negative, with a valid API key; turn routes hit the real CLI and the fake mo
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import hypothesis
@@ -17,7 +16,7 @@ from hypothesis import HealthCheck, Phase
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from adapters.http_api.models import USER_ID_PATTERN
+from adapters.http_api.models import is_user_id
 
 from .conftest import KEY, Api
 
@@ -31,7 +30,7 @@ def _prepare(case: Any) -> Any:
         case.body.pop("timeout", None)
         # Valid user ids share one warm Claude Code process (odd ids are fuzzed by the other routes).
         user_id = case.body.get("user_id")
-        if isinstance(user_id, str) and re.fullmatch(USER_ID_PATTERN, user_id):
+        if is_user_id(user_id):
             case.body["user_id"] = "fuzz-user"
     return case
 

@@ -5,8 +5,9 @@
   (HTTP 429 + ``Retry-After`` for rate limits), as Slack does. Implemented:
   auth.test, chat.postMessage / update / postEphemeral / startStream /
   appendStream / stopStream, reactions.add / remove, assistant.threads.setStatus,
-  users.info, files.getUploadURLExternal / completeUploadExternal / info (with the
-  upload POST to the returned URL), apps.connections.open.
+  users.info, conversations.open (the bot's DM with a user: :attr:`FakeSlack.ims`),
+  files.getUploadURLExternal / completeUploadExternal / info (with the upload POST
+  to the returned URL), apps.connections.open.
 * ``url_private`` file downloads that demand the bot token.
 * Socket Mode: the WebSocket returned by ``apps.connections.open`` sends
   ``hello``, then whatever envelopes a test pushes, and records the acks.
@@ -114,6 +115,7 @@ class FakeSlack:
         self.hosted: dict[str, tuple[bytes, str]] = {}  # path -> (content, content type)
         self.downloads: list[dict[str, Any]] = []  # file download attempts
         self.users: dict[str, str] = {}
+        self.ims: dict[str, str] = {}  # user id -> the bot's DM channel with them (made up when missing)
         self.assistant_status = False  # whether assistant.threads.setStatus works
         self.socket_acks: list[dict[str, Any]] = []
         self.socket_connections = 0
@@ -293,6 +295,14 @@ class FakeSlack:
         user = args["user"]
         name = self.users.get(user, user.lower())
         return {"user": {"id": user, "name": name, "real_name": name.title(), "profile": {"display_name": name}}}
+
+    def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._need(args, "users")
+        users = str(args["users"]).split(",")
+        if len(users) != 1:  # a group DM; the bridge never asks for one
+            raise _ApiError("not_supported")
+        channel = self.ims.setdefault(users[0], f"D0{users[0]}")
+        return {"channel": {"id": channel}}
 
     def _content(self, msg: Message, args: dict[str, Any]) -> None:
         if not (args.get("text") or args.get("markdown_text") or args.get("blocks")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.slack.formatting import escape, plain_summary, to_mrkdwn
+from adapters.slack.formatting import clip_escaped, escape, plain_summary, to_mrkdwn
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,12 @@ from adapters.slack.formatting import escape, plain_summary, to_mrkdwn
         ("> quoted **text**", "> quoted *text*"),
         ("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d"),
         ("use `**not bold**` here", "use `**not bold**` here"),
+        ("run `echo <!channel> && ls`", "run `echo &lt;!channel&gt; &amp;&amp; ls`"),
+        ("hi <!channel> and <@U1>", "hi &lt;!channel&gt; and &lt;@U1&gt;"),
+        # never a link in disguise (a URL labelled "ls")
+        ("<https://x.example|ls>", "<https://x.example%7Cls>"),
+        ("<https://x.example|ls -la>", "&lt;https://x.example|ls -la&gt;"),
+        ("[a](https://x.example/?q=1&r=<2>)", "<https://x.example/?q=1&amp;r=%3C2|a>"),
         ("---", "──────────"),
         ("2 * 3 * 4", "2 * 3 * 4"),
         ("snake_case_name stays", "snake_case_name stays"),
@@ -29,16 +35,20 @@ def test_inline_and_block_markup(markdown: str, mrkdwn: str) -> None:
     assert to_mrkdwn(markdown) == mrkdwn
 
 
-def test_code_blocks_are_kept_verbatim_without_the_language() -> None:
-    text = "Run:\n\n```python\nprint(**kwargs)  # <tag> & *args\n```\n\n**done**"
-    assert to_mrkdwn(text) == "Run:\n\n```\nprint(**kwargs)  # <tag> & *args\n```\n\n*done*"
+def test_code_blocks_keep_their_markup_but_are_escaped_without_the_language() -> None:
+    # Slack needs &, <, > escaped in code too (it shows them as typed); nothing else changes in code.
+    text = "Run:\n\n```python\nprint(**kwargs)  # <tag> & *args <!here>\n```\n\n**done**"
+    assert to_mrkdwn(text) == "Run:\n\n```\nprint(**kwargs)  # &lt;tag&gt; &amp; *args &lt;!here&gt;\n```\n\n*done*"
 
 
 def test_an_unclosed_fence_keeps_the_rest_as_code() -> None:
-    assert to_mrkdwn("```\n**raw**") == "```\n**raw**"
+    assert to_mrkdwn("```\n**raw** <b>") == "```\n**raw** &lt;b&gt;"
 
 
 def test_escape_and_summary() -> None:
     assert escape("<@U1> & co") == "&lt;@U1&gt; &amp; co"
+    assert clip_escaped("a < b", 100) == "a &lt; b"
+    assert clip_escaped("ab<cdef", 5) == "ab…"  # never half an entity ("&l…")
+    assert clip_escaped("ab&&&&&&&", 9) == "ab&amp;…"
     summary = plain_summary("**Hello**\n\n" + "word " * 100, limit=40)
     assert summary.startswith("*Hello* word") and len(summary) == 40 and summary.endswith("…")

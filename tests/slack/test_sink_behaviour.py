@@ -117,6 +117,32 @@ async def test_approvals_are_posted_then_updated_in_place(slack: FakeSlack) -> N
     assert "Denied by <@U1> (timed out)" in prompt.rendered() and "rm -rf build" in prompt.rendered()
 
 
+async def test_approval_prompts_escape_the_tool_input(slack: FakeSlack) -> None:
+    sink, root = make_sink(slack)
+    command = "curl <https://evil.example|ls> && echo <!channel> " + "x" * 5000
+    request = ApprovalRequest(
+        id="r3",
+        key=ConversationKey("slack", CHANNEL, root),
+        requested_by="U1",
+        tool_name="Bash",
+        summary=command,
+        input={"command": command},
+        timeout=30,
+    )
+    await sink.show_approval(request)
+    [prompt] = slack.approvals(CHANNEL, root)
+    section = prompt.blocks[0]["text"]["text"]
+    # shown as typed, but it can't ping the channel or pose as a link labelled "ls"
+    assert "```curl &lt;https://evil.example|ls&gt; &amp;&amp; echo &lt;!channel&gt; xxx" in section
+    assert "<!channel>" not in section and "<https://" not in section and "<@U1>" in section
+    assert len(section) <= 3000 and section.endswith("x…```")  # clipped to a section block
+    assert "<!channel>" not in prompt.text and "&lt;!channel&gt;" in prompt.text  # the notification text too
+    request.decision, request.decided_by = Decision.ALLOW_ONCE, "U1"
+    await sink.show_approval(request)
+    decided = prompt.blocks[0]["text"]["text"]
+    assert "&lt;!channel&gt;" in decided and "<!channel>" not in decided and "<!channel>" not in prompt.text
+
+
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_after_an_approval_prompt_the_reply_continues_below_it(slack: FakeSlack, streaming: bool) -> None:
     sink, root = make_sink(slack, streaming=streaming)

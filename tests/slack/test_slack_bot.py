@@ -6,18 +6,25 @@ fake Socket Mode WebSocket; replies are read back from the fake Web API.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
+
+from adapters.slack.bridge import EMPTY_MENTION_HINT
 from core import ConversationKey
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
 from tests.helpers import eventually
 
 from .conftest import Running
-from .fake_slack import BOT_ID, BOT_USER, TEAM, FakeSlack
+from .fake_slack import BOT_ID, BOT_USER, TEAM, FakeSlack, event_callback
 
 CHANNEL = "C0GENERAL"
 DM = "D0ALICE"
+BASH_ALLOWED = {"agent": {"allowed_tools": ["Bash"]}}  # gates (below) run without an approval prompt
 
 
 def mention(
@@ -69,6 +76,24 @@ def dm(fake: FakeSlack, text: str, *, user: str = "U1", channel: str = DM, **ext
     return message(fake, text, user=user, channel=channel, channel_type="im", **extra)
 
 
+def slash(
+    fake: FakeSlack, text: str, channel: str, *, user: str = "U1", channel_name: str = "directmessage"
+) -> dict[str, str]:
+    return {
+        "token": "legacy",
+        "team_id": TEAM,
+        "channel_id": channel,
+        "channel_name": channel_name,
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": "/claude",
+        "text": text,
+        "response_url": f"{fake.url}/respond/1",
+        "trigger_id": "t1",
+        "api_app_id": "AFAKE",
+    }
+
+
 def _key(owner: str, thread: str | None = None) -> ConversationKey:
     return ConversationKey("slack", owner, thread)
 
@@ -76,6 +101,33 @@ def _key(owner: str, thread: str | None = None) -> ConversationKey:
 def asked(fake_api: FakeAnthropicAPI) -> list[str]:
     """What people asked the model, oldest first (without the "[speaker]" prefix of shared chats)."""
     return [re.sub(r"^\[[^\]]*\] ", "", r.last_user_text()) for r in fake_api.requests]
+
+
+class Gate:
+    """A Bash call that waits until the test opens it: the turn provably stays mid-reply meanwhile.
+
+    Each tool call adds a "🔧 Bash" line to the reply, so while a gate is closed that line must reach
+    Slack as an update of the open message (a stream append, or an edit): no timing involved.
+    """
+
+    def __init__(self, bot: Running, key: ConversationKey, name: str) -> None:
+        self.name = name
+        self.path = bot.agent.workspaces.root(key) / name
+
+    @property
+    def call(self) -> ToolCall:
+        command = f"while [ ! -s {self.path} ]; do sleep 0.05; done; cat {self.path}"
+        return ToolCall("Bash", {"command": command, "description": f"wait for {self.name}"})
+
+    def open(self) -> None:
+        staged = self.path.with_name(self.name + ".tmp")
+        staged.write_text(f"released {self.name}")
+        staged.replace(self.path)
+
+
+def assert_gated_reply(text: str) -> None:
+    """``text`` is two gated tool lines, then the final answer (nothing lost, nothing twice)."""
+    assert text.count("🔧 Bash") == 2 and text.endswith("tool result: released go2"), text
 
 
 def finished(fake: FakeSlack, channel: str, thread_ts: str | None, needle: str) -> bool:
@@ -99,7 +151,9 @@ async def test_mention_gets_a_threaded_streamed_answer(make_bridge: Any, fake_ap
     assert replies[0].rendered() == "Hello from **Claude**, streaming in pieces."
     start = fake.called("chat.startStream")[0].args
     assert start["thread_ts"] == root and start["recipient_user_id"] == "U1" and start["recipient_team_id"] == TEAM
-    assert fake.called("chat.appendStream") and fake.called("chat.stopStream")
+    assert (
+        len(fake.called("chat.stopStream")) == 1
+    )  # (appends depend on how the CLI splits deltas: see the gated tests)
     assert not fake.called("chat.postMessage") and not fake.called("chat.update")
     # the working indicator: a reaction on the mention while it worked, removed at the end
     assert [c.args["name"] for c in fake.called("reactions.add")] == ["hourglass_flowing_sand"]
@@ -167,11 +221,6 @@ async def test_a_repeated_delivery_is_answered_once(make_bridge: Any, fake_api: 
 
 
 async def test_forged_and_stale_requests_get_401_and_nothing_runs(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    import json
-    import time
-
-    from .fake_slack import event_callback
-
     bot: Running = await make_bridge()
     fake = bot.fake
     calls_before = len(fake.calls)
@@ -182,11 +231,15 @@ async def test_forged_and_stale_requests_get_401_and_nothing_runs(make_bridge: A
     body = json.dumps(event_callback(mention(fake, "tampered"))).encode()
     status, _ = await bot.poster.send(body, headers={"X-Slack-Signature": "v0=" + "0" * 64})
     assert status == 401
-    import aiohttp
-
+    assert (await bot.poster.send(body, headers={"X-Slack-Request-Timestamp": "soon"}))[0] == 401
     async with aiohttp.ClientSession() as session:  # no signature at all
         async with session.post(bot.url, data=body, headers={"Content-Type": "application/json"}) as response:
             assert response.status == 401
+        # the signature is checked before the body is read: unsigned garbage is a 401 too, never a 400
+        for garbage in (b"{not json", b"payload=%7Bnot+json", "caf\xe9".encode("latin-1"), b"[1]"):
+            async with session.post(bot.url, data=garbage, headers={"Content-Type": "application/json"}) as response:
+                assert response.status == 401
+            assert (await bot.poster.send(garbage, secret="not-the-secret"))[0] == 401
 
     barrier = mention(fake, "barrier")
     await bot.poster.event(barrier)
@@ -198,45 +251,66 @@ async def test_forged_and_stale_requests_get_401_and_nothing_runs(make_bridge: A
 
 
 async def test_rate_limited_appends_and_stop_still_end_complete(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    bot: Running = await make_bridge()
+    bot: Running = await make_bridge(sections=BASH_ALLOWED)
     fake = bot.fake
-    full = "alpha beta gamma delta epsilon zeta eta theta"
-    fake_api.enqueue(Text(full, chunks=6, delay=0.15))
-    fake.fail_next("chat.appendStream", retry_after=1)
-    fake.fail_next("chat.stopStream", retry_after=1)
     event = mention(fake, "count in greek")
+    root = event["ts"]
+    first, second = Gate(bot, _key(CHANNEL, root), "go1"), Gate(bot, _key(CHANNEL, root), "go2")
+    fake_api.enqueue([first.call], [second.call])
+    fake.fail_next("chat.appendStream", retry_after=0.2)
+    fake.fail_next("chat.stopStream", retry_after=0.2)
     await bot.poster.event(event)
-    await eventually(lambda: finished(fake, CHANNEL, event["ts"], "theta"), what="the complete answer")
-    [reply] = fake.replies(CHANNEL, event["ts"])
-    assert reply == full
-    assert len(fake.called("chat.stopStream")) == 2  # the 429, then the final text
-    assert fake.called("chat.appendStream")  # the first append got the 429
+    await eventually(lambda: fake.called("chat.startStream"), what="the stream with the first tool line")
+    first.open()
+    # the second tool line is appended while that tool waits: a 429, then the same text once more
+    appends = await eventually(
+        lambda: fake.called("chat.appendStream")[1:] and fake.called("chat.appendStream"), what="the retried append"
+    )
+    assert appends[0].args == appends[1].args and "go2" in appends[0].args["markdown_text"]
+    second.open()
+    await eventually(lambda: finished(fake, CHANNEL, root, "released go2"), what="the complete answer")
+    [reply] = fake.thread(CHANNEL, root)
+    assert reply.streamed and not reply.streaming
+    assert_gated_reply(reply.rendered())
+    stops = fake.called("chat.stopStream")
+    assert len(stops) == 2 and stops[0].args == stops[1].args  # the 429, then the same final text
+    assert not fake.called("chat.update") and not fake.called("chat.postMessage")
 
 
 async def test_rate_limited_edits_still_end_complete_in_a_dm(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    bot: Running = await make_bridge()
+    bot: Running = await make_bridge(sections=BASH_ALLOWED)
     fake = bot.fake
-    full = "one two three four five six seven eight"
-    fake_api.enqueue(Text(full, chunks=6, delay=0.15))
-    fake.fail_next("chat.update", retry_after=1, times=2)
+    first, second = Gate(bot, _key("U1"), "go1"), Gate(bot, _key("U1"), "go2")
+    fake_api.enqueue([first.call], [second.call])
+    fake.fail_next("chat.update", retry_after=0.2, times=2)
     await bot.poster.event(dm(fake, "count"))
-    await eventually(
-        lambda: finished(fake, DM, None, "eight") and fake.replies(DM, None) == [full], what="the complete answer"
-    )
+    [message] = await eventually(lambda: fake.thread(DM, None), what="the first tool line")
+    first.open()
+    # the second tool line is an edit made while that tool waits: two 429s, then it lands
+    await eventually(lambda: message.edits == 1, what="the edit after two 429s")
+    updates = fake.called("chat.update")
+    assert len(updates) == 3 and updates[0].args == updates[1].args == updates[2].args
+    second.open()
+    await eventually(lambda: finished(fake, DM, None, "released go2"), what="the complete answer")
+    assert fake.thread(DM, None) == [message] and message.edits >= 2
+    assert_gated_reply(message.rendered())
     assert not fake.called("chat.startStream")  # a top-level DM reply is edited, not streamed
-    assert len(fake.called("chat.postMessage")) == 1
 
 
 async def test_without_streaming_replies_fall_back_to_edits(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    bot: Running = await make_bridge()
+    bot: Running = await make_bridge(sections=BASH_ALLOWED)
     fake = bot.fake
     fake.disable("chat.startStream", "chat.appendStream", "chat.stopStream")
-    fake_api.enqueue(Text("edited into place, bit by bit", chunks=5, delay=0.15))
     first = mention(fake, "no streams here")
+    gate = Gate(bot, _key(CHANNEL, first["ts"]), "go1")
+    fake_api.enqueue([gate.call])
     await bot.poster.event(first)
-    await eventually(lambda: finished(fake, CHANNEL, first["ts"], "bit by bit"), what="the edited answer")
-    [reply] = fake.thread(CHANNEL, first["ts"])
-    assert not reply.streamed and reply.markdown == "edited into place, bit by bit" and reply.edits >= 1
+    [reply] = await eventually(lambda: fake.thread(CHANNEL, first["ts"]), what="the first tool line")
+    assert not reply.streamed and reply.markdown.startswith("🔧 Bash")
+    gate.open()
+    await eventually(lambda: finished(fake, CHANNEL, first["ts"], "released go1"), what="the edited answer")
+    assert fake.thread(CHANNEL, first["ts"]) == [reply] and reply.edits >= 1
+    assert reply.markdown.startswith("🔧 Bash") and reply.markdown.endswith("\n\ntool result: released go1")
 
     second = mention(fake, "again")
     await bot.poster.event(second)
@@ -245,15 +319,22 @@ async def test_without_streaming_replies_fall_back_to_edits(make_bridge: Any, fa
 
 
 async def test_a_stream_that_expires_is_finished_with_an_edit(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    bot: Running = await make_bridge()
+    bot: Running = await make_bridge(sections=BASH_ALLOWED)
     fake = bot.fake
-    fake_api.enqueue(Text("first part, then the stream dies, then the rest", chunks=4, delay=0.15))
-    fake.fail_next("chat.appendStream", "message_not_in_streaming_state")
     event = mention(fake, "go")
+    root = event["ts"]
+    first, second = Gate(bot, _key(CHANNEL, root), "go1"), Gate(bot, _key(CHANNEL, root), "go2")
+    fake_api.enqueue([first.call], [second.call])
+    fake.fail_next("chat.appendStream", "message_not_in_streaming_state")  # the stream expired
     await bot.poster.event(event)
-    done = "first part, then the stream dies, then the rest"
-    await eventually(lambda: fake.replies(CHANNEL, event["ts"]) == [done], what="the finished answer")
-    assert fake.called("chat.update")
+    [reply] = await eventually(lambda: fake.thread(CHANNEL, root), what="the stream with the first tool line")
+    first.open()
+    await eventually(lambda: fake.called("chat.update"), what="the edit replacing the dead stream")
+    second.open()
+    await eventually(lambda: finished(fake, CHANNEL, root, "released go2"), what="the finished answer")
+    assert fake.thread(CHANNEL, root) == [reply] and not reply.streaming
+    assert_gated_reply(reply.rendered())
+    assert len(fake.called("chat.appendStream")) == 1 and not fake.called("chat.stopStream")
 
 
 def _button_payload(prompt: Any, action_id: str, user: str) -> dict[str, Any]:
@@ -431,35 +512,59 @@ async def test_commands_in_threads_and_dms(make_bridge: Any, fake_api: FakeAnthr
 async def test_a_slash_command_in_a_dm_and_in_a_channel(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
     bot: Running = await make_bridge(slash_command="/claude")
     fake = bot.fake
-
-    def command(text: str, channel: str, channel_name: str) -> dict[str, str]:
-        return {
-            "token": "legacy",
-            "team_id": TEAM,
-            "channel_id": channel,
-            "channel_name": channel_name,
-            "user_id": "U1",
-            "user_name": "alice",
-            "command": "/claude",
-            "text": text,
-            "response_url": f"{fake.url}/respond/1",
-            "trigger_id": "t1",
-            "api_app_id": "AFAKE",
-        }
-
-    assert (await bot.poster.command(command("what is 2+2", DM, "directmessage")))[0] == 200
+    fake.ims["U1"] = DM  # the bot's own DM with U1
+    assert (await bot.poster.command(slash(fake, "what is 2+2", DM)))[0] == 200
     await eventually(lambda: finished(fake, DM, None, "echo: what is 2+2"), what="the DM answer")
-    await bot.poster.command(command("status", DM, "directmessage"))
+    await bot.poster.command(slash(fake, "status", DM))
     await eventually(lambda: any("Session" in r for r in fake.replies(DM, None)), what="the DM status")
 
-    await bot.poster.command(command("explain threads", CHANNEL, "general"))
+    await bot.poster.command(slash(fake, "explain threads", CHANNEL, channel_name="general"))
     [opened] = await eventually(lambda: fake.thread(CHANNEL, None), what="the opened thread")
     assert "<@U1> asked: explain threads" in opened.text
     await eventually(lambda: finished(fake, CHANNEL, opened.ts, "explain threads"), what="the thread answer")
 
-    await bot.poster.command(command("new", CHANNEL, "general"))
+    await bot.poster.command(slash(fake, "new", CHANNEL, channel_name="general"))
     [hint] = await eventually(lambda: fake.responses, what="the ephemeral hint")
     assert hint["response_type"] == "ephemeral" and "/new" in hint["text"]
+    assert len(fake.called("conversations.open")) == 1  # the bot's DM is looked up once
+
+
+async def test_a_slash_command_in_a_dm_between_people_is_answered_in_the_bots_dm(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge(slash_command="/claude")
+    fake = bot.fake
+    fake.ims["U1"] = DM
+    assert (await bot.poster.command(slash(fake, "what is 3+3", "D0ALICEBOB")))[0] == 200
+    await eventually(lambda: finished(fake, DM, None, "echo: what is 3+3"), what="the answer in the bot's DM")
+    [moved] = await eventually(lambda: fake.responses, what="the note that it moved")
+    assert moved["response_type"] == "ephemeral" and "our own DM" in moved["text"]
+    assert fake.called("conversations.open")[0].args["users"] == "U1"
+    assert all(c.args.get("channel") != "D0ALICEBOB" for c in fake.calls)  # nothing tried where the bot can't write
+
+    # a DM the bot can't open (e.g. the app lacks im:write): said so, nothing runs
+    fake.fail_next("conversations.open", "missing_scope")
+    await bot.poster.command(slash(fake, "and 4+4?", "D0BOBCAROL", user="U2"))
+    await eventually(lambda: len(fake.responses) == 2, what="the refusal to answer there")
+    assert "send me a direct message" in fake.responses[-1]["text"]
+    assert asked(fake_api) == ["what is 3+3"]
+
+
+async def test_a_slash_command_from_someone_not_allowed_gets_the_refusal(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge(
+        slash_command="/claude", sections={"access": {"allow_all": False, "allowlist": ["slack:U1"]}}
+    )
+    fake = bot.fake
+    fake.ims["U9"] = "D0STRANGER"
+    await bot.poster.command(slash(fake, "let me in", "D0STRANGER", user="U9"))
+    await bot.poster.command(slash(fake, "status", CHANNEL, user="U9", channel_name="general"))
+    await bot.poster.command(slash(fake, "please", CHANNEL, user="U9", channel_name="general"))
+    await eventually(lambda: len(fake.responses) == 3, what="three refusals")
+    for response in fake.responses:  # privately, each time (the person asked explicitly)
+        assert response["response_type"] == "ephemeral" and "not on this bot's allowlist" in response["text"]
+    assert fake.bot_messages() == [] and fake_api.requests == []
 
 
 async def test_shared_files_land_in_the_workspace(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
@@ -513,8 +618,6 @@ async def test_files_from_the_agent_are_uploaded_to_the_thread(make_bridge: Any,
 
 
 async def test_socket_mode_receives_events_and_acks_them(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    from .fake_slack import event_callback
-
     bot: Running = await make_bridge(mode="socket", serve=False)
     fake = bot.fake
     await bot.bridge.connect_socket()
@@ -562,3 +665,71 @@ async def test_malformed_deliveries_are_answered_and_change_nothing(
     await bot.poster.event(barrier)
     await eventually(lambda: finished(fake, DM, None, "echo: barrier"), what="the barrier answer")
     assert asked(fake_api)[-1] == "barrier"
+
+
+async def test_oversized_and_malformed_signed_requests_are_refused_and_nothing_runs(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge(slash_command="/claude")
+    fake = bot.fake
+    huge = mention(fake, "x" * (5 * 1024 * 1024))  # Slack's payloads are a few KB
+    status, text = await bot.poster.event(huge)
+    assert status == 413 and "too large" in text
+    for body in (b"[1, 2]", b"null", b"{}", json.dumps({"type": "event_callback", "event": {"type": 5}}).encode()):
+        status, text = await bot.poster.send(body)
+        assert status == 400 and "malformed request body" in text
+    # interactivity payloads (signed) that no Slack would send: a 4xx each, never a 500
+    for payload in (
+        "not json",
+        "[1]",
+        {"type": "block_actions", "user": {"id": "U1"}},  # no actions
+        {"type": "block_actions", "actions": "ccbridge_deny", "user": "U1"},
+        {"type": "block_actions", "actions": [{"value": "r1"}], "user": {"id": "U1"}},  # no action_id
+        {"type": "block_actions", "actions": [{"action_id": "ccbridge_deny"}], "user": {"id": 5}},
+        {"type": "block_actions", "actions": [{"action_id": "ccbridge_deny"}], "user": {"id": "U1"}, "container": "x"},
+    ):
+        raw = payload if isinstance(payload, str) else json.dumps(payload)
+        body = urlencode({"payload": raw}).encode()
+        status, text = await bot.poster.send(body, content_type="application/x-www-form-urlencoded")
+        assert 400 <= status < 500, (payload, status, text)
+    barrier = mention(fake, "barrier")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the barrier answer")
+    assert asked(fake_api) == ["barrier"] and fake.thread(CHANNEL, huge["ts"]) == []
+    assert fake.ephemerals == []
+
+
+async def test_a_shared_file_named_to_climb_out_lands_inside_the_uploads_folder(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    url = fake.host_file("x", b"not for /etc\n", "text/plain")
+    files = [{"id": "F1", "name": "../../etc/x", "mimetype": "text/plain", "size": 13, "url_private_download": url}]
+    await bot.poster.event(dm(fake, "read this", subtype="file_share", files=files))
+    await eventually(lambda: finished(fake, DM, None, "echo: read this"), what="the answer")
+    uploads = bot.agent.workspaces.root(_key("U1")) / "uploads"
+    [saved] = list(uploads.iterdir())
+    assert saved.read_bytes() == b"not for /etc\n" and saved.parent == uploads and ".." not in saved.name
+    base = bot.agent.sections.workspace.base_dir
+    assert [p for p in base.rglob("*") if p.is_file() and p.name.endswith("x") and p != saved] == []
+    assert f"uploads/{saved.name}" in fake_api.requests[-1].last_user_text()
+
+
+async def test_a_bare_mention_gets_a_hint_instead_of_a_turn(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge(sections={"access": {"allow_all": False, "allowlist": ["slack:U1"]}})
+    fake = bot.fake
+    bare = mention(fake, "")
+    await bot.poster.event(bare)
+    [hint] = await eventually(lambda: fake.replies(CHANNEL, bare["ts"]), what="the hint")
+    assert hint == EMPTY_MENTION_HINT
+    # someone not allowed gets the refusal, not the hint
+    stranger = mention(fake, "", user="U9")
+    await bot.poster.event(stranger)
+    [refusal] = await eventually(lambda: fake.replies(CHANNEL, stranger["ts"]), what="the refusal")
+    assert "not on this bot's allowlist" in refusal
+    barrier = mention(fake, "barrier")
+    await bot.poster.event(barrier)
+    await eventually(lambda: finished(fake, CHANNEL, barrier["ts"], "barrier"), what="the barrier answer")
+    assert asked(fake_api) == ["barrier"]
+    assert await bot.agent.conversations.get(_key(CHANNEL, bare["ts"])) is None  # no session was opened

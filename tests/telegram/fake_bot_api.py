@@ -11,7 +11,11 @@ It keeps what a chat would show (messages, their edits, drafts, documents,
 callback answers), validates what the real API validates that matters here
 (4,096 UTF-16 units after entity parsing, entity bounds, empty texts,
 "message is not modified"), and lets tests inject failures
-(:meth:`FakeBotAPI.fail`) and unsupported methods (``unsupported``).
+(:meth:`FakeBotAPI.fail`, optionally only for calls matching ``when``),
+unsupported methods (``unsupported``) and slow downloads (:meth:`FakeBotAPI.hold`).
+With ``flood_control`` on, a 429 opens a window on its chat like Telegram's flood
+wait: messages sent to that chat before ``retry_after`` has passed are answered
+429 again and recorded in ``early_calls``.
 
 Tests produce updates with :meth:`FakeBotAPI.say`, :meth:`FakeBotAPI.press`
 and :meth:`FakeBotAPI.push`; PTB receives them through ``getUpdates`` (long
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +38,9 @@ from aiohttp import web
 TOKEN = "123456:TEST-token_for-the-fake"
 BOT_ID = 999
 BOT_USERNAME = "cc_test_bot"
+
+# Methods that put something in a chat: what Telegram's flood wait holds back.
+_MESSAGE_METHODS = {"sendMessage", "editMessageText", "sendMessageDraft", "sendDocument"}
 
 # Form fields PTB sends JSON-encoded (every other field is a plain string).
 _JSON_FIELDS = {
@@ -130,6 +138,7 @@ class Failure:
     code: int
     description: str
     retry_after: int | None = None
+    when: Callable[[dict[str, Any]], bool] | None = None  # only calls whose params match
 
 
 def user(uid: int, first_name: str = "User", username: str | None = None) -> dict[str, Any]:
@@ -158,6 +167,7 @@ class FakeBotAPI:
     bot_id: int = BOT_ID
     bot_username: str = BOT_USERNAME
     unsupported: set[str] = field(default_factory=set)  # methods answered with 404 Not Found
+    flood_control: bool = False  # enforce retry_after per chat (see the module doc)
 
     def __post_init__(self) -> None:
         self.calls: list[Call] = []
@@ -168,7 +178,10 @@ class FakeBotAPI:
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] | None = None
         self.webhook: dict[str, Any] | None = None
-        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, data)
+        self.files: dict[str, tuple[str | None, bytes]] = {}  # file_id -> (file_path, data)
+        self.early_calls: list[Call] = []  # calls into a chat's flood wait (flood_control)
+        self._flood_until: dict[int, float] = {}
+        self._held: dict[str, asyncio.Event] = {}
         self._failures: dict[str, list[Failure]] = {}
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
@@ -201,6 +214,8 @@ class FakeBotAPI:
 
     async def stop(self) -> None:
         self._closing = True
+        for held in self._held.values():
+            held.set()
         self._notify()
         await asyncio.sleep(0)
         if self._runner is not None:
@@ -222,22 +237,31 @@ class FakeBotAPI:
         *,
         retry_after: int | None = None,
         times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` with an error (429 -> RetryAfter)."""
+        """Answer the next ``times`` calls of ``method`` (matching ``when``) with an error (429 -> RetryAfter)."""
         if code == 429:
             retry_after = 1 if retry_after is None else retry_after
             description = description or f"Too Many Requests: retry after {retry_after}"
         self._failures.setdefault(method, []).extend(
-            [Failure(code, description or "Bad Request: injected failure", retry_after)] * times
+            [Failure(code, description or "Bad Request: injected failure", retry_after, when)] * times
         )
 
     def pending_failures(self, method: str) -> int:
         return len(self._failures.get(method, []))
 
-    def add_file(self, data: bytes, file_path: str) -> str:
+    def add_file(self, data: bytes, file_path: str | None) -> str:
+        """A file users can send; ``file_path`` None: getFile answers without one."""
         file_id = f"file-{next(self._file_ids)}"
         self.files[file_id] = (file_path, data)
         return file_id
+
+    def hold(self, file_path: str) -> asyncio.Event:
+        """Downloads of ``file_path`` wait until the returned event is set."""
+        return self._held.setdefault(file_path, asyncio.Event())
+
+    def downloads_of(self, file_path: str) -> int:
+        return sum(1 for c in self.calls if c.method == "download" and c.params.get("path") == file_path)
 
     def push(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (an ``update_id`` is assigned when missing)."""
@@ -415,14 +439,18 @@ class FakeBotAPI:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         params, uploads = await self._params(request)
-        self.calls.append(Call(method, params))
+        call = Call(method, params)
+        self.calls.append(call)
         try:
             if method in self.unsupported:
                 raise ApiError(404, "Not Found")
-            failures = self._failures.get(method)
-            if failures:
-                f = failures.pop(0)
-                raise ApiError(f.code, f.description, f.retry_after)
+            self._check_flood(call)
+            failures = self._failures.get(method, [])
+            for f in failures:
+                if f.when is None or f.when(params):
+                    failures.remove(f)
+                    self._start_flood(call, f)
+                    raise ApiError(f.code, f.description, f.retry_after)
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
                 raise ApiError(404, "Not Found")
@@ -436,12 +464,30 @@ class FakeBotAPI:
         self._notify()
         return web.json_response({"ok": True, "result": result})
 
+    def _start_flood(self, call: Call, failure: Failure) -> None:
+        chat = call.params.get("chat_id")
+        if self.flood_control and failure.code == 429 and failure.retry_after and isinstance(chat, int):
+            self._flood_until[chat] = max(self._flood_until.get(chat, 0.0), call.at + failure.retry_after)
+
+    def _check_flood(self, call: Call) -> None:
+        chat = call.params.get("chat_id")
+        if not self.flood_control or call.method not in _MESSAGE_METHODS or not isinstance(chat, int):
+            return
+        left = self._flood_until.get(chat, 0.0) - call.at
+        if left > 0:
+            self.early_calls.append(call)
+            raise ApiError(429, f"Too Many Requests: retry after {math.ceil(left)}", math.ceil(left))
+
     async def _download(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         path = request.match_info["path"]
+        self.calls.append(Call("download", {"path": path}))
+        self._notify()
+        if path in self._held:
+            await self._held[path].wait()
         for file_path, data in self.files.values():
-            if file_path == path:
+            if file_path is not None and file_path == path:
                 return web.Response(body=data)
         return web.Response(status=404)
 
@@ -584,7 +630,10 @@ class FakeBotAPI:
         if file_id not in self.files:
             raise ApiError(400, "Bad Request: invalid file_id")
         path, data = self.files[file_id]
-        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(data), "file_path": path}
+        out: dict[str, Any] = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(data)}
+        if path is not None:
+            out["file_path"] = path
+        return out
 
     def _m_sendDocument(self, p: dict[str, Any], uploads: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
         chat_id = self._chat_id(p)

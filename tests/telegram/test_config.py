@@ -42,6 +42,9 @@ def test_the_kind_is_registered() -> None:
             "bots.tg.webhook.secret_token",
         ),
         ({"token": TOKEN, "webhook": {"url": "x.example/t", "secret_token": "ok"}}, "bots.tg.webhook.url"),
+        ({"token": TOKEN, "webhook": {"url": "http://x.example/t", "secret_token": "ok"}}, "bots.tg.webhook.url"),
+        ({"token": TOKEN, "webhook": {"url": "https:///no-host", "secret_token": "ok"}}, "bots.tg.webhook.url"),
+        ({"token": TOKEN, "album_window": -1}, "bots.tg.album_window"),
         ({"token": TOKEN, "tokn": TOKEN}, "bots.tg.tokn"),
         ({"token": TOKEN, "max_message_len": 5000}, "bots.tg.max_message_len"),
         ({"token": TOKEN, "mode": "smoke-signals"}, "bots.tg.mode"),
@@ -51,6 +54,14 @@ def test_bad_settings_are_errors_naming_the_key(raw: dict[str, Any], key: str) -
     with pytest.raises(ConfigError) as info:
         parse(raw)
     assert key in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://bot.example.com/hook", "http://127.0.0.1:8080/hook", "http://localhost/hook", "http://[::1]/h"]
+)
+def test_webhook_urls_are_https_or_loopback_http(url: str) -> None:
+    settings = parse({"token": TOKEN, "mode": "webhook", "webhook": {"url": url, "secret_token": "ok"}})
+    assert settings.webhook.url == url
 
 
 def test_the_token_is_kept_secret() -> None:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import base64
 import struct
+import threading
 import zlib
+from pathlib import Path
 
 from core import ConversationKey
 from tests.fakes.anthropic_api import FakeAnthropicAPI, ToolCall
 
 from .conftest import BotFactory
 from .fake_bot_api import FakeBotAPI
-from .people import ADA, ADA_DM, MENTION, TEAM
+from .people import ADA, ADA_DM, BOB, BOB_DM, MENTION, TEAM
 
 ADA_KEY = ConversationKey("telegram", "42")
+
+
+def has_text(api: FakeBotAPI, chat_id: int, needle: str):
+    return lambda: [t for t in api.texts(chat_id) if needle in t]
 
 
 def tiny_png(width: int = 2, height: int = 2) -> bytes:
@@ -98,3 +104,119 @@ async def test_files_the_agent_hands_back_arrive_as_documents(
     [doc] = await bot_api.wait_for(lambda: bot_api.documents, what="the document")
     assert (doc.chat_id, doc.filename, doc.data, doc.caption) == (42, "report.txt", b"numbers: 1 2 3\n", "the report")
     await bot_api.wait_for(lambda: [t for t in bot_api.texts(42) if "report.txt was sent" in t], what="the reply")
+
+
+def document(file_id: str, name: str, size: int | None = None) -> dict:
+    doc = {"file_id": file_id, "file_unique_id": f"u-{file_id}", "file_name": name}
+    if size is not None:
+        doc["file_size"] = size
+    return doc
+
+
+async def test_a_slow_download_holds_up_neither_other_chats_nor_the_order_of_its_own(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot()
+    file_id = bot_api.add_file(b"a large file\n", "documents/slow.txt")
+    release = bot_api.hold("documents/slow.txt")
+    bot_api.say(ADA_DM, ADA, None, caption="read this", document=document(file_id, "slow.txt", 13))
+    bot_api.say(ADA_DM, ADA, "and one more thing")
+    await bot_api.wait_for(lambda: bot_api.downloads_of("documents/slow.txt"), what="the download to start")
+    bot_api.say(BOB_DM, BOB, "/status")  # another chat, while Ada's file is still downloading
+    await bot_api.wait_for(lambda: bot_api.texts(BOB["id"]), what="Bob's answer")
+    assert bot_api.texts(42) == [] and not fake_api.requests  # Ada's download is still under way
+    release.set()
+    await bot_api.wait_for(has_text(bot_api, 42, "echo: and one more thing"), what="Ada's second answer")
+    assert (bot.agent.workspaces.root(ADA_KEY) / "uploads" / "slow.txt").read_bytes() == b"a large file\n"
+    asked = [r.last_user_text() for r in fake_api.requests]
+    assert "read this" in asked[0] and asked[1] == "and one more thing"  # in the order Ada sent them
+
+
+async def test_local_mode_reads_the_servers_copy_off_the_event_loop(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path, monkeypatch
+) -> None:
+    stored = tmp_path / "bot-api-server" / "documents" / "file_7.txt"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"from the local server\n")
+    file_id = bot_api.add_file(b"from the local server\n", str(stored))  # --local: getFile gives a local path
+    readers: list[threading.Thread] = []
+    read_bytes = Path.read_bytes
+
+    def spy(self: Path) -> bytes:
+        if self == stored:
+            readers.append(threading.current_thread())
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", spy)
+    bot = await make_bot(settings={"local_mode": True})
+    bot_api.say(ADA_DM, ADA, None, caption="local file", document=document(file_id, "report.txt"))
+    await bot_api.wait_for(lambda: bot_api.texts(42), what="the reply")
+    assert (bot.agent.workspaces.root(ADA_KEY) / "uploads" / "report.txt").read_bytes() == b"from the local server\n"
+    assert not bot_api.downloads_of(str(stored).lstrip("/"))  # read from disk, not over HTTP
+    assert readers and threading.main_thread() not in readers  # never on the event loop's thread
+
+
+async def test_a_file_without_a_download_path_gets_a_clear_reply(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    await make_bot()
+    file_id = bot_api.add_file(b"unreachable", None)  # getFile answers without a file_path
+    bot_api.say(ADA_DM, ADA, None, caption="take this", document=document(file_id, "ghost.txt", 11))
+    [reply] = await bot_api.wait_for(lambda: bot_api.texts(42), what="the refusal")
+    assert "ghost.txt" in reply and "Nothing was sent to Claude" in reply
+    assert not fake_api.requests
+
+
+async def test_a_photo_album_is_one_message_with_every_photo(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot(settings={"album_window": 0.5})
+    pngs = [tiny_png(2, 2), tiny_png(3, 3)]
+    ids = [bot_api.add_file(png, f"photos/album_{i}.jpg") for i, png in enumerate(pngs)]
+    for i, (file_id, png) in enumerate(zip(ids, pngs, strict=True)):
+        photo = [{"file_id": file_id, "file_unique_id": f"al{i}", "width": 3, "height": 3, "file_size": len(png)}]
+        caption = "compare these two" if i == 0 else None  # Telegram captions the first item only
+        bot_api.say(ADA_DM, ADA, None, photo=photo, caption=caption, media_group_id="album-1")
+    await bot_api.wait_for(lambda: bot_api.texts(42), what="the reply")
+    uploads = bot.agent.workspaces.root(ADA_KEY) / "uploads"
+    assert sorted(p.read_bytes() for p in uploads.iterdir()) == sorted(pngs)
+    [request] = fake_api.requests  # one turn for the album
+    assert len(request.images()) == 2
+    [text] = [t for t in request.user_texts() if "compare these two" in t]
+    assert "uploads/photo_al0.jpg" in text and "uploads/photo_al1.jpg" in text
+    assert len(bot_api.texts(42)) == 1
+
+
+async def test_in_groups_album_items_after_the_addressed_one_belong_to_it(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot(settings={"album_window": 0.5})
+    ids = [bot_api.add_file(tiny_png(2, 2 + i), f"photos/team_{i}.jpg") for i in range(3)]
+
+    def item(i: int, group: str, caption: str | None = None) -> None:
+        photo = [{"file_id": ids[i], "file_unique_id": f"tm{i}", "width": 2, "height": 2 + i}]
+        bot_api.say(TEAM, ADA, None, photo=photo, caption=caption, media_group_id=group)
+
+    item(0, "not-for-the-bot", "holiday pictures")  # an album nobody addressed to the bot
+    item(1, "for-the-bot", f"{MENTION} which is sharper?")
+    item(2, "for-the-bot")  # no caption, no mention: it follows the addressed item
+    await bot_api.wait_for(lambda: bot_api.texts(TEAM["id"]), what="the reply")
+    [request] = fake_api.requests
+    assert len(request.images()) == 2
+    [text] = [t for t in request.user_texts() if "which is sharper?" in t]
+    assert "photo_tm1.jpg" in text and "photo_tm2.jpg" in text and "tm0" not in text
+    uploads = bot.agent.workspaces.root(ConversationKey("telegram", f"chat{TEAM['id']}")) / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["photo_tm1.jpg", "photo_tm2.jpg"]
+
+
+async def test_a_document_name_with_dot_dot_stays_in_the_uploads_folder(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    bot = await make_bot()
+    file_id = bot_api.add_file(b"escape attempt\n", "documents/file_9.txt")
+    bot_api.say(ADA_DM, ADA, None, caption="store this", document=document(file_id, "../../x.txt", 15))
+    await bot_api.wait_for(lambda: bot_api.texts(42), what="the reply")
+    uploads = bot.agent.workspaces.root(ADA_KEY) / "uploads"
+    [saved] = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"escape attempt\n"]
+    assert saved.parent == uploads and ".." not in saved.name
+    assert f"uploads/{saved.name}" in fake_api.requests[-1].last_user_text()

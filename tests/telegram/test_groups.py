@@ -81,6 +81,7 @@ async def test_a_429_on_edit_still_ends_with_the_full_final_text(
     full = " ".join(f"word{i}" for i in range(60))
     fake_api.enqueue(Text(full, chunks=5, delay=0.25))
     bot_api.fail("editMessageText", 429, retry_after=1)
+    bot_api.flood_control = True
     await make_bot()  # with PTB's AIORateLimiter on, as in production
     bot_api.say(TEAM, ADA, f"{MENTION} talk to me")
     await bot_api.wait_for(lambda: full in bot_api.texts(TEAM["id"]), what="the complete final text")
@@ -88,6 +89,24 @@ async def test_a_429_on_edit_still_ends_with_the_full_final_text(
     [message] = bot_api.bot_messages(TEAM["id"])
     assert message.text == full and len(message.history) >= 2
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a handled 429 is no error
+    assert bot_api.early_calls == []  # nothing was sent to the chat before retry_after had passed
+
+
+async def test_a_429_on_the_final_edit_is_waited_out_and_the_full_text_arrives(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    full = " ".join(f"part{i}" for i in range(40))
+    fake_api.enqueue(Text(full, chunks=4, delay=0.25))
+    # the edit that brings the message to its final text is refused
+    bot_api.fail("editMessageText", 429, retry_after=1, when=lambda p: p.get("text") == full)
+    bot_api.flood_control = True
+    await make_bot()
+    bot_api.say(TEAM, ADA, f"{MENTION} say it all")
+    await bot_api.wait_for(lambda: full in bot_api.texts(TEAM["id"]), what="the complete final text")
+    assert bot_api.pending_failures("editMessageText") == 0
+    [message] = bot_api.bot_messages(TEAM["id"])
+    assert message.text == full
+    assert bot_api.early_calls == []
 
 
 async def test_groups_can_be_switched_off(

@@ -167,3 +167,33 @@ async def test_run_serves_until_cancelled(bot_api: FakeBotAPI, make_sections, fa
         with pytest.raises(asyncio.CancelledError):
             await task
         assert not bot.adapter.application.running
+
+
+async def test_an_update_ptb_cannot_parse_is_skipped_and_later_ones_are_answered(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    await make_bot()
+    broken = bot_api.push({"message": {"text": "x"}})  # no message_id, date or chat: PTB cannot parse it
+    bot_api.say(ADA_DM, ADA, "are you still listening?")
+    await bot_api.wait_for(has_text(bot_api, 42, "echo: are you still listening?"), what="the reply after it")
+    assert [r.last_user_text() for r in fake_api.requests] == ["are you still listening?"]
+    skipped = [r.getMessage() for r in caplog.records if "could not be parsed" in r.getMessage()]
+    assert skipped and str(broken["update_id"]) in skipped[0]
+    assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]  # PTB's "not processed" never fired
+
+
+async def test_a_429_on_the_final_message_after_drafts_is_waited_out(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    final = "one two three four five six seven eight nine ten"
+    fake_api.enqueue(Text(final, chunks=3, delay=0.25))
+    bot_api.fail("sendMessage", 429, retry_after=1)  # the only sendMessage of a drafted reply: its final text
+    bot_api.flood_control = True
+    await make_bot()
+    bot_api.say(ADA_DM, ADA, "count to ten")
+    await bot_api.wait_for(lambda: bot_api.texts(42), what="the final message")
+    assert bot_api.texts(42) == [final]
+    assert [d for d in bot_api.drafts if d.chat_id == 42]  # it streamed as a draft first
+    assert bot_api.pending_failures("sendMessage") == 0 and len(bot_api.calls_of("sendMessage")) == 2
+    assert bot_api.early_calls == []  # the retry came after retry_after, and no draft slipped in before it

@@ -212,3 +212,59 @@ async def test_flood_control_or_a_server_error_on_a_draft_keeps_drafts_on(bot_ap
     assert drafts.enabled
     await sink.post("hello")
     assert [d.text for d in bot_api.drafts] == ["hello"]
+
+
+def private_sink(bot: Bot, chat_id: int, drafts: DraftSupport) -> TelegramSink:
+    return TelegramSink(
+        bot, ChatTarget(chat_id, private=True), limits=telegram_limits(), pacer=ChatPacer(0), drafts=drafts
+    )
+
+
+async def test_a_draft_refused_in_one_chat_falls_back_for_that_reply_only(bot_api: FakeBotAPI, ptb_bot: Bot) -> None:
+    other = PRIVATE + 1
+    drafts = DraftSupport(True)
+    bot_api.fail(
+        "sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID", when=lambda p: p.get("chat_id") == PRIVATE
+    )
+    refused = private_sink(ptb_bot, PRIVATE, drafts)
+    handle = await refused.post("first words")
+    await refused.edit(handle, "first words, more")
+    await refused.finalize(handle, "first words, more, done")
+    assert bot_api.texts(PRIVATE) == ["first words, more, done"]
+    assert [c.params["chat_id"] for c in bot_api.calls_of("editMessageText")] == [PRIVATE] * 2  # posted, edited
+    assert drafts.enabled  # one chat's refusal says nothing about the others
+    for chat_id in (other, PRIVATE):  # another chat, and the next reply in the same chat, stream as drafts
+        sink = private_sink(ptb_bot, chat_id, drafts)
+        handle = await sink.post("hello")
+        await sink.finalize(handle, "hello there")
+        assert [d.text for d in bot_api.drafts if d.chat_id == chat_id] == ["hello"]
+    assert bot_api.texts(other) == ["hello there"]
+
+
+@pytest.mark.parametrize(
+    ("code", "description"), [(404, "Not Found"), (400, "Bad Request: method not found")], ids=["404", "400"]
+)
+async def test_a_server_without_the_draft_method_turns_drafts_off_everywhere(
+    bot_api: FakeBotAPI, ptb_bot: Bot, code: int, description: str
+) -> None:
+    drafts = DraftSupport(True)
+    bot_api.fail("sendMessageDraft", code, description)
+    first = private_sink(ptb_bot, PRIVATE, drafts)
+    await first.finalize(await first.post("hi"), "hi all")
+    assert not drafts.enabled
+    second = private_sink(ptb_bot, PRIVATE + 1, drafts)
+    await second.finalize(await second.post("hey"), "hey you")
+    assert len(bot_api.calls_of("sendMessageDraft")) == 1  # never tried again
+    assert (bot_api.texts(PRIVATE), bot_api.texts(PRIVATE + 1)) == (["hi all"], ["hey you"])
+
+
+async def test_the_fake_flags_a_message_sent_inside_a_flood_wait(bot_api: FakeBotAPI, ptb_bot: Bot) -> None:
+    """The early-call check other tests rely on (``early_calls == []``) does catch an early call."""
+    bot_api.flood_control = True
+    bot_api.fail("sendMessage", 429, retry_after=5)
+    sink = group_sink(ptb_bot)
+    for _ in range(2):  # the second call comes at once, not 5 s later
+        with pytest.raises(RateLimited):
+            await sink.post("too soon")
+    assert [c.method for c in bot_api.early_calls] == ["sendMessage"]
+    assert bot_api.texts(GROUP) == []

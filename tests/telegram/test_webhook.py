@@ -5,10 +5,13 @@ from __future__ import annotations
 import socket
 
 import aiohttp
+import pytest
 
+from bots.telegram import TelegramBot
+from core import Agent, ConfigError
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 
-from .conftest import BotFactory
+from .conftest import BotFactory, bot_settings
 from .fake_bot_api import FakeBotAPI
 from .people import ADA, ADA_DM
 
@@ -56,3 +59,20 @@ async def test_webhook_requires_the_secret_token(
     await bot_api.wait_for(lambda: bot_api.texts(42), what="the reply")
     assert bot_api.texts(42) == ["echo: right secret"]
     assert [r.last_user_text() for r in fake_api.requests] == ["right secret"]  # the others were never processed
+
+
+async def test_a_webhook_url_telegram_refuses_is_a_config_error_naming_the_key(
+    bot_api: FakeBotAPI, make_sections
+) -> None:
+    bot_api.fail("setWebhook", 400, "Bad Request: bad webhook: Failed to resolve host: Name or service not known")
+    port = free_port()
+    webhook = {"url": "https://no-such-host.example/hook", "secret_token": SECRET, "port": port, "path": "hook"}
+    async with Agent(make_sections()) as agent:
+        bot = TelegramBot("tg", agent, bot_settings(bot_api, mode="webhook", webhook=webhook))
+        with pytest.raises(ConfigError) as info:
+            await bot.adapter.start()
+    message = str(info.value)
+    assert "bots.tg.webhook.url" in message and "failed to resolve host" in message.lower()
+    assert not bot.adapter.application.running
+    with socket.socket() as s:  # the local webhook server is not left listening
+        s.bind(("127.0.0.1", port))
