@@ -81,7 +81,10 @@ def plan(config: AppConfig, names: list[str]) -> list[Plan]:
 
 def check_credentials(plans: list[Plan]) -> str | None:
     """The credentials source, or None when no bot could authenticate."""
-    sources = {credentials_source(p.bot.agent.sections.agent.env) for p in plans}
+    sources = {
+        credentials_source(agent.env, setting_sources=agent.setting_sources)
+        for agent in (p.bot.agent.sections.agent for p in plans)
+    }
     return None if None in sources else ", ".join(sorted(s for s in sources if s))
 
 

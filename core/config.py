@@ -20,7 +20,13 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from .errors import ConfigError
 
@@ -172,7 +178,7 @@ class AppConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
+        return (_EnvOverrides(settings_cls), init_settings)
 
     @model_validator(mode="after")
     def _bot_names(self) -> AppConfig:
@@ -193,7 +199,7 @@ class AppConfig(BaseSettings):
         base = self.sections().model_dump()
         merged = deep_merge(base, self.bots[name].overrides())
         # Environment overrides are the operator's last word, for every bot.
-        from_env = EnvSettingsSource(type(self))()
+        from_env = _EnvOverrides(type(self))()
         merged = deep_merge(merged, {k: v for k, v in from_env.items() if k in SECTION_NAMES})
         try:
             sections = Sections.model_validate(merged)
@@ -206,6 +212,34 @@ class AppConfig(BaseSettings):
 
     def resolved(self) -> Sections:
         return _resolve_paths(self.sections(), self._base_dir())
+
+
+_AGENT_ENV_PREFIX = "CCBRIDGE_AGENT__ENV__"
+
+
+class _EnvOverrides(EnvSettingsSource):
+    """``CCBRIDGE_<SECTION>__<KEY>`` variables. Names are matched case-insensitively, but the
+    variables given to the CLI (``CCBRIDGE_AGENT__ENV__ANTHROPIC_BASE_URL``) keep their case."""
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            data = super().__call__()
+        except SettingsError as exc:
+            field = re.search(r'field "(\w+)"', str(exc))
+            section = field.group(1) if field else "<section>"
+            raise ConfigError(
+                f"a CCBRIDGE_{section.upper()}__* environment variable is not valid: lists and maps must be "
+                """JSON, e.g. CCBRIDGE_AGENT__ALLOWED_TOOLS='["Read"]'""",
+                key=section,
+            ) from None
+        agent = data.get("agent")
+        if isinstance(agent, dict) and isinstance(agent.get("env"), dict):
+            agent["env"] = {
+                name[len(_AGENT_ENV_PREFIX) :]: value
+                for name, value in os.environ.items()
+                if name.upper().startswith(_AGENT_ENV_PREFIX) and len(name) > len(_AGENT_ENV_PREFIX)
+            }
+        return data
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 HELP = (
@@ -24,8 +24,14 @@ _ENV_KEYS = (
 )
 
 
-def credentials_source(agent_env: Mapping[str, str], environ: Mapping[str, str] | None = None) -> str | None:
-    """Where credentials come from (a short description), or None when there are none."""
+def credentials_source(
+    agent_env: Mapping[str, str], environ: Mapping[str, str] | None = None, setting_sources: Collection[str] = ()
+) -> str | None:
+    """Where credentials come from (a short description), or None when there are none.
+
+    An ``apiKeyHelper`` in Claude Code's user settings only counts when ``agent.setting_sources``
+    includes ``user``: otherwise the CLI is started without reading that file.
+    """
     env = {**(os.environ if environ is None else environ), **agent_env}
     for name in _ENV_KEYS:
         if env.get(name):
@@ -33,7 +39,7 @@ def credentials_source(agent_env: Mapping[str, str], environ: Mapping[str, str] 
     config_dir = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME") or Path.home()) / ".claude")
     if (config_dir / ".credentials.json").is_file():
         return f"Claude Code login ({config_dir})"
-    if _settings_have_key_helper(config_dir / "settings.json"):
+    if "user" in setting_sources and _settings_have_key_helper(config_dir / "settings.json"):
         return f"apiKeyHelper ({config_dir / 'settings.json'})"
     home = Path(env.get("HOME") or Path.home())
     if sys.platform == "darwin" and (home / ".claude.json").is_file():

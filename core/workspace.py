@@ -42,7 +42,10 @@ def sanitize_name(name: str) -> str:
 
 
 def owner_dirname(owner: str) -> str:
-    """The directory name of a workspace owner; distinct owners always get distinct names.
+    """The directory name of a workspace owner; distinct owners get distinct names.
+
+    (On a case-insensitive filesystem, ids differing only in case still share one: Slack and
+    Telegram ids are case-stable, and an HTTP API caller chooses its own user ids.)
 
     Ids that are already safe (``42``, ``U0123ABC``, ``alice``) are used as they are; any
     other id is sanitized and given a short hash of the original, so ``bob.`` and ``bob``

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .callback_hosts import CallbackRefused, Resolver, checked_address, pinned_request, system_resolver
+from .callback_hosts import CallbackRefused, Resolver, checked_addresses, pinned_request, proxy_for, system_resolver
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,17 @@ class CallbackSender:
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        address = await checked_address(host, port, self.resolver, allow_private=self.allow_private)
-        target, host_header, extensions = pinned_request(parsed, address)
-        return await self.client.post(target, content=body, headers={**headers, **host_header}, extensions=extensions)
+        addresses = await checked_addresses(host, port, self.resolver, allow_private=self.allow_private)
+        if proxy_for(parsed):
+            return await self.client.post(parsed, content=body, headers=headers)
+        for n, address in enumerate(addresses, 1):
+            target, host_header, extensions = pinned_request(parsed, address)
+            try:
+                return await self.client.post(
+                    target, content=body, headers={**headers, **host_header}, extensions=extensions
+                )
+            except httpx.ConnectError as exc:
+                if n == len(addresses):
+                    raise
+                log.debug("callback host %s at %s unreachable (%s); trying its next address", host, address, exc)
+        raise AssertionError("unreachable: checked_addresses returns at least one address")

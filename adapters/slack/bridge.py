@@ -23,12 +23,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.request.internals import parse_body
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
@@ -53,8 +53,8 @@ from .config import SlackConfig
 from .errors import NETWORK_ERRORS, error_code
 from .events import PLATFORM, BotIdentity, Router, SlackInbound, SlackPlace, translate_message
 from .files import FileFetcher, FileRejected, SlackFile
-from .formatting import clip_escaped, escape, to_mrkdwn
-from .payloads import shape_problem
+from .formatting import clip_escaped, escape, from_slack, to_mrkdwn
+from .payloads import is_ssl_check, read_body, shape_problem
 from .sink import SinkOptions, SlackSink, SlackTarget
 from .status import Capabilities
 
@@ -142,18 +142,23 @@ class SlackBridge:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return too_large
+        if is_ssl_check(raw):
+            return web.Response(status=200)
         if not self._signed(raw, request.headers):
             log.info("Slack: refused a request with a missing or invalid signature")
             return web.json_response({"error": "invalid request"}, status=401)
-        try:  # bolt's own reading of the body; it expects a JSON object (or a form with one in `payload`)
-            parsed = parse_body(raw.decode("utf-8"), request.content_type)
+        try:
+            text = raw.decode("utf-8")
+            parsed = read_body(text, request.content_type)
         except ValueError:  # not UTF-8, or not the JSON / form data it claims to be
             parsed = None
         problem = shape_problem(parsed)
         if problem:
             log.info("Slack: refused a signed request with a malformed body (%s)", problem)
             return web.json_response({"error": f"malformed request body ({problem})"}, status=400)
-        bolt_request = await to_bolt_request(request)
+        bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=dict(request.headers))
+        bolt_request.body = parsed  # our reading (see read_body), and the context built from it
+        bolt_request.context = build_async_context(AsyncBoltContext({}), parsed)
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     def _signed(self, raw: bytes, headers: Any) -> bool:
@@ -374,7 +379,7 @@ class SlackBridge:
     # -- slash command ---------------------------------------------------------
     async def _on_slash_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         await ack()
-        text = str(command.get("text") or "").strip()
+        text = from_slack(str(command.get("text") or "")).strip()
         user_id, channel = str(command.get("user_id") or ""), str(command.get("channel_id") or "")
         if not user_id or not channel:
             return

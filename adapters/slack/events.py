@@ -17,6 +17,7 @@ from typing import Any
 from core import ConversationKey
 from core.commands import COMMANDS
 
+from .formatting import from_slack
 from .sink import SlackTarget
 
 PLATFORM = "slack"
@@ -127,7 +128,7 @@ def translate_message(
     return SlackInbound(
         key=key,
         user_id=user,
-        text=normalize_command(strip_mentions(raw, bot.user_id)),
+        text=normalize_command(from_slack(strip_mentions(raw, bot.user_id))),
         target=SlackTarget(channel, reply_thread, user, team, ts),
         mentioned=mentioned,
         ts=ts,

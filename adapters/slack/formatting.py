@@ -42,6 +42,34 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# Slack's markup in text people send: <https://x|label>, <mailto:a@b|a@b>, <#C1|general>, <!here>, <@U1>.
+_SLACK_TOKEN = re.compile(r"<([^<>]+)>")
+
+
+def from_slack(text: str) -> str:
+    """Text a person sent in Slack, as they typed it: links and channel names spelled out,
+    ``&amp;`` / ``&lt;`` / ``&gt;`` decoded. User mentions (``<@U…>``) are kept as they are."""
+
+    def token(m: re.Match[str]) -> str:
+        target, _, label = m.group(1).partition("|")
+        if target.startswith("@"):
+            return m.group(0)
+        if target.startswith("#"):
+            return f"#{label or target[1:]}"
+        if target.startswith("!"):
+            special = target[1:].split("^", 1)[0]
+            return label or (f"@{special}" if special in ("here", "channel", "everyone") else special)
+        url = target.removeprefix("mailto:")
+        if not label or label == url:
+            return url
+        if url.split("://", 1)[-1] == label:  # Slack auto-linked what was typed ("x.io")
+            return label
+        return f"{label} ({url})"
+
+    decoded = _SLACK_TOKEN.sub(token, text)
+    return decoded.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def clip_escaped(text: str, limit: int) -> str:
     """:func:`escape` ``text``, then :func:`clip` it to ``limit`` without cutting an entity in half."""
     escaped = escape(text)

@@ -10,7 +10,9 @@ what routing reads is checked; the rest stays free-form (the handlers in
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -92,3 +94,27 @@ def shape_problem(body: object) -> str | None:
 
 
 _UNION_TAGS = {"str", _Ref.__name__}  # how pydantic names the alternatives of ``Ref`` in an error's location
+
+
+def read_body(raw: str, content_type: str | None) -> Any:
+    """A request body as Slack means it: JSON (Events API), a form with a JSON ``payload``
+    (interactivity), or a plain form (slash commands). Raises ``ValueError`` when malformed.
+
+    bolt's own reader looks for the text "payload" anywhere in a form, so a slash command
+    mentioning the word (or sent from a channel named ``payload-team``) would be misread.
+    """
+    if content_type == "application/json" or raw.lstrip().startswith("{"):
+        return json.loads(raw)
+    form = dict(parse_qsl(raw, keep_blank_values=True))
+    if "payload" in form:
+        return json.loads(form["payload"])
+    return form
+
+
+def is_ssl_check(raw: bytes) -> bool:
+    """Slack's ``ssl_check=1`` probe of a slash command URL (answered 200, nothing runs)."""
+    try:
+        form = dict(parse_qsl(raw.decode("ascii"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return form.get("ssl_check") == "1" and "command" not in form

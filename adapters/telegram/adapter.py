@@ -4,7 +4,8 @@ Receives by long polling (default) or by webhook with a secret token (PTB's
 webhook server answers 403 to requests without the right
 ``X-Telegram-Bot-Api-Secret-Token``). Each update is handled once (by
 ``update_id``); updates other than messages and button presses are skipped,
-and so are updates PTB cannot parse (:mod:`.client`).
+and so are updates PTB cannot parse when polling (:mod:`.client`; in webhook mode
+PTB's own server answers such a request 400).
 
 PTB handles updates one after another, so handlers only decide: downloading a
 user's files and handing the message to the dispatcher happen in tracked

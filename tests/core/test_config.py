@@ -90,6 +90,20 @@ def test_env_overrides_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert config.access.allow_all is True
 
 
+def test_cli_variables_set_through_the_environment_keep_their_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "agent:\n  env: {FROM_FILE: '1'}\n")
+    monkeypatch.setenv("CCBRIDGE_AGENT__ENV__ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+    assert load_config(path).agent.env == {"FROM_FILE": "1", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+
+
+def test_an_unreadable_env_override_is_a_clear_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCBRIDGE_AGENT__ALLOWED_TOOLS", "Read")  # a list must be JSON
+    with pytest.raises(ConfigError, match=r"CCBRIDGE_AGENT__\* environment variable is not valid.*JSON"):
+        load_config(write(tmp_path, ""))
+
+
 def test_env_overrides_win_over_a_bots_own_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, "bots:\n  tg:\n    kind: console\n    agent: {model: from-bot, max_turns: 4}\n")
     monkeypatch.setenv("CCBRIDGE_AGENT__MODEL", "from-env")

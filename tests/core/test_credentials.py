@@ -24,11 +24,14 @@ def test_an_empty_variable_does_not_count(tmp_path: Path) -> None:
     assert credentials_source({"ANTHROPIC_API_KEY": ""}, {"HOME": str(tmp_path)}) is None
 
 
-def test_an_api_key_helper_in_claude_code_settings_counts(tmp_path: Path) -> None:
+def test_an_api_key_helper_counts_when_user_settings_are_loaded(tmp_path: Path) -> None:
     settings = tmp_path / ".claude" / "settings.json"
     settings.parent.mkdir()
     settings.write_text(json.dumps({"apiKeyHelper": "~/bin/get-key.sh"}))
-    assert credentials_source({}, {"HOME": str(tmp_path)}) == f"apiKeyHelper ({settings})"
+    env = {"HOME": str(tmp_path)}
+    assert credentials_source({}, env, setting_sources=["user"]) == f"apiKeyHelper ({settings})"
+    # Without "user" in agent.setting_sources the CLI never reads that file: not credentials.
+    assert credentials_source({}, env) is None
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"apiKeyHelper": ""}), json.dumps(["apiKeyHelper"])])
@@ -36,7 +39,7 @@ def test_unusable_settings_do_not_count(tmp_path: Path, content: str) -> None:
     settings = tmp_path / ".claude" / "settings.json"
     settings.parent.mkdir()
     settings.write_text(content)
-    assert credentials_source({}, {"HOME": str(tmp_path)}) is None
+    assert credentials_source({}, {"HOME": str(tmp_path)}, setting_sources=["user"]) is None
 
 
 def test_claude_config_dir_is_honoured(tmp_path: Path) -> None:

@@ -104,6 +104,7 @@ def make_api(agent: Agent, fake_api: FakeAnthropicAPI) -> Callable[..., Any]:
 class Received:
     body: bytes
     headers: dict[str, str]
+    target: str = ""  # the request line's target: a path, or an absolute URL when asked as a proxy
 
 
 @dataclass
@@ -115,7 +116,7 @@ class CallbackReceiver:
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append(Received(await request.read(), dict(request.headers)))
+        self.received.append(Received(await request.read(), dict(request.headers), request.raw_path))
         status = self.statuses.pop(0) if self.statuses else 200
         return web.json_response({"ok": status == 200}, status=status)
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from adapters.http_api import SIGNATURE_HEADER, TIMESTAMP_HEADER, ApiSettings, sign, verify
+from adapters.http_api.callback_hosts import is_public
 from adapters.http_api.callbacks import CallbackSender, Delivery
 from adapters.http_api.errors import ApiError
 from adapters.http_api.limits import TurnSlots
@@ -239,6 +240,65 @@ async def test_delivery_goes_to_the_address_that_was_checked(
     finally:
         await sender.aclose()
         await public_only.aclose()
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("2002:a00:1::", False),  # 6to4 around 10.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64 around 10.0.0.1
+        ("64:ff9b::5db8:d822", True),  # NAT64 around 93.184.216.34
+        ("fe80::1", False),
+        ("2606:4700::1111", True),
+    ],
+)
+def test_public_addresses(address: str, public: bool) -> None:
+    assert is_public(address) is public
+
+
+async def test_delivery_tries_each_checked_address_in_turn(
+    receiver: CallbackReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = urlsplit(receiver.url).port
+    connects: list[Any] = []
+    guarded_connect = socket.socket.connect
+
+    def recording(self: socket.socket, address: Any) -> Any:
+        connects.append(address[0])
+        return guarded_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", recording)
+    dns = fake_dns({"two.test": ["127.0.0.2", "127.0.0.1"]})  # nothing listens on 127.0.0.2
+    sender = CallbackSender(SECRET, timeout=5, retries=0, allow_private=True, resolver=dns)
+    try:
+        delivery = await sender.send(Delivery(f"http://two.test:{port}/hook"), b"{}", event="e", task_id="t")
+    finally:
+        await sender.aclose()
+    assert delivery.delivered and delivery.attempts == 1
+    assert connects == ["127.0.0.2", "127.0.0.1"]
+
+
+async def test_behind_a_proxy_the_callback_goes_by_name(
+    receiver: CallbackReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = receiver.url.removesuffix("/hook")  # the receiver plays the proxy: it sees the absolute URL
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy)
+    dns = fake_dns({"public.test": ["93.184.216.34"], "private.test": ["10.0.0.7"]})
+    sender = CallbackSender(SECRET, timeout=5, retries=0, resolver=dns)
+    try:
+        delivery = await sender.send(Delivery("http://public.test:8000/hook"), b"{}", event="e", task_id="t")
+        refused = await sender.send(Delivery("http://private.test:8000/hook"), b"{}", event="e", task_id="t")
+    finally:
+        await sender.aclose()
+    assert delivery.delivered
+    assert receiver.received[0].target == "http://public.test:8000/hook"  # by name, for the proxy to resolve
+    assert not refused.delivered and "resolves to 10.0.0.7" in (refused.last_error or "")
     assert len(receiver.received) == 1
 
 

@@ -84,3 +84,8 @@ def test_bang_commands_become_core_commands() -> None:
     assert normalize_command("!status please") == "/status please"
     assert normalize_command("!important thing") == "!important thing"
     assert strip_mentions("<@UBOT> /cwd src", "UBOT") == "/cwd src"
+
+
+def test_message_text_reaches_claude_as_typed() -> None:
+    inbound = read(event(channel_type="im", channel="D1", text="is a &lt; b &amp;&amp; <https://x.io|x.io>?"))
+    assert inbound is not None and inbound.text == "is a < b && x.io?"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.slack.formatting import clip_escaped, escape, plain_summary, to_mrkdwn
+from adapters.slack.formatting import clip_escaped, escape, from_slack, plain_summary, to_mrkdwn
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,20 @@ def test_escape_and_summary() -> None:
     assert clip_escaped("ab&&&&&&&", 9) == "ab&amp;…"
     summary = plain_summary("**Hello**\n\n" + "word " * 100, limit=40)
     assert summary.startswith("*Hello* word") and len(summary) == 40 and summary.endswith("…")
+
+
+@pytest.mark.parametrize(
+    ("sent", "typed"),
+    [
+        ("if a &lt; b &amp;&amp; c &gt; d", "if a < b && c > d"),
+        ("&amp;lt; stays literal", "&lt; stays literal"),
+        ("see <https://example.com/x?a=1&amp;b=2>", "see https://example.com/x?a=1&b=2"),
+        ("see <https://example.com|the docs>", "see the docs (https://example.com)"),
+        ("mail <mailto:a@b.io|a@b.io>", "mail a@b.io"),
+        ("in <#C123|general> ping <!here>", "in #general ping @here"),
+        ("ask <@U42> and <@U7|bob>", "ask <@U42> and <@U7|bob>"),
+        ("```x &lt;div&gt;```", "```x <div>```"),
+    ],
+)
+def test_text_from_slack_reads_as_typed(sent: str, typed: str) -> None:
+    assert from_slack(sent) == typed

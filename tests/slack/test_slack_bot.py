@@ -529,6 +529,27 @@ async def test_a_slash_command_in_a_dm_and_in_a_channel(make_bridge: Any, fake_a
     assert len(fake.called("conversations.open")) == 1  # the bot's DM is looked up once
 
 
+async def test_slash_command_text_is_read_as_typed_even_when_it_says_payload(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge(slash_command="/claude")
+    bot.fake.ims["U1"] = DM
+    question = slash(bot.fake, "parse this payload: a &lt; b &amp;&amp; c", DM, channel_name="payload-team")
+    assert (await bot.poster.command(question))[0] == 200
+    await eventually(lambda: asked(fake_api) == ["parse this payload: a < b && c"], what="the question")
+
+
+async def test_slacks_ssl_check_is_answered_and_runs_nothing(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
+    bot: Running = await make_bridge(slash_command="/claude")
+    probe = urlencode({"ssl_check": "1", "token": "legacy"}).encode()
+    async with aiohttp.ClientSession() as session:  # unsigned, as Slack sends it
+        async with session.post(bot.poster.url, data=probe) as response:
+            assert response.status == 200
+    forged = urlencode({"ssl_check": "1", "command": "/claude", "text": "hi", "user_id": "U1"}).encode()
+    assert (await bot.poster.send(forged, content_type="application/x-www-form-urlencoded", secret="wrong"))[0] == 401
+    assert fake_api.requests == [] and bot.fake.called("chat.postMessage") == []
+
+
 async def test_a_slash_command_in_a_dm_between_people_is_answered_in_the_bots_dm(
     make_bridge: Any, fake_api: FakeAnthropicAPI
 ) -> None:
