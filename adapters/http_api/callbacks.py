@@ -149,14 +149,14 @@ class CallbackSender:
         addresses = await checked_addresses(host, port, self.resolver, allow_private=self.allow_private)
         if proxy_for(parsed):
             return await self.client.post(parsed, content=body, headers=headers)
-        for n, address in enumerate(addresses, 1):
-            target, host_header, extensions = pinned_request(parsed, address)
+        *others, last = addresses
+        for address in others:
             try:
-                return await self.client.post(
-                    target, content=body, headers={**headers, **host_header}, extensions=extensions
-                )
+                return await self._post_to(parsed, address, body, headers)
             except httpx.ConnectError as exc:
-                if n == len(addresses):
-                    raise
                 log.debug("callback host %s at %s unreachable (%s); trying its next address", host, address, exc)
-        raise AssertionError("unreachable: checked_addresses returns at least one address")
+        return await self._post_to(parsed, last, body, headers)
+
+    async def _post_to(self, url: httpx.URL, address: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        target, host_header, extensions = pinned_request(url, address)
+        return await self.client.post(target, content=body, headers={**headers, **host_header}, extensions=extensions)

@@ -16,6 +16,14 @@ from .fake_slack import BOT_TOKEN, TEAM, FakeSlack
 CHANNEL = "C0SINK"
 
 
+def bash_approval(request_id: str, root: str, summary: str, input: dict[str, object] | None = None) -> ApprovalRequest:
+    """U1's pending request to run Bash, in the thread ``root`` of CHANNEL."""
+    key = ConversationKey("slack", CHANNEL, root)
+    return ApprovalRequest(
+        id=request_id, key=key, requested_by="U1", tool_name="Bash", summary=summary, input=input or {}, timeout=30
+    )
+
+
 def make_sink(
     fake: FakeSlack, *, thread: bool = True, streaming: bool = True, caps: Capabilities | None = None
 ) -> tuple[SlackSink, str]:
@@ -99,15 +107,7 @@ async def test_the_working_indicator_never_breaks_a_reply(slack: FakeSlack) -> N
 
 async def test_approvals_are_posted_then_updated_in_place(slack: FakeSlack) -> None:
     sink, root = make_sink(slack)
-    request = ApprovalRequest(
-        id="r1",
-        key=ConversationKey("slack", CHANNEL, root),
-        requested_by="U1",
-        tool_name="Bash",
-        summary="rm -rf build",
-        input={},
-        timeout=30,
-    )
+    request = bash_approval("r1", root, "rm -rf build")
     await sink.show_approval(request)
     [prompt] = slack.approvals(CHANNEL, root)
     assert {b["value"] for b in prompt.buttons()} == {"r1"}
@@ -120,15 +120,7 @@ async def test_approvals_are_posted_then_updated_in_place(slack: FakeSlack) -> N
 async def test_approval_prompts_escape_the_tool_input(slack: FakeSlack) -> None:
     sink, root = make_sink(slack)
     command = "curl <https://evil.example|ls> && echo <!channel> " + "x" * 5000
-    request = ApprovalRequest(
-        id="r3",
-        key=ConversationKey("slack", CHANNEL, root),
-        requested_by="U1",
-        tool_name="Bash",
-        summary=command,
-        input={"command": command},
-        timeout=30,
-    )
+    request = bash_approval("r3", root, command, input={"command": command})
     await sink.show_approval(request)
     [prompt] = slack.approvals(CHANNEL, root)
     section = prompt.blocks[0]["text"]["text"]
@@ -146,15 +138,7 @@ async def test_approval_prompts_escape_the_tool_input(slack: FakeSlack) -> None:
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_after_an_approval_prompt_the_reply_continues_below_it(slack: FakeSlack, streaming: bool) -> None:
     sink, root = make_sink(slack, streaming=streaming)
-    request = ApprovalRequest(
-        id="r2",
-        key=ConversationKey("slack", CHANNEL, root),
-        requested_by="U1",
-        tool_name="Bash",
-        summary="ls",
-        input={},
-        timeout=30,
-    )
+    request = bash_approval("r2", root, "ls")
     handle = await sink.post("Let me look.")
     await sink.show_approval(request)
     await sink.show_approval(request)  # a retried call shows it once
