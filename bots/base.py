@@ -2,7 +2,9 @@
 
 A bot kind is a module in ``bots/`` that exposes ``BOT``, a :class:`Bot`
 subclass with its own pydantic ``Settings`` model (validated at start-up,
-errors naming the key, e.g. ``bots.team.token``).
+errors naming the key, e.g. ``bots.team.token``). A chat platform's bot is a
+:class:`ChatBot`: its ``Adapter`` (a :class:`~core.adapter.ChatAdapter`) and its
+``route`` policy — which conversation a message belongs to, if any.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from core import Agent, ConfigError, Sections
+from core import Agent, ConfigError, ConversationKey, Dispatcher, Sections
+from core.adapter import ChatAdapter
 from core.config import describe_validation_error
 
 
@@ -57,3 +60,51 @@ class Bot(ABC):
     @abstractmethod
     async def run(self) -> None:
         """Run until cancelled; clean up on the way out."""
+
+
+def bot_scope(name: str, platform: str) -> str | None:
+    """The conversation-key scope of bot ``name``: none for the bot named after its platform.
+
+    So the usual single ``telegram`` bot keeps plain keys (and workspaces), while a second
+    bot of the same platform ("team_tg") never shares a conversation, workspace or lock with it.
+    """
+    return None if name == platform else name
+
+
+class ChatBot(Bot):
+    """A chat platform's bot: an adapter fed to a dispatcher, and the policy of who is answered where."""
+
+    Adapter: ClassVar[type[ChatAdapter[Any]]]
+
+    def __init__(self, name: str, agent: Agent, settings: BotSettings) -> None:
+        super().__init__(name, agent, settings)
+        self.scope = bot_scope(name, self.platform)
+        self.dispatcher = Dispatcher(agent, name=name)
+        legacy = self.legacy_upload_limit_mb()
+        if legacy is not None:
+            self.dispatcher.intake.max_bytes = int(legacy * 1024 * 1024)
+        self.adapter = self.Adapter(settings, self.dispatcher, self._scoped_route, where=f"bots.{name}")
+
+    def legacy_upload_limit_mb(self) -> float | None:
+        """A file size limit set with the adapter's old key (before ``workspace.max_upload_mb``)."""
+        return None
+
+    def warnings(self) -> list[str]:
+        out = super().warnings()
+        if self.legacy_upload_limit_mb() is not None:
+            out.append(
+                f"bots.{self.name}: the adapter's own file size key is deprecated; "
+                f"set workspace.max_upload_mb (or bots.{self.name}.workspace.max_upload_mb) instead."
+            )
+        return out
+
+    @abstractmethod
+    def route(self, place: Any) -> ConversationKey | None:
+        """The conversation a message written at ``place`` belongs to; None: not for the bot."""
+
+    def _scoped_route(self, place: Any) -> ConversationKey | None:
+        key = self.route(place)
+        return key.scoped(self.scope) if key is not None else None
+
+    async def run(self) -> None:
+        await self.adapter.run()

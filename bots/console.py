@@ -76,7 +76,7 @@ class ConsoleBot(Bot):
                 if line is None:
                     break
                 if self.io.pending:
-                    self._answer(line)
+                    await self._answer(line)
                 elif line.strip():
                     msg = IncomingMessage(key=key, user=self.user, text=line, reply=ConsoleSink(self.io))
                     tasks.append(self.dispatcher.submit(msg))
@@ -86,11 +86,11 @@ class ConsoleBot(Bot):
                     await self._wait_reply_or_question(tasks[-1])
             # EOF: nobody is left to answer questions.
             for request in list(self.io.pending):
-                self._resolve(request.id, "deny")
+                await self._resolve(request.id, "deny")
             while any(not t.done() for t in tasks):
                 await self._wait_reply_or_question(asyncio.gather(*tasks, return_exceptions=True))
                 for request in list(self.io.pending):
-                    self._resolve(request.id, "deny")
+                    await self._resolve(request.id, "deny")
         finally:
             for task in tasks:
                 if not task.done():
@@ -105,17 +105,17 @@ class ConsoleBot(Bot):
         finally:
             asked.cancel()
 
-    def _answer(self, line: str) -> None:
+    async def _answer(self, line: str) -> None:
         request = self.io.pending[0]
         decision = ANSWERS.get(line.strip().lower())
         if decision is None:
             self.io.write("   Please answer o (once), s (session) or d (deny): ")
             return
-        self._resolve(request.id, decision.value)
+        await self._resolve(request.id, decision.value)
 
-    def _resolve(self, request_id: str, decision: str) -> None:
+    async def _resolve(self, request_id: str, decision: str) -> None:
         try:
-            self.dispatcher.resolve_approval(request_id, decision, self.user.id)
+            await self.dispatcher.resolve_approval(request_id, decision, self.user)
         except ApprovalError as exc:
             self.io.write(f"   {exc}\n")
         self.io.pending[:] = [r for r in self.io.pending if r.id != request_id]

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-from adapters.slack import SlackBridge, SlackConfig, SlackPlace
+from adapters.slack import SlackAdapter, SlackConfig, SlackPlace
 from adapters.slack.events import PLATFORM
 from core import ConversationKey
 
-from .base import Bot, BotSettings
+from .base import BotSettings, ChatBot
 
 
 def conversation_key(place: SlackPlace) -> ConversationKey | None:
@@ -36,23 +36,24 @@ class SlackSettings(SlackConfig, BotSettings):
     """``bots.<name>:`` keys of a ``kind: slack`` bot (see adapters/slack/config.py)."""
 
 
-class SlackBot(Bot):
+class SlackBot(ChatBot):
     kind = "slack"
     platform = PLATFORM
     Settings = SlackSettings
+    Adapter = SlackAdapter
+    settings: SlackSettings
+    adapter: SlackAdapter
+
+    def route(self, place: SlackPlace) -> ConversationKey | None:
+        return conversation_key(place)
+
+    def legacy_upload_limit_mb(self) -> float | None:
+        return self.settings.max_file_mb
 
     def describe(self) -> str:
         s = self.settings
-        assert isinstance(s, SlackSettings)
         where = "Socket Mode" if s.mode == "socket" else f"HTTP Events API on {s.host}:{s.port}{s.path}"
         return f"{self.name} (slack, {where})"
-
-    def bridge(self) -> SlackBridge:
-        assert isinstance(self.settings, SlackSettings)
-        return SlackBridge(self.agent, self.settings, conversation_key)
-
-    async def run(self) -> None:
-        await self.bridge().run()
 
 
 BOT = SlackBot

@@ -17,9 +17,9 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from adapters.telegram import MessageView, TelegramAdapter, TelegramConfig
-from core import Agent, ConversationKey, Dispatcher
+from core import ConversationKey
 
-from .base import Bot, BotSettings
+from .base import BotSettings, ChatBot
 
 PLATFORM = "telegram"
 
@@ -38,28 +38,25 @@ def conversation_key(view: MessageView, *, groups: bool = True) -> ConversationK
     return ConversationKey(PLATFORM, f"chat{view.chat_id}", thread)
 
 
-class TelegramBot(Bot):
+class TelegramBot(ChatBot):
     kind = "telegram"
     platform = PLATFORM
     Settings = TelegramSettings
-
-    def __init__(self, name: str, agent: Agent, settings: TelegramSettings) -> None:
-        super().__init__(name, agent, settings)
-        self.settings: TelegramSettings = settings
-        self.dispatcher = Dispatcher(agent)
-        self.adapter = TelegramAdapter(settings, self.dispatcher, self.route, where=f"bots.{name}")
+    Adapter = TelegramAdapter
+    settings: TelegramSettings
+    adapter: TelegramAdapter
 
     def route(self, view: MessageView) -> ConversationKey | None:
         return conversation_key(view, groups=self.settings.groups)
+
+    def legacy_upload_limit_mb(self) -> float | None:
+        return self.settings.max_upload_mb
 
     def describe(self) -> str:
         s = self.settings
         host = urlparse(s.base_url).netloc or s.base_url
         how = f"webhook at {s.webhook.url}" if s.mode == "webhook" and s.webhook else "long polling"
         return f"{self.name} (telegram, {how}, Bot API {host})"
-
-    async def run(self) -> None:
-        await self.adapter.run()
 
 
 BOT = TelegramBot

@@ -5,7 +5,9 @@ platform's events into :class:`IncomingMessage` and implement :class:`ReplySink`
 """
 
 from .access import AccessPolicy
-from .agent import Agent, ChatResult
+from .adapter import ChatAdapter, Router
+from .agent import Agent, ChatResult, Health
+from .attachments import Attachment
 from .config import AppConfig, Sections, config_from_dict, load_config
 from .dispatcher import Dispatcher, IncomingMessage
 from .errors import (
@@ -20,15 +22,19 @@ from .errors import (
     ConversationBusy,
     ConversationNotFound,
     CredentialsMissing,
+    FileRefused,
     MessageGone,
+    PlatformUnavailable,
     RateLimited,
     SinkError,
     StoreError,
+    StoreUnavailable,
     TurnTimeout,
     WorkspaceError,
 )
 from .events import (
     AgentEvent,
+    AgentRetrying,
     ApprovalRequest,
     ApprovalRequested,
     ApprovalResolved,
@@ -40,10 +46,12 @@ from .events import (
     ToolUse,
     TurnError,
     TurnResult,
+    TurnWaiting,
 )
+from .intake import IncomingFile
 from .keys import ConversationKey, UserRef
+from .outcome import TurnOutcome
 from .reply import ReplyStreamer, send_notice
-from .runtime import Attachment
 from .sink import ReplySink, SinkLimits
 
 __all__ = [
@@ -52,6 +60,7 @@ __all__ = [
     "Agent",
     "AgentError",
     "AgentEvent",
+    "AgentRetrying",
     "AgentUnavailable",
     "AppConfig",
     "ApprovalError",
@@ -62,6 +71,7 @@ __all__ = [
     "ApprovalResolved",
     "Attachment",
     "CCBridgeError",
+    "ChatAdapter",
     "ChatResult",
     "ConfigError",
     "ConversationBusy",
@@ -71,22 +81,30 @@ __all__ = [
     "Decision",
     "Dispatcher",
     "FileOffered",
+    "FileRefused",
+    "Health",
+    "IncomingFile",
     "IncomingMessage",
     "MessageGone",
+    "PlatformUnavailable",
     "RateLimited",
     "ReplySink",
     "ReplyStreamer",
+    "Router",
     "Sections",
     "SinkError",
     "SinkLimits",
     "StoreError",
+    "StoreUnavailable",
     "TextDelta",
     "ToolCallRecord",
     "ToolResult",
     "ToolUse",
     "TurnError",
+    "TurnOutcome",
     "TurnResult",
     "TurnTimeout",
+    "TurnWaiting",
     "UserRef",
     "WorkspaceError",
     "config_from_dict",

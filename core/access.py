@@ -1,28 +1,42 @@
 """Who may talk to a bot, and who is an admin.
 
-Entries are ``platform:user_id`` (``platform:*`` admits everyone on that
-platform). On a chat platform an empty allowlist admits nobody unless
-``allow_all`` is set: an open bot would let anyone on the server run Bash.
+Entries are ``platform:user_id``; ``platform:*`` admits everyone on that
+platform; ``platform:role:<role id>`` admits members holding that role (Discord
+roles, the way server admins grant access). An entry matches only its own
+platform, and only the whole id. On a chat platform an empty allowlist admits
+nobody unless ``allow_all`` is set: an open bot would let anyone on the server
+run Bash. Admins are always admitted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .config import AccessSettings
+
+ROLE = "role:"
+
+
+def _entries(platform: str, user_id: str, roles: Iterable[str]) -> list[str]:
+    return [f"{platform}:{user_id}", *(f"{platform}:{ROLE}{r}" for r in roles)]
 
 
 class AccessPolicy:
     def __init__(self, settings: AccessSettings) -> None:
         self.settings = settings
-        self._allow = set(settings.allowlist)
-        self._admins = set(settings.admins)
+        self._allow = frozenset(settings.allowlist)
+        self._admins = frozenset(settings.admins)
 
-    def is_admin(self, platform: str, user_id: str) -> bool:
-        return f"{platform}:{user_id}" in self._admins
+    def is_admin(self, platform: str, user_id: str, roles: Iterable[str] = ()) -> bool:
+        return any(entry in self._admins for entry in _entries(platform, user_id, roles))
 
-    def allows(self, platform: str, user_id: str) -> bool:
-        if self.settings.allow_all or self.is_admin(platform, user_id):
+    def allows(self, platform: str, user_id: str, roles: Iterable[str] = ()) -> bool:
+        roles = tuple(roles)
+        if self.settings.allow_all or self.is_admin(platform, user_id, roles):
             return True
-        return f"{platform}:{user_id}" in self._allow or f"{platform}:*" in self._allow
+        if f"{platform}:*" in self._allow:
+            return True
+        return any(entry in self._allow for entry in _entries(platform, user_id, roles))
 
     def startup_warnings(self, platform: str) -> list[str]:
         """Plain-language warnings about this policy for a bot on ``platform``."""

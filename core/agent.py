@@ -14,19 +14,23 @@ its Claude Code session id. Chat bots use the same object through the dispatcher
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .access import AccessPolicy
 from .approvals import ApprovalBroker
 from .config import Sections, load_config
 from .conversations import Conversations
-from .errors import AccessDenied, ApprovalNotFound, ConversationNotFound
+from .coordination import Coordination, create_coordination
+from .errors import AccessDenied, ApprovalNotFound, CCBridgeError, ConversationNotFound, StoreError
 from .events import (
     AgentEvent,
     ApprovalRequest,
@@ -37,14 +41,16 @@ from .events import (
     TurnResult,
 )
 from .keys import ConversationKey, UserRef
+from .outcome import TurnOutcome
 from .runtime import AgentRuntime, Attachment
-from .store import ConversationStore, create_store
+from .store import ConversationStore, MemoryStore, SQLiteStore, create_store
 from .tool_policy import ToolPolicy
 from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PLATFORM = "api"
+STORE_MARKER = ".ccbridge-store.json"
 Approver = Callable[[ApprovalRequest], Awaitable[Decision]]
 
 
@@ -57,42 +63,102 @@ class ChatResult:
     error: str | None = None
     interrupted: bool = False
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # this turn's cost
     usage: dict[str, Any] | None = None
     duration_ms: int | None = None
     timestamp: float = field(default_factory=time.time)
+    session_cost_usd: float | None = None  # the session's total so far
+    error_kind: str | None = None
+
+    @classmethod
+    def of(cls, outcome: TurnOutcome, key: ConversationKey) -> ChatResult:
+        return cls(
+            text=outcome.text,
+            session_id=outcome.session_id,
+            key=key,
+            is_error=outcome.is_error,
+            error=outcome.error,
+            interrupted=outcome.interrupted,
+            tool_calls=outcome.tool_calls,
+            cost_usd=outcome.cost_usd,
+            usage=outcome.usage,
+            duration_ms=outcome.duration_ms,
+            session_cost_usd=outcome.session_cost_usd,
+            error_kind=outcome.error_kind,
+        )
+
+
+@dataclass
+class Health:
+    """What ``/ready`` reports."""
+
+    ready: bool
+    problems: list[str]
+    instance_id: str
 
 
 class Agent:
-    def __init__(self, sections: Sections | None = None, *, store: ConversationStore | None = None) -> None:
-        self.sections = sections or Sections()
-        s = self.sections
+    def __init__(
+        self,
+        sections: Sections | None = None,
+        *,
+        store: ConversationStore | None = None,
+        config_path: Path | None = None,
+    ) -> None:
+        sections = sections or Sections()
+        if not sections.agent.sessions_dir.is_absolute():  # Sections built in code: relative to the cwd
+            agent = sections.agent.model_copy(update={"sessions_dir": sections.agent.sessions_dir.resolve()})
+            sections = sections.model_copy(update={"agent": agent})
+        self.sections = s = sections
         self.store = store or create_store(s.store)
+        self.coordination: Coordination = create_coordination(s.coordination, self.store)
+        self.instance_id = self.coordination.instance_id
         self.workspaces = Workspaces(s.workspace.base_dir, s.workspace.uploads_dir)
-        self.approvals = ApprovalBroker()
-        self.policy = ToolPolicy(s.agent, s.workspace.admin_paths)
+        self.approvals = ApprovalBroker(self.coordination.approvals)
+        self.policy = ToolPolicy(s.agent, s.workspace.admin_paths, extra_mcp_servers=("ccbridge",))
         self.runtime = AgentRuntime(s.agent, self.policy, self.approvals)
-        self.conversations = Conversations(self.store, self.workspaces, self.runtime, s.agent.model)
+        self.runtime.hidden = self._hidden(config_path)
+        self.conversations = Conversations(
+            self.store,
+            self.workspaces,
+            self.runtime,
+            self.coordination.locks,
+            instance_id=self.instance_id,
+            default_model=s.agent.model,
+        )
         self.access = AccessPolicy(s.access)
         self._started = False
+        self._starting = asyncio.Lock()
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, *, bot: str | None = None) -> Agent:
         """An agent from a config file; ``bot`` applies that bot's overrides."""
         config = load_config(path)
-        return cls(config.for_bot(bot) if bot else config.resolved())
+        return cls(config.for_bot(bot) if bot else config.resolved(), config_path=config.source)
+
+    def _hidden(self, config_path: Path | None) -> list[Path]:
+        """What sandboxed Bash commands may not even read: other workspaces, session dirs, the store, secrets."""
+        hidden = [self.workspaces.base_dir, self.sections.agent.sessions_dir, self.runtime.homes.tmp_root]
+        if isinstance(self.store, SQLiteStore) and str(self.store.path) != ":memory:":
+            hidden.append(self.store.path.parent)
+        if config_path is not None:
+            hidden += [config_path, config_path.parent / ".env"]
+        return hidden
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> Agent:
-        if self._started:
+        async with self._starting:
+            if self._started:
+                return self
+            await self.store.open()
+            await self._check_store_identity()
+            interrupted = await self.store.mark_interrupted(self.instance_id)
+            if interrupted:
+                log.warning("%d conversation(s) were cut off mid-turn by a restart; marked as interrupted", interrupted)
+            await self.approvals.start()
+            await self.runtime.start()
+            self._started = True
             return self
-        await self.store.open()
-        interrupted = await self.store.mark_interrupted()
-        if interrupted:
-            log.warning("%d conversation(s) were cut off mid-turn by a restart; marked as interrupted", interrupted)
-        await self.runtime.start()
-        self._started = True
-        return self
 
     async def close(self) -> None:
         if not self._started:
@@ -100,6 +166,7 @@ class Agent:
         self._started = False
         await self.conversations.shutdown()  # running turns end as "stopped", and are recorded
         await self.runtime.close()
+        await self.coordination.close()
         await self.store.close()
 
     async def __aenter__(self) -> Agent:
@@ -107,6 +174,51 @@ class Agent:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def _check_store_identity(self) -> None:
+        """Refuse a store recreated empty while these workspaces were used with another (a lost database)."""
+        if isinstance(self.store, MemoryStore):
+            return
+        marker = self.workspaces.base_dir / STORE_MARKER
+        where = self.store.describe()
+        current = await self.store.store_id()
+
+        def check() -> str | None:
+            try:
+                known = json.loads(marker.read_text())
+            except (OSError, ValueError):
+                known = {}
+            if not isinstance(known, dict):
+                known = {}
+            expected = known.get(where)
+            if expected and expected != current:
+                return str(expected)
+            if expected is None:
+                known[where] = current
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps(known, indent=2))
+            return None
+
+        expected = await asyncio.to_thread(check)
+        if expected is not None:
+            raise StoreError(
+                f"the store ({where}) is empty, but the workspaces in {self.workspaces.base_dir} were used with "
+                f"another one (id {expected}): the database was lost or replaced. Restore it; or, to start over "
+                f"with an empty store, delete {marker}"
+            )
+
+    async def health(self) -> Health:
+        """Readiness: the store answers and takes writes, no turn record is waiting to be written."""
+        problems: list[str] = []
+        try:
+            await self.store.ping(write=True)
+        except CCBridgeError as exc:
+            problems.append(f"store: {exc}")
+        else:
+            waiting = await self.conversations.flush_unwritten()
+            if waiting:
+                problems.append(f"store: {waiting} turn record(s) not written yet")
+        return Health(ready=not problems, problems=problems, instance_id=self.instance_id)
 
     # -- chatting --------------------------------------------------------------
     async def resolve_key(
@@ -175,41 +287,23 @@ class Agent:
                 if isinstance(event, ApprovalRequested):
                     decision = await on_approval(event.request) if on_approval else Decision.DENY
                     try:
-                        self.approvals.resolve(event.request.id, decision, event.request.requested_by)
+                        await self.approvals.resolve(event.request.id, decision, event.request.requested_by)
                     except ApprovalNotFound:
                         pass
-                elif isinstance(event, TurnResult):
-                    return ChatResult(
-                        text=event.text,
-                        session_id=event.session_id,
-                        key=key,
-                        is_error=event.is_error,
-                        error=event.error,
-                        interrupted=event.interrupted,
-                        tool_calls=event.tool_calls,
-                        cost_usd=event.cost_usd,
-                        usage=event.usage,
-                        duration_ms=event.duration_ms,
-                    )
-                elif isinstance(event, TurnError):
-                    conv = await self.conversations.get(key)
-                    return ChatResult(
-                        text=event.text,
-                        session_id=conv.session_id if conv else "",
-                        key=key,
-                        is_error=True,
-                        error=event.message,
-                        tool_calls=event.tool_calls,
-                    )
+                elif isinstance(event, (TurnResult, TurnError)):
+                    conv = await self.conversations.get(key) if isinstance(event, TurnError) else None
+                    session = conv.session_id if conv else getattr(event, "session_id", "")
+                    return ChatResult.of(TurnOutcome.of(event, session), key)
         raise RuntimeError("the turn ended without a result")  # pragma: no cover - run_turn always ends one
 
-    def resolve_approval(self, request_id: str, decision: Decision | str, user_id: str) -> ApprovalRequest:
-        """Answer a pending approval as ``user_id`` (the requester or an admin)."""
-        request = self.approvals.get(request_id)
+    async def resolve_approval(self, request_id: str, decision: Decision | str, user: UserRef | str) -> ApprovalRequest:
+        """Answer a pending approval as ``user`` (the requester or an admin), wherever its turn runs."""
+        who = user if isinstance(user, UserRef) else UserRef(str(user))
+        request = await self.approvals.find(request_id)
         if request is None:
             raise ApprovalNotFound("this approval request was already answered or has expired")
-        is_admin = self.access.is_admin(request.key.platform, user_id)
-        return self.approvals.resolve(request_id, Decision(decision), user_id, is_admin=is_admin)
+        is_admin = self.access.is_admin(request.key.platform, who.id, who.roles)
+        return await self.approvals.resolve(request_id, Decision(decision), who.id, is_admin=is_admin)
 
     async def stop(
         self,

@@ -1,4 +1,9 @@
-"""Pending approval requests: opened by a turn, answered by a user, denied on timeout."""
+"""Pending approval requests: opened by a turn, answered by a user, denied on timeout.
+
+The broker holds the requests of the turns running in this process; the
+:class:`~core.coordination.ApprovalBus` makes them known to every instance, so a
+button press (or an HTTP answer) landing anywhere reaches the turn that waits.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,15 @@ import logging
 import secrets
 from typing import Any
 
+from .coordination import ApprovalAnswer, ApprovalBus, MemoryApprovalBus
 from .errors import ApprovalForbidden, ApprovalNotFound
 from .events import ApprovalRequest, Decision
 from .keys import ConversationKey
 
 log = logging.getLogger(__name__)
+
+EXPIRED = "this approval request was already answered or has expired"
+FORBIDDEN = "only the person who asked, or an admin, can answer this request"
 
 
 class ApprovalBroker:
@@ -21,10 +30,17 @@ class ApprovalBroker:
     Telegram ``callback_data`` of at most 64 bytes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bus: ApprovalBus | None = None) -> None:
+        self.bus = bus or MemoryApprovalBus()
         self._pending: dict[str, tuple[ApprovalRequest, asyncio.Future[ApprovalRequest]]] = {}
+        self._subscribed = False
 
-    def open(
+    async def start(self) -> None:
+        if not self._subscribed:
+            self._subscribed = True
+            await self.bus.subscribe(self._on_answer)
+
+    async def open(
         self,
         key: ConversationKey,
         requested_by: str,
@@ -43,14 +59,20 @@ class ApprovalBroker:
             timeout=timeout,
         )
         self._pending[request.id] = (request, asyncio.get_running_loop().create_future())
+        await self.bus.announce(request)
         return request
 
     def get(self, request_id: str) -> ApprovalRequest | None:
+        """A request of a turn running in this process."""
         entry = self._pending.get(request_id)
         return entry[0] if entry else None
 
+    async def find(self, request_id: str) -> ApprovalRequest | None:
+        """A pending request of a turn running anywhere."""
+        return self.get(request_id) or await self.bus.lookup(request_id)
+
     def pending(self, *, key: ConversationKey | None = None, requested_by: str | None = None) -> list[ApprovalRequest]:
-        """Open requests, optionally of one conversation and/or asked by one user."""
+        """Open requests of this process, optionally of one conversation and/or asked by one user."""
         return [
             req
             for req, future in self._pending.values()
@@ -74,17 +96,31 @@ class ApprovalBroker:
             raise
         finally:
             self._pending.pop(request.id, None)
+            try:
+                await asyncio.shield(self.bus.withdraw(request.id))
+            except Exception as exc:  # the bus being down must not break the turn
+                log.warning("could not withdraw approval %s: %r", request.id, exc)
 
-    def resolve(self, request_id: str, decision: Decision, user_id: str, *, is_admin: bool = False) -> ApprovalRequest:
+    async def resolve(
+        self, request_id: str, decision: Decision, user_id: str, *, is_admin: bool = False
+    ) -> ApprovalRequest:
         """Answer a request as ``user_id``; only the requester or an admin may."""
-        entry = self._pending.get(request_id)
-        if entry is None or entry[1].done():
-            raise ApprovalNotFound("this approval request was already answered or has expired")
-        request = entry[0]
+        request = await self.find(request_id)
+        if request is None or request.decision is not None:
+            raise ApprovalNotFound(EXPIRED)
         if user_id != request.requested_by and not is_admin:
-            raise ApprovalForbidden("only the person who asked, or an admin, can answer this request")
-        self._decide(request_id, Decision(decision), user_id, None)
+            raise ApprovalForbidden(FORBIDDEN)
+        decision = Decision(decision)
+        if request.id in self._pending:
+            if not self._decide(request_id, decision, user_id, None):
+                raise ApprovalNotFound(EXPIRED)
+            return request
+        await self.bus.publish(ApprovalAnswer(request_id, decision, user_id))
+        request.decision, request.decided_by = decision, user_id
         return request
+
+    async def _on_answer(self, answer: ApprovalAnswer) -> None:
+        self._decide(answer.request_id, answer.decision, answer.user_id, None)
 
     def deny_all(self, key: ConversationKey, reason: str) -> int:
         """Deny every open request of a conversation (``/stop``, ``/new``)."""

@@ -153,9 +153,10 @@ class CommandRunner:
             return "No history yet."
         lines = [f"**Last {len(turns)} exchange(s)**"]
         for t in turns:
-            mark = {"ok": "", "error": " ⚠️", "interrupted": " ⏹"}.get(t.status, "")
+            mark = {"ok": "", "error": " ⚠️", "interrupted": " ⏹", "running": " ⏳"}.get(t.status, "")
             lines.append(f"• **You:** {_clip(t.user_text)}")
-            lines.append(f"  **Claude{mark}:** {_clip(t.reply_text or t.error or '(no reply)')}")
+            reply = t.reply_text or t.error or ("(working on it)" if t.status == "running" else "(no reply)")
+            lines.append(f"  **Claude{mark}:** {_clip(reply)}")
         return "\n".join(lines)
 
     async def _help(self, key: ConversationKey, args: str) -> str:

@@ -29,10 +29,12 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .store.settings import STORE_BACKEND_NAMES, SQLiteStoreSettings, StoreSettings
 
 PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"]
 Verbosity = Literal["quiet", "normal", "verbose"]
 BusyPolicy = Literal["queue", "interrupt"]
+SandboxMode = Literal["auto", "on", "off"]
 SettingSource = Literal["user", "project", "local"]
 
 
@@ -60,6 +62,29 @@ class AgentSettings(_Section):
     cli_path: str | None = None
     pool_size: int = Field(8, gt=0, description="Warm Claude Code processes kept for active conversations.")
     idle_timeout: float = Field(900.0, gt=0, description="Seconds before an idle warm process is closed.")
+    max_processes: int | None = Field(
+        None, gt=0, description="Most Claude Code processes alive at once (default: pool_size + 2); turns beyond wait."
+    )
+    max_spawns: int = Field(2, gt=0, description="Claude Code processes starting at the same time.")
+    max_retries: int | None = Field(
+        4, ge=0, description="Retries of a failed model API call (overload, rate limit) before the turn fails."
+    )
+    sandbox: SandboxMode = Field(
+        "auto", description="Run approved Bash commands in Claude Code's sandbox (bubblewrap on Linux)."
+    )
+    cross_session_tools: bool = Field(
+        False,
+        description="Allow the tools that reach other Claude Code sessions on this machine (ListAgents, "
+        "SendMessage, ...). Off: every conversation's agent is on its own.",
+    )
+    sessions_dir: Path = Field(
+        Path("data/sessions"),
+        description="Each conversation's private Claude Code config and temp directories (transcripts live here).",
+    )
+
+    @property
+    def process_limit(self) -> int:
+        return self.max_processes or self.pool_size + 2
 
     @field_validator("permission_mode")
     @classmethod
@@ -82,13 +107,8 @@ class AgentSettings(_Section):
 class WorkspaceSettings(_Section):
     base_dir: Path = Path("workspaces")
     uploads_dir: str = "uploads"
+    max_upload_mb: float = Field(20.0, gt=0, description="Largest file a user may send, in MB.")
     admin_paths: list[Path] = Field(default_factory=list, description="Extra roots admins' file tools may use.")
-
-
-class StoreSettings(_Section):
-    backend: Literal["memory", "sqlite"] = "sqlite"
-    path: Path = Path("data/ccbridge.db")
-    history_limit: int = Field(1000, gt=0, description="Turns kept per conversation.")
 
 
 class AccessSettings(_Section):
@@ -96,6 +116,9 @@ class AccessSettings(_Section):
     admins: list[str] = Field(default_factory=list, description="'platform:user' entries.")
     allow_all: bool = False
     busy_policy: BusyPolicy = "queue"
+    max_running_per_user: int = Field(
+        2, gt=0, description="A chat user's turns running at once (across conversations); more wait in line."
+    )
     refusal: str = "Sorry, I can't help you here: you are not on this bot's allowlist. Ask an admin to add you."
 
     @field_validator("allowlist", "admins")
@@ -103,8 +126,8 @@ class AccessSettings(_Section):
     def _qualified(cls, entries: list[str]) -> list[str]:
         for entry in entries:
             platform, sep, user = str(entry).partition(":")
-            if not sep or not platform or not user:
-                raise ValueError(f"{entry!r} must look like 'platform:user_id'")
+            if not sep or not platform or not user or user == "role:":
+                raise ValueError(f"{entry!r} must look like 'platform:user_id' (or 'platform:role:<role id>')")
         return [str(e) for e in entries]
 
 
@@ -113,14 +136,27 @@ class ReplySettings(_Section):
     show_cost: bool = False
 
 
+class CoordinationSettings(_Section):
+    """What several instances of one bot share to agree (memory: a single instance)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str | None = Field(None, description="redis:// URL for backend redis (default: $REDIS_URL).")
+    instance_id: str | None = Field(
+        None, description="This instance's id (default: the host name plus a hash of its home directory)."
+    )
+    key_prefix: str = "ccbridge:"
+    lease_ttl: float = Field(15.0, gt=1, description="Seconds an instance's leases outlive its last heartbeat.")
+
+
 class Sections(_Section):
     """The shared sections, as one bot sees them (after its overrides)."""
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
+    store: StoreSettings = Field(default_factory=SQLiteStoreSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     reply: ReplySettings = Field(default_factory=ReplySettings)
+    coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
 
 
 SECTION_NAMES = tuple(Sections.model_fields)
@@ -138,6 +174,7 @@ class BotEntry(BaseModel):
     store: dict[str, Any] | None = None
     access: dict[str, Any] | None = None
     reply: dict[str, Any] | None = None
+    coordination: dict[str, Any] | None = None
 
     @field_validator("kind")
     @classmethod
@@ -162,9 +199,10 @@ class AppConfig(BaseSettings):
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
+    store: StoreSettings = Field(default_factory=SQLiteStoreSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     reply: ReplySettings = Field(default_factory=ReplySettings)
+    coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
     bots: dict[str, BotEntry] = Field(default_factory=dict)
     log_level: str = "INFO"
     source: Path | None = Field(None, exclude=True, description="The file this was loaded from.")
@@ -188,19 +226,17 @@ class AppConfig(BaseSettings):
         return self
 
     def sections(self) -> Sections:
-        return Sections(
-            agent=self.agent, workspace=self.workspace, store=self.store, access=self.access, reply=self.reply
-        )
+        return Sections(**{name: getattr(self, name) for name in SECTION_NAMES})
 
     def for_bot(self, name: str) -> Sections:
         """The shared sections with bot ``name``'s overrides applied and validated."""
         if name not in self.bots:
             raise ConfigError(f"no bot named {name!r} (configured: {', '.join(self.bots) or 'none'})", key="bots")
         base = self.sections().model_dump()
-        merged = deep_merge(base, self.bots[name].overrides())
+        merged = merge_sections(base, self.bots[name].overrides())
         # Environment overrides are the operator's last word, for every bot.
         from_env = _EnvOverrides(type(self))()
-        merged = deep_merge(merged, {k: v for k, v in from_env.items() if k in SECTION_NAMES})
+        merged = merge_sections(merged, {k: v for k, v in from_env.items() if k in SECTION_NAMES})
         try:
             sections = Sections.model_validate(merged)
         except ValidationError as exc:
@@ -296,6 +332,18 @@ def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+def merge_sections(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """:func:`deep_merge` of sections, except that a ``store`` naming another backend replaces the base store."""
+    store = override.get("store")
+    if (
+        isinstance(store, dict)
+        and store.get("backend")
+        and store["backend"] != (base.get("store") or {}).get("backend")
+    ):
+        base = {**base, "store": {}}
+    return deep_merge(base, override)
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in override.items():
@@ -311,6 +359,9 @@ def _resolve_paths(sections: Sections, base: Path) -> Sections:
         p = p.expanduser()
         return p if p.is_absolute() else (base / p).resolve()
 
+    store = sections.store
+    if isinstance(store, SQLiteStoreSettings) and str(store.path) != ":memory:":
+        store = store.model_copy(update={"path": absolute(store.path)})
     return sections.model_copy(
         update={
             "workspace": sections.workspace.model_copy(
@@ -319,7 +370,8 @@ def _resolve_paths(sections: Sections, base: Path) -> Sections:
                     "admin_paths": [absolute(p) for p in sections.workspace.admin_paths],
                 }
             ),
-            "store": sections.store.model_copy(update={"path": absolute(sections.store.path)}),
+            "agent": sections.agent.model_copy(update={"sessions_dir": absolute(sections.agent.sessions_dir)}),
+            "store": store,
         }
     )
 
@@ -327,7 +379,10 @@ def _resolve_paths(sections: Sections, base: Path) -> Sections:
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        parts = [str(p) for p in err["loc"] if p != "__root__"]
+        # the store's discriminated union puts the backend's tag in the location: store.sqlite.path
+        parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "store" and p in STORE_BACKEND_NAMES)]
+        loc = ".".join(parts)
         if prefix:
             loc = f"{prefix}.{loc}" if loc else prefix
         msg = err["msg"].removeprefix("Value error, ")

@@ -1,4 +1,12 @@
-"""Conversations: records in the store, their workspaces, their turns (one at a time)."""
+"""Conversations: records in the store, their workspaces, their turns (one at a time).
+
+A turn is crash-safe: its record (the user's text, status ``running``, the
+instance running it) is written before Claude starts, and completed when the
+turn ends; a bot killed in between leaves it ``running``, and the next start
+of that instance marks it ``interrupted``. When the store cannot be written at
+the end of a turn, the record is kept in memory and written as soon as the
+store is back, so the reply is never lost.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +14,51 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .events import AgentEvent, TurnError, TurnResult
+from .attachments import Attachment
+from .coordination import ConversationLocks
+from .errors import StoreError
+from .events import AgentEvent, TurnError, TurnResult, TurnWaiting
 from .keys import ConversationKey, UserRef
-from .lanes import Lanes
-from .runtime import AgentRuntime, Attachment, TurnRequest
+from .outcome import TurnOutcome
+from .runtime import AgentRuntime, TurnRequest
 from .store import Conversation, ConversationStore, TurnRecord
 from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
+
+_RETRY_WRITES_EVERY = 5.0  # seconds between attempts to write records the store refused
 
 
 class Conversations:
     """The platform-neutral heart of ccbridge, shared by chat bots, the library and the HTTP API."""
 
     def __init__(
-        self, store: ConversationStore, workspaces: Workspaces, runtime: AgentRuntime, default_model: str | None = None
+        self,
+        store: ConversationStore,
+        workspaces: Workspaces,
+        runtime: AgentRuntime,
+        locks: ConversationLocks,
+        *,
+        instance_id: str,
+        default_model: str | None = None,
     ) -> None:
         self.store = store
         self.workspaces = workspaces
         self.runtime = runtime
+        self.locks = locks
+        self.instance_id = instance_id
         self.default_model = default_model
-        self.lanes = Lanes()
         self._running: dict[ConversationKey, TurnRequest] = {}
-        self._creating: dict[ConversationKey, asyncio.Lock] = {}
         self._idle = asyncio.Event()  # set while no turn runs
         self._idle.set()
+        self._unwritten: list[tuple[ConversationKey, str, TurnRecord, float | None]] = []
+        self._retrier: asyncio.Task[None] | None = None
 
     # -- records -------------------------------------------------------------
     async def get(self, key: ConversationKey) -> Conversation | None:
@@ -51,16 +74,11 @@ class Conversations:
         conv = await self.store.get(key)
         if conv is not None:
             return conv
-        lock = self._creating.setdefault(key, asyncio.Lock())
-        try:
-            async with lock:
-                conv = await self.store.get(key)
-                if conv is None:
-                    conv = await self.create(key, subdir=subdir, metadata=metadata)
-                return conv
-        finally:
-            if not lock.locked() and self._creating.get(key) is lock:
-                del self._creating[key]
+        async with self.locks.creating(key):
+            conv = await self.store.get(key)
+            if conv is None:
+                conv = await self.create(key, subdir=subdir, metadata=metadata)
+            return conv
 
     async def create(
         self, key: ConversationKey, *, subdir: str | None = None, metadata: dict[str, Any] | None = None
@@ -83,7 +101,7 @@ class Conversations:
     async def reset(self, key: ConversationKey) -> tuple[Conversation, str | None]:
         """``/new``: stop what runs, then start a fresh session in the same place."""
         await self.stop(key)
-        async with self.lanes.hold(key):
+        async with self.locks.hold(key):
             old = await self.store.get(key)
             if old is None:
                 return await self.open(key), None
@@ -100,14 +118,14 @@ class Conversations:
             return new, old.session_id
 
     async def set_cwd(self, key: ConversationKey, subdir: str) -> Conversation:
-        async with self.lanes.hold(key):
+        async with self.locks.hold(key):
             conv = await self.open(key)
             conv.cwd = str(await self.workspaces.ensure(key, subdir))
             await self.store.put(conv)
             return conv
 
     async def set_model(self, key: ConversationKey, model: str | None) -> Conversation:
-        async with self.lanes.hold(key):
+        async with self.locks.hold(key):
             conv = await self.open(key)
             conv.model = model
             await self.store.put(conv)
@@ -121,10 +139,13 @@ class Conversations:
 
     # -- turns ---------------------------------------------------------------
     def busy(self, key: ConversationKey) -> bool:
-        return self.lanes.busy(key)
+        return self.locks.busy(key)
 
     def waiting(self, key: ConversationKey) -> int:
-        return self.lanes.waiting(key)
+        return self.locks.waiting(key)
+
+    def running(self) -> list[TurnRequest]:
+        return list(self._running.values())
 
     async def stop(self, key: ConversationKey) -> bool:
         """Interrupt the running turn (the session is kept). True if one was running.
@@ -134,7 +155,7 @@ class Conversations:
         request = self._running.get(key)
         if request is None:
             return False
-        request.stop_requested = True
+        request.request_stop()
         await self.runtime.interrupt(key)
         return True
 
@@ -146,6 +167,9 @@ class Conversations:
             await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:
             log.warning("%d turn(s) still running after %gs at shutdown", len(self._running), grace)
+        if self._retrier is not None:
+            self._retrier.cancel()
+        await self.flush_unwritten()
 
     async def turn(
         self,
@@ -156,59 +180,94 @@ class Conversations:
         is_admin: bool = False,
         attachments: list[Attachment] | None = None,
         speaker: str | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        """Run one turn in ``key`` after any turn already running there; yields its events."""
-        async with self.lanes.hold(key):
-            conv = await self.open(key)
-            cwd = await self._working_dir(conv)
-            conv.cwd = str(cwd)
-            conv.status = "running"
-            conv.last_active_at = time.time()
-            await self.store.put(conv)
-            prompt = f"[{speaker}] {text}" if speaker else text
-            request = TurnRequest(
-                key=key,
-                session_id=conv.session_id,
-                resume=conv.message_count > 0,
-                cwd=str(cwd),
-                root=str(self.workspaces.root(key)),
-                model=self.model_of(conv),
-                text=prompt,
-                user_id=user.id,
-                is_admin=is_admin,
-                attachments=list(attachments or []),
-            )
-            record = TurnRecord(key=key, session_id=conv.session_id, user_id=user.id, user_text=text)
+        """Run one turn in ``key`` after any turn already running there; yields its events.
+
+        ``on_queued`` is called once the turn has its place in the conversation's line. When the
+        store cannot record the turn, nothing runs and the turn ends with a ``TurnError`` of kind
+        ``store``.
+        """
+        if self.locks.busy(key):
+            yield TurnWaiting("another reply in this conversation comes first", kind="conversation")
+        async with self.locks.hold(key, on_queued):
+            try:
+                conv, record, request = await self._begin(key, text, user, is_admin, attachments, speaker)
+            except StoreError as exc:
+                log.warning("turn in %s not started: the store failed (%s)", key, exc)
+                yield TurnError(
+                    f"the conversation store is unavailable ({exc}); nothing was run, please try again shortly",
+                    kind="store",
+                )
+                return
             self._running[key] = request
             self._idle.clear()
+            cli_total: float | None = None
             try:
                 async with aclosing(self.runtime.run_turn(request)) as events:
                     async for event in events:
                         if isinstance(event, TurnResult):
-                            record.reply_text = event.text
-                            record.tool_calls = event.tool_calls
-                            record.cost_usd = event.cost_usd
-                            record.duration_ms = event.duration_ms
-                            record.status = (
-                                "interrupted" if event.interrupted else ("error" if event.is_error else "ok")
-                            )
-                            record.error = event.error
+                            cli_total = event.cost_usd
+                            cost = _turn_cost(cli_total, conv.cli_cost_usd)
+                            event = replace(event, cost_usd=cost, session_cost_usd=conv.total_cost_usd + (cost or 0.0))
+                            _fill(record, TurnOutcome.of(event, conv.session_id))
                         elif isinstance(event, TurnError):
-                            record.reply_text = event.text
-                            record.tool_calls = event.tool_calls
-                            record.status = "error"
-                            record.error = event.message
+                            _fill(record, TurnOutcome.of(event, conv.session_id))
                         yield event
             except BaseException:
-                if record.finished_at is None and record.status == "ok" and not record.reply_text:
+                if record.status == "running":
                     record.status, record.error = "interrupted", "the turn was abandoned"
                 raise
             finally:
                 self._running.pop(key, None)
                 if not self._running:
                     self._idle.set()
+                if record.status == "running":  # ended without a terminal event
+                    record.status, record.error = "interrupted", record.error or "the turn was abandoned"
                 record.finished_at = time.time()
-                await self._finish_turn(key, conv.session_id, record)
+                await self._finish_turn(key, conv.session_id, record, cli_total)
+
+    async def _begin(
+        self,
+        key: ConversationKey,
+        text: str,
+        user: UserRef,
+        is_admin: bool,
+        attachments: list[Attachment] | None,
+        speaker: str | None,
+    ) -> tuple[Conversation, TurnRecord, TurnRequest]:
+        """Record the turn as running (the user's text first), and say what to run."""
+        await self.flush_unwritten()
+        conv = await self.open(key)
+        cwd = await self._working_dir(conv)
+        conv.cwd = str(cwd)
+        conv.status = "running"
+        conv.instance_id = self.instance_id
+        conv.last_active_at = time.time()
+        record = TurnRecord(
+            key=key,
+            session_id=conv.session_id,
+            user_id=user.id,
+            user_text=text,
+            status="running",
+            instance_id=self.instance_id,
+        )
+        await self.store.put(conv)
+        await self.store.put_turn(record)  # the user's text is in the history before Claude starts
+        prompt = f"[{speaker}] {text}" if speaker else text
+        request = TurnRequest(
+            key=key,
+            session_id=conv.session_id,
+            resume=conv.message_count > 0,
+            cwd=str(cwd),
+            root=str(self.workspaces.root(key)),
+            model=self.model_of(conv),
+            text=prompt,
+            user_id=user.id,
+            is_admin=is_admin,
+            attachments=list(attachments or []),
+        )
+        return conv, record, request
 
     async def _working_dir(self, conv: Conversation) -> Path:
         """The conversation's directory, recreated if deleted; back to the root if it moved away."""
@@ -218,11 +277,66 @@ class Conversations:
             rel = "."
         return await self.workspaces.ensure(conv.key, rel)
 
-    async def _finish_turn(self, key: ConversationKey, session_id: str, record: TurnRecord) -> None:
+    async def _finish_turn(
+        self, key: ConversationKey, session_id: str, record: TurnRecord, cli_total: float | None
+    ) -> None:
+        try:
+            await self._write_finish(key, session_id, record, cli_total)
+        except StoreError as exc:
+            log.error(
+                "could not record the end of a turn in %s (%s); it is kept and written when the store is back", key, exc
+            )
+            self._unwritten.append((key, session_id, record, cli_total))
+            if self._retrier is None or self._retrier.done():
+                self._retrier = asyncio.create_task(self._retry_writes(), name="ccbridge-unwritten-turns")
+
+    async def _write_finish(
+        self, key: ConversationKey, session_id: str, record: TurnRecord, cli_total: float | None
+    ) -> None:
         conv = await self.store.get(key)
         if conv is not None and conv.session_id == session_id:
             conv.message_count += 1
             conv.status = "idle"
             conv.last_active_at = time.time()
+            if cli_total is not None:
+                conv.total_cost_usd += _turn_cost(cli_total, conv.cli_cost_usd) or 0.0
+                conv.cli_cost_usd = cli_total
             await self.store.put(conv)
-        await self.store.add_turn(record)
+        await self.store.put_turn(record)
+
+    async def flush_unwritten(self) -> int:
+        """Write the turn records the store refused earlier; returns how many are still waiting."""
+        while self._unwritten:
+            key, session_id, record, cli_total = self._unwritten[0]
+            try:
+                await self._write_finish(key, session_id, record, cli_total)
+            except StoreError:
+                return len(self._unwritten)
+            self._unwritten.pop(0)
+            log.info("recorded the delayed end of a turn in %s", key)
+        return 0
+
+    @property
+    def unwritten(self) -> int:
+        return len(self._unwritten)
+
+    async def _retry_writes(self) -> None:
+        while self._unwritten:
+            await asyncio.sleep(_RETRY_WRITES_EVERY)
+            await self.flush_unwritten()
+
+
+def _turn_cost(cli_total: float | None, previous: float) -> float | None:
+    """This turn's cost from the session's cumulative cost (Claude Code reports the session's total)."""
+    if cli_total is None:
+        return None
+    return cli_total - previous if cli_total >= previous else cli_total
+
+
+def _fill(record: TurnRecord, outcome: TurnOutcome) -> None:
+    record.reply_text = outcome.text
+    record.tool_calls = outcome.tool_calls
+    record.cost_usd = outcome.cost_usd
+    record.duration_ms = outcome.duration_ms
+    record.status = outcome.status
+    record.error = outcome.error

@@ -1,26 +1,40 @@
-"""The dispatcher: a normalized incoming chat message -> access, commands, one turn.
+"""The dispatcher: a normalized incoming chat message -> one decision -> at most one turn.
 
-Adapters build an :class:`IncomingMessage` (with the :class:`ReplySink` to answer
-on) and hand it to :meth:`Dispatcher.submit` (background) or
-:meth:`Dispatcher.handle` (awaits the whole reply). One conversation's failure
-is reported in that conversation only.
+Adapters (:mod:`core.adapter`) build an :class:`IncomingMessage` and hand it to
+:meth:`Dispatcher.submit` (returns at once; the work runs in the background) or
+:meth:`Dispatcher.handle` (awaits the whole reply). Every rule about *whether*
+and *how* to answer lives here, in this order, before anything is downloaded:
+
+1. not addressed to the bot (no mention) and no conversation there yet -> ignored
+2. not on the allowlist -> one polite refusal per cooldown, nothing runs
+3. a command (``/new``, ``/stop``, ...) -> runs at once, never queued
+4. an empty message -> a hint; an oversized one -> refused with the limit
+5. files -> downloaded and saved in the conversation's ``uploads/`` (one size
+   limit); a refused file refuses the message, the user is told which and why
+6. the user's running turns over ``access.max_running_per_user`` -> waits (told once)
+7. a turn already running -> queued (told) or, with ``busy_policy: interrupt``, it stops
+8. the turn streams into the message's :class:`~core.sink.ReplySink`
+
+Messages of one conversation keep their order even when an earlier one is
+still downloading its files. One conversation's failure is reported in that
+conversation only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .commands import CommandRunner, parse_command
-from .errors import CCBridgeError
+from .errors import CCBridgeError, StoreError
 from .events import ApprovalRequest, Decision
+from .intake import FileIntake, IncomingFile
 from .keys import ConversationKey, UserRef
 from .reply import ReplyStreamer, send_notice
-from .runtime import Attachment
 from .sink import ReplySink
 
 if TYPE_CHECKING:  # the agent imports nothing from here; avoid the cycle at run time
@@ -30,7 +44,15 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 100_000
 REFUSAL_COOLDOWN = 3600.0
-_REFUSED_PRUNE_AT = 1024  # remembered refusals before old ones are dropped
+DEDUPE_TTL = 6 * 3600.0  # how long a delivered event id is remembered (platforms retry within minutes)
+
+
+def empty_hint(command_prefix: str = "/") -> str:
+    """What an empty message addressed to the bot (a bare mention) gets instead of a turn."""
+    return f"👋 Send me a question or a task ({command_prefix}help lists the commands)."
+
+
+STORE_DOWN = "⚠️ The conversation store is unavailable right now, so nothing was run. Please try again in a moment."
 
 
 @dataclass
@@ -41,118 +63,233 @@ class IncomingMessage:
     user: UserRef
     text: str
     reply: ReplySink
-    attachments: list[Attachment] = field(default_factory=list)
+    files: list[IncomingFile] = field(default_factory=list)
     mentioned: bool = True  # addressed to the bot (a DM, a mention, a reply to it, a command)
     message_id: str | None = None
+    command_prefix: str = "/"  # how commands are typed on this platform (Slack: "!")
 
     @property
     def platform(self) -> str:
         return self.key.platform
 
 
+@dataclass
+class Ticket:
+    """A message's place in its conversation's line (see :meth:`Dispatcher.reserve`)."""
+
+    key: ConversationKey
+    previous: asyncio.Future[None] | None
+    handed_over: asyncio.Future[None]
+
+    def release(self) -> None:
+        """Let the next message of the conversation go (also: give the place up)."""
+        if not self.handed_over.done():
+            self.handed_over.set_result(None)
+
+
+class _UserTurns:
+    """Counts each user's running turns; a user at the cap waits in line."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running: dict[tuple[str, str], int] = {}
+        self._freed = asyncio.Condition()
+
+    def full(self, who: tuple[str, str]) -> bool:
+        return self._running.get(who, 0) >= self.limit
+
+    @asynccontextmanager
+    async def hold(self, who: tuple[str, str]) -> AsyncIterator[None]:
+        async with self._freed:
+            await self._freed.wait_for(lambda: not self.full(who))
+            self._running[who] = self._running.get(who, 0) + 1
+        try:
+            yield
+        finally:
+            async with self._freed:
+                left = self._running.get(who, 1) - 1
+                if left:
+                    self._running[who] = left
+                else:
+                    self._running.pop(who, None)
+                self._freed.notify_all()
+
+
 class Dispatcher:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, *, name: str | None = None) -> None:
         self.agent = agent
+        self.name = name or "bot"  # scopes this bot's delivery ids
         self.conversations = agent.conversations
         self.access = agent.access
         self.commands = CommandRunner(agent.conversations)
+        self.intake = FileIntake(agent.workspaces, int(agent.sections.workspace.max_upload_mb * 1024 * 1024))
         self._tasks: set[asyncio.Task[None]] = set()
-        self._refused: dict[tuple[str, str], float] = {}
+        self._intake_order: dict[ConversationKey, asyncio.Future[None]] = {}
+        self._ahead: dict[ConversationKey, int] = {}
+        self._user_turns = _UserTurns(agent.sections.access.max_running_per_user)
 
     # -- entry points ----------------------------------------------------------
-    def submit(self, msg: IncomingMessage) -> asyncio.Task[None]:
-        """Handle ``msg`` in the background (adapters must acknowledge events fast)."""
-        task = asyncio.create_task(self.handle(msg), name=f"ccbridge-msg-{msg.key}")
+    def reserve(self, key: ConversationKey) -> Ticket:
+        """A place in ``key``'s line now, for a message submitted later (a photo album still arriving)."""
+        previous = self._intake_order.get(key)
+        handed_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._intake_order[key] = handed_over
+        self._ahead[key] = self._ahead.get(key, 0) + 1
+
+        def forget(done: asyncio.Future[None]) -> None:
+            if self._intake_order.get(key) is done:
+                del self._intake_order[key]
+            left = self._ahead.get(key, 1) - 1
+            if left:
+                self._ahead[key] = left
+            else:
+                self._ahead.pop(key, None)
+
+        handed_over.add_done_callback(forget)
+        return Ticket(key, previous, handed_over)
+
+    def submit(self, msg: IncomingMessage, ticket: Ticket | None = None) -> asyncio.Task[None]:
+        """Handle ``msg`` in the background (adapters must acknowledge events fast).
+
+        Messages of one conversation reach their turn in the order they were submitted
+        (or reserved: ``ticket``).
+        """
+        if ticket is None or ticket.key != msg.key:
+            if ticket is not None:
+                ticket.release()
+            ticket = self.reserve(msg.key)
+        task = asyncio.create_task(
+            self._handle_safely(msg, ticket.previous, ticket.release), name=f"ccbridge-msg-{msg.key}"
+        )
+        task.add_done_callback(lambda _: ticket.release())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def handle(self, msg: IncomingMessage) -> None:
+        """Handle ``msg`` and wait until its reply is complete."""
+        await self._handle_safely(msg, None, lambda: None)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for messages in flight (at shutdown)."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
-    async def handle(self, msg: IncomingMessage) -> None:
-        try:
-            await self._handle(msg)
-        except asyncio.CancelledError:
-            raise
-        except CCBridgeError as exc:
-            log.info("message in %s failed: %s", msg.key, exc)
-            await self._notify(msg.reply, f"⚠️ {exc}")
-        except Exception:
-            log.exception("message in %s failed", msg.key)
-            await self._notify(msg.reply, "⚠️ Something went wrong on our side; the error was logged.")
+    async def first_delivery(self, event_id: str, ttl: float = DEDUPE_TTL) -> bool:
+        """True the first time this bot sees ``event_id`` (platform retries and replays are False).
 
-    def resolve_approval(self, request_id: str, decision: Decision | str, user_id: str) -> ApprovalRequest:
-        """Answer an approval request for a button press by ``user_id``.
+        If the memory of deliveries is unreachable, the event is handled (a rare duplicate
+        answer is better than a lost message).
+        """
+        try:
+            return await self.agent.coordination.seen.first_time(f"{self.name}:{event_id}", ttl)
+        except CCBridgeError as exc:
+            log.warning("could not check delivery %s for repeats (%s); handling it", event_id, exc)
+            return True
+
+    async def resolve_approval(self, request_id: str, decision: Decision | str, user: UserRef | str) -> ApprovalRequest:
+        """Answer an approval request for a button press by ``user``.
 
         Raises :class:`~core.errors.ApprovalNotFound` / :class:`~core.errors.ApprovalForbidden`.
         """
-        return self.agent.resolve_approval(request_id, Decision(decision), user_id)
+        return await self.agent.resolve_approval(request_id, Decision(decision), user)
+
+    def admits(self, platform: str, user: UserRef) -> bool:
+        """Whether ``user`` may use the bot (for adapters that must decide before showing anything)."""
+        return self.access.allows(platform, user.id, user.roles)
 
     # -- the pipeline ----------------------------------------------------------
-    async def _handle(self, msg: IncomingMessage) -> None:
+    async def _handle_safely(
+        self, msg: IncomingMessage, previous: asyncio.Future[None] | None, release: Callable[[], None]
+    ) -> None:
+        try:
+            await self._handle(msg, previous, release)
+        except asyncio.CancelledError:
+            raise
+        except StoreError as exc:
+            log.warning("message in %s not handled: the store failed (%s)", msg.key, exc)
+            await send_notice(msg.reply, STORE_DOWN)
+        except CCBridgeError as exc:
+            log.info("message in %s failed: %s", msg.key, exc)
+            await send_notice(msg.reply, f"⚠️ {exc}")
+        except Exception:
+            log.exception("message in %s failed", msg.key)
+            await send_notice(msg.reply, "⚠️ Something went wrong on our side; the error was logged.")
+        finally:
+            release()
+
+    async def _handle(
+        self, msg: IncomingMessage, previous: asyncio.Future[None] | None, release: Callable[[], None]
+    ) -> None:
         if not msg.mentioned and await self.conversations.get(msg.key) is None:
             log.debug("ignoring a message in %s: not addressed to the bot", msg.key)
             return
-        if not self.access.allows(msg.platform, msg.user.id):
+        if not self.access.allows(msg.platform, msg.user.id, msg.user.roles):
             await self._refuse(msg)
             return
         text = msg.text.strip()
         command = parse_command(text)
         if command is not None:
-            await self._notify(msg.reply, await self.commands.run(msg.key, command))
+            release()  # commands act at once, never behind queued messages
+            await send_notice(msg.reply, await self.commands.run(msg.key, command))
             return
-        if not text and not msg.attachments:
-            await self._notify(msg.reply, "Send me a message (or /help).")
+        if not text and not msg.files:
+            await send_notice(msg.reply, empty_hint(msg.command_prefix))
             return
         if len(text) > MAX_MESSAGE_CHARS:
-            await self._notify(
+            await send_notice(
                 msg.reply,
                 f"⚠️ That message is {len(text):,} characters long; the limit is {MAX_MESSAGE_CHARS:,}. "
                 "Send it as a file instead.",
             )
             return
-        await self._run_turn(msg, text)
+        attachments = []
+        if msg.files:
+            taken = await self.intake.take(msg.key, msg.files)
+            if taken.refused:
+                await send_notice(msg.reply, taken.notice())
+                return
+            attachments = taken.attachments
+        if previous is not None:
+            await asyncio.wait([previous])  # the conversation's earlier messages go first
+        who = (msg.platform, msg.user.id)
+        if self._user_turns.full(who):
+            limit = self._user_turns.limit
+            await send_notice(
+                msg.reply, f"⏳ You have {limit} request(s) running already; this one starts when one of them ends."
+            )
+        async with self._user_turns.hold(who):
+            await self._run_turn(msg, text, attachments, release)
 
-    async def _run_turn(self, msg: IncomingMessage, text: str) -> None:
+    async def _run_turn(self, msg: IncomingMessage, text: str, attachments: list, release: Callable[[], None]) -> None:
         key = msg.key
         if self.conversations.busy(key):
             if self.agent.sections.access.busy_policy == "interrupt":
                 await self.conversations.stop(key)
-                await self._notify(msg.reply, "⏹ Stopped the previous reply to answer this one.")
+                await send_notice(msg.reply, "⏹ Stopped the previous reply to answer this one.")
             else:
                 ahead = self.conversations.waiting(key) + 1
-                await self._notify(msg.reply, f"⏳ Queued — I'll answer after the current reply ({ahead} ahead).")
+                await send_notice(msg.reply, f"⏳ Queued — I'll answer after the current reply ({ahead} ahead).")
         conv = await self.conversations.get(key)
         if conv is not None and conv.status == "interrupted":
-            await self._notify(msg.reply, "ℹ️ Your previous request was cut off by a restart; the session continues.")
+            await send_notice(msg.reply, "ℹ️ Your previous request was cut off by a restart; the session continues.")
         speaker = str(msg.user) if key.owner != msg.user.id else None
         events = self.conversations.turn(
             key,
             text,
             msg.user,
-            is_admin=self.access.is_admin(msg.platform, msg.user.id),
-            attachments=msg.attachments,
+            is_admin=self.access.is_admin(msg.platform, msg.user.id, msg.user.roles),
+            attachments=attachments,
             speaker=speaker,
+            on_queued=release,
         )
         reply = self.agent.sections.reply
         async with aclosing(events):
             await ReplyStreamer(msg.reply, verbosity=reply.verbosity, show_cost=reply.show_cost).run(events)
 
     async def _refuse(self, msg: IncomingMessage) -> None:
-        who = (msg.platform, msg.user.id)
-        now = time.monotonic()
-        last = self._refused.get(who)
-        log.info("refused %s:%s (not on the allowlist)", *who)
-        if last is not None and now - last < REFUSAL_COOLDOWN:
-            return
-        if len(self._refused) >= _REFUSED_PRUNE_AT:  # forget refusals older than the cooldown
-            self._refused = {k: t for k, t in self._refused.items() if now - t < REFUSAL_COOLDOWN}
-        self._refused[who] = now
-        await self._notify(msg.reply, self.access.settings.refusal)
-
-    @staticmethod
-    async def _notify(sink: ReplySink, text: str) -> None:
-        await send_notice(sink, text)
+        who = f"{self.name}:{msg.platform}:{msg.user.id}"
+        log.info("refused %s:%s (not on the allowlist)", msg.platform, msg.user.id)
+        # In a shared chat an outsider is told once per cooldown; a private answer can be given every time.
+        if msg.reply.private_notices or await self.agent.coordination.refusals.should_notify(who, REFUSAL_COOLDOWN):
+            await send_notice(msg.reply, self.access.settings.refusal)

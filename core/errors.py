@@ -9,6 +9,9 @@ All errors raised on purpose by ccbridge derive from :class:`CCBridgeError`::
     ├── AccessDenied                 a user is not allowed to do this
     ├── ConversationNotFound         no conversation has that key / session id
     ├── StoreError                   a conversation store failed
+    │   └── StoreUnavailable         the store cannot be written / reached right now (retry later)
+    ├── PlatformUnavailable          a chat platform could not be reached at start-up
+    ├── FileRefused                  a file a user sent could not be taken (the text says why)
     ├── ApprovalError                answering an approval request failed
     │   ├── ApprovalNotFound         unknown or already answered / expired
     │   └── ApprovalForbidden        answered by someone other than the requester or an admin
@@ -56,6 +59,18 @@ class ConversationNotFound(CCBridgeError):
 
 class StoreError(CCBridgeError):
     """A conversation store operation failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or written right now (read-only, disk full, deleted, down)."""
+
+
+class PlatformUnavailable(CCBridgeError):
+    """A chat platform's API could not be reached at start-up."""
+
+
+class FileRefused(CCBridgeError):
+    """A file a user sent could not be taken (too large, not downloadable); the message says why."""
 
 
 class ApprovalError(CCBridgeError):

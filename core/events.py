@@ -1,8 +1,9 @@
 """The normalized event stream of one agent turn.
 
 A turn yields, in order: any number of :class:`TextDelta`, :class:`ToolUse`,
-:class:`ToolResult`, :class:`ApprovalRequested` / :class:`ApprovalResolved` and
-:class:`FileOffered` events, then exactly one terminal event: :class:`TurnResult`
+:class:`ToolResult`, :class:`ApprovalRequested` / :class:`ApprovalResolved`,
+:class:`FileOffered`, :class:`AgentRetrying` and :class:`TurnWaiting` events, then
+exactly one terminal event: :class:`TurnResult`
 (also for agent-reported errors, with ``is_error``) or :class:`TurnError` (the
 turn could not complete: the CLI died, a timeout, an internal failure).
 """
@@ -114,6 +115,30 @@ class FileOffered:
 
 
 @dataclass
+class AgentRetrying:
+    """The model API failed (overloaded, rate limited, a server error) and Claude Code retries."""
+
+    attempt: int
+    max_retries: int | None
+    delay: float  # seconds until the retry
+    status: int | None = None  # the API's HTTP status (529 overloaded, 429 rate limited, 5xx)
+    reason: str = ""
+
+    def describe(self) -> str:
+        what = {529: "overloaded", 429: "rate limited"}.get(self.status or 0, "unavailable")
+        of = f"/{self.max_retries}" if self.max_retries else ""
+        return f"Claude is {what}, retrying ({self.attempt}{of})…"
+
+
+@dataclass
+class TurnWaiting:
+    """The turn waits before Claude starts: behind another turn of its conversation, or for a free process."""
+
+    reason: str
+    kind: str = "process"  # process | conversation
+
+
+@dataclass
 class ToolCallRecord:
     name: str
     summary: str
@@ -127,22 +152,32 @@ class TurnResult:
     is_error: bool = False
     error: str | None = None
     interrupted: bool = False
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # this turn's cost
     usage: dict[str, Any] | None = None
     duration_ms: int | None = None
     num_turns: int | None = None
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    session_cost_usd: float | None = None  # the session's total so far (the sum of its turns)
 
 
 @dataclass
 class TurnError:
     message: str
-    kind: str = "agent"  # agent | unavailable | timeout | internal
+    kind: str = "agent"  # agent | unavailable | timeout | internal | store
     text: str = ""  # text produced before the failure
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
 
 
 AgentEvent = (
-    TextDelta | ToolUse | ToolResult | ApprovalRequested | ApprovalResolved | FileOffered | TurnResult | TurnError
+    TextDelta
+    | ToolUse
+    | ToolResult
+    | ApprovalRequested
+    | ApprovalResolved
+    | FileOffered
+    | AgentRetrying
+    | TurnWaiting
+    | TurnResult
+    | TurnError
 )
 TERMINAL_EVENTS = (TurnResult, TurnError)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from .errors import MessageGone, RateLimited, SinkError
 from .events import (
     AgentEvent,
+    AgentRetrying,
     ApprovalRequested,
     ApprovalResolved,
     FileOffered,
@@ -34,6 +35,7 @@ from .events import (
     ToolUse,
     TurnError,
     TurnResult,
+    TurnWaiting,
 )
 from .sink import ReplySink
 from .text_split import cut
@@ -134,6 +136,11 @@ class ReplyStreamer:
                 mark = "✗" if event.is_error else "✓"
                 summary = f" {_inline(event.summary)}" if event.summary else ""
                 self._append_block(f"   ↳ {mark}{summary}\n", "tool")
+        elif isinstance(event, AgentRetrying):
+            self._append_block(f"⏳ {event.describe()}\n", "tool")  # shown at every verbosity
+        elif isinstance(event, TurnWaiting):
+            if event.kind == "process":
+                self._append_block(f"⏳ Waiting: {event.reason}.\n", "tool")
         elif isinstance(event, (ApprovalRequested, ApprovalResolved)):
             request = event.request
             self._side_ops.append(lambda: self.sink.show_approval(request))
@@ -306,10 +313,10 @@ class ReplyStreamer:
 
 
 async def send_notice(sink: ReplySink, text: str, *, attempts: int = 5) -> bool:
-    """Send a one-off message, waiting out rate limits; failures are logged, not raised."""
+    """Send a one-off message (:meth:`ReplySink.notify`), waiting out rate limits; failures are logged, not raised."""
     for _ in range(attempts):
         try:
-            await sink.finalize(None, text)
+            await sink.notify(text)
             return True
         except RateLimited as exc:
             await asyncio.sleep(exc.retry_after)

@@ -15,6 +15,9 @@ call into their platform's API. The contract (``tests/contracts/sink_contract.py
 * ``show_approval(request)`` shows the approval buttons for a pending request,
   and, called again once ``request.decision`` is set, shows the decision.
 * ``send_file(path, caption)`` uploads a file from the workspace.
+* ``notify(text)`` shows a notice that is not part of a reply (refusals, "queued",
+  hints, refused files); the default is ``finalize(None, text)``. A platform may
+  show notices privately where it can (e.g. an ephemeral answer to a slash command).
 
 Errors: raise :class:`~core.errors.RateLimited` (with ``retry_after``) when the
 platform says slow down, :class:`~core.errors.MessageGone` when a message can no
@@ -45,6 +48,8 @@ class SinkLimits:
 
 class ReplySink(ABC):
     limits: SinkLimits = SinkLimits()
+    #: notices reach only the person who wrote (an ephemeral answer): no need to ration refusals
+    private_notices: bool = False
 
     @abstractmethod
     async def post(self, text: str) -> Any: ...
@@ -67,6 +72,10 @@ class ReplySink(ABC):
             await self.finalize(None, f"🔐 Approval needed — {request.describe()}")
         else:
             await self.finalize(None, f"🔐 {request.describe()} — {request.outcome()}")
+
+    async def notify(self, text: str) -> None:
+        """A notice outside the reply (refusal, queued, hint); the default sends it as a new message."""
+        await self.finalize(None, text)
 
     async def send_file(self, path: Path, caption: str = "") -> None:
         """Upload a file; the default only names it."""

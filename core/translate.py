@@ -15,13 +15,14 @@ from claude_agent_sdk import (
     AssistantMessage,
     ResultMessage,
     StreamEvent,
+    SystemMessage,
     TextBlock,
     ToolResultBlock,
     ToolUseBlock,
     UserMessage,
 )
 
-from .events import AgentEvent, TextDelta, ToolCallRecord, ToolResult, ToolUse, TurnResult
+from .events import AgentEvent, AgentRetrying, TextDelta, ToolCallRecord, ToolResult, ToolUse, TurnResult
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class TurnTranslator:
             return self._user(message)
         if isinstance(message, ResultMessage):
             return [self._result(message)]
+        if isinstance(message, SystemMessage) and message.subtype == "api_retry":
+            return [_retrying(message.data)]
         log.debug("skipping SDK message %s", type(message).__name__)
         return []
 
@@ -184,3 +187,30 @@ class TurnTranslator:
             num_turns=msg.num_turns,
             tool_calls=list(self.tool_calls),
         )
+
+
+def _retrying(data: dict[str, Any]) -> AgentRetrying:
+    """Claude Code's ``api_retry`` system message: the model API failed and the CLI retries."""
+
+    def number(name: str) -> float | None:
+        value = data.get(name)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    status = number("error_status")
+    retries = number("max_retries")
+    event = AgentRetrying(
+        attempt=int(number("attempt") or 1),
+        max_retries=int(retries) if retries is not None else None,
+        delay=(number("retry_delay_ms") or 0.0) / 1000,
+        status=int(status) if status is not None else None,
+        reason=str(data.get("error") or ""),
+    )
+    log.warning(
+        "model API %s (status %s): Claude Code retries (%d/%s) in %.1fs",
+        event.reason or "error",
+        event.status,
+        event.attempt,
+        event.max_retries,
+        event.delay,
+    )
+    return event

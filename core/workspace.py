@@ -91,8 +91,15 @@ class Workspaces:
         self.uploads_dir = sanitize_name(uploads_dir)
 
     def root(self, key: ConversationKey) -> Path:
-        """The workspace root of a conversation (not created)."""
-        return self.base_dir / owner_dirname(key.platform) / owner_dirname(key.owner)
+        """The workspace root of a conversation (not created).
+
+        ``base_dir/<platform>/<owner>``; a bot-scoped key lives under ``<platform>@<bot>``
+        instead, so two bots of one platform never share a workspace.
+        """
+        platform = owner_dirname(key.platform)
+        if key.bot:
+            platform = f"{platform}@{owner_dirname(key.bot)}"
+        return self.base_dir / platform / owner_dirname(key.owner)
 
     def path(self, key: ConversationKey, subdir: str | None = None) -> Path:
         root = self.root(key)

@@ -61,7 +61,12 @@ def make_sections(tmp_path: Path, cli_env: dict[str, str]) -> Callable[..., Sect
 
     def make(**overrides: Any) -> Sections:
         base: dict[str, Any] = {
-            "agent": {"env": cli_env, "approval_timeout": 30, "pool_size": 4},
+            "agent": {
+                "env": cli_env,
+                "approval_timeout": 30,
+                "pool_size": 4,
+                "sessions_dir": str(tmp_path / "sessions"),
+            },
             "workspace": {"base_dir": str(tmp_path / "workspaces")},
             "store": {"backend": "sqlite", "path": str(tmp_path / "data" / "ccbridge.db")},
             "access": {"allow_all": True},

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,39 @@ def _cwd_of(proc: Path) -> Path | None:
         return Path(os.readlink(proc / "cwd"))
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "1m") -> Iterator[Path]:
+    """A small tmpfs mounted at ``path`` (the tests run as root, as CI does), unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(path: Path) -> Path:
+    """Fill the filesystem of directory ``path`` (a small :func:`tmpfs`) up; returns the filler file."""
+    filler = path / ".filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+@contextlib.contextmanager
+def immutable(*paths: Path) -> Iterator[None]:
+    """Make files read-only even for root (``chattr +i``), until the block ends."""
+    names = [str(p) for p in paths if p.exists()]
+    subprocess.run(["chattr", "+i", *names], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *names], check=False)

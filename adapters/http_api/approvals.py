@@ -24,12 +24,12 @@ async def list_approvals(ctx: Ctx, user_id: UserQuery) -> ApprovalList:
 @router.post("/{approval_id}", responses=errors(403, 404))
 async def answer_approval(approval_id: str, body: ApprovalAnswer, ctx: Ctx) -> ApprovalResult:
     """Answer as ``user_id`` (default: the user who asked); only they or an admin may."""
-    request = ctx.agent.approvals.get(approval_id)
+    request = await ctx.agent.approvals.find(approval_id)
     if request is None or request.key.platform != PLATFORM:
         raise ApiError(404, "approval_not_found", "this approval request was already answered or has expired")
     answerer = body.user_id or request.requested_by
     ctx.check_user(answerer)
-    resolved = ctx.agent.resolve_approval(approval_id, body.decision, answerer)
+    resolved = await ctx.agent.resolve_approval(approval_id, body.decision, answerer)
     return ApprovalResult(
         id=resolved.id,
         tool=resolved.tool_name,

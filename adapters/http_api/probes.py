@@ -22,10 +22,10 @@ async def health() -> Health:
 
 @router.get("/ready", responses={503: {"model": ErrorEnvelope, "description": "The store is unreachable"}})
 async def ready(ctx: Ctx) -> Health:
-    """The conversation store answers."""
-    try:
-        await ctx.agent.store.ping()
-    except Exception as exc:
-        log.warning("readiness check failed: %s", exc)
-        raise ApiError(503, "store_unavailable", f"the conversation store is unreachable: {exc}") from None
+    """The conversation store answers and takes writes."""
+    health = await ctx.agent.health()
+    if not health.ready:
+        problems = "; ".join(health.problems)
+        log.warning("readiness check failed: %s", problems)
+        raise ApiError(503, "store_unavailable", f"not ready: {problems}")
     return Health(status="ready")

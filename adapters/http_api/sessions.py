@@ -65,7 +65,7 @@ async def resume_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) 
     conversations = ctx.agent.conversations
     if conversations.busy(conv.key):
         return session_out(conv, ctx.agent.workspaces)
-    async with conversations.lanes.hold(conv.key):
+    async with conversations.locks.hold(conv.key):
         current = await conversations.get(conv.key)
         if current is None or current.session_id != session_id:
             raise ApiError(404, "session_not_found", f"no session {session_id}")

@@ -1,12 +1,13 @@
 """Slack adapter: bolt (async) + slack-sdk, Socket Mode or the HTTP Events API.
 
-* :class:`SlackBridge` — the bolt app: events -> the core dispatcher, buttons, slash command.
+* :class:`SlackAdapter` — the bolt app (:mod:`.transport`: Socket Mode / HTTP; :mod:`.listeners`:
+  events -> the core dispatcher, buttons, slash command).
 * :class:`SlackSink` — replies: native streaming in threads, ``chat.update`` edits elsewhere.
 * :mod:`.events` — events read into :class:`SlackPlace` (the bot's ``route`` picks the conversation);
   :mod:`.formatting` — Markdown / mrkdwn; :mod:`.payloads` — what a signed HTTP request must look like.
 """
 
-from .bridge import SlackBridge
+from .adapter import SlackAdapter
 from .config import SlackConfig
 from .events import BotIdentity, Router, SlackInbound, SlackPlace, translate_message
 from .formatting import to_mrkdwn
@@ -17,7 +18,7 @@ __all__ = [
     "BotIdentity",
     "Capabilities",
     "SinkOptions",
-    "SlackBridge",
+    "SlackAdapter",
     "SlackConfig",
     "Router",
     "SlackInbound",

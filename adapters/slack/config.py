@@ -30,7 +30,9 @@ class SlackConfig(BaseModel):
         "markdown", description="markdown: markdown_text (standard Markdown); mrkdwn: converted text."
     )
     slash_command: str | None = Field(None, description="A slash command routed to the bot, e.g. '/claude'.")
-    max_file_mb: float = Field(20.0, gt=0, description="Largest shared file that is downloaded into the workspace.")
+    max_file_mb: float | None = Field(
+        None, gt=0, description="Deprecated: workspace.max_upload_mb (or a bot override of it) sets the limit."
+    )
     edit_interval: float = Field(1.0, ge=0.05, description="Seconds between two updates of one streaming message.")
     max_message_chars: int = Field(
         MARKDOWN_LIMIT, ge=500, le=MARKDOWN_LIMIT, description="Split replies longer than this."
@@ -88,7 +90,3 @@ class SlackConfig(BaseModel):
         if self.mode == "http" and self.signing_secret is None:
             raise ValueError("signing_secret is required when mode is 'http' (Basic Information > Signing Secret)")
         return self
-
-    @property
-    def max_file_bytes(self) -> int:
-        return int(self.max_file_mb * 1024 * 1024)

@@ -1,4 +1,4 @@
-"""Files shared with the bot: downloaded with the bot token into the conversation's workspace.
+"""Files shared with the bot, as lazy handles: downloaded with the bot token once core admits the message.
 
 Slack serves ``url_private(_download)`` only with ``Authorization: Bearer
 <bot token>`` (scope ``files:read``); without it answers an HTML sign-in page,
@@ -9,19 +9,22 @@ sent to Slack's own hosts (or the configured ``base_url`` host).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from core import FileRefused, IncomingFile
+from core.intake import human_size, too_large
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _SKIPPED_MODES = {"tombstone", "hidden_by_limit", "external"}
-
-
-class FileRejected(Exception):
-    """A shared file could not be taken; the message says why, for the user."""
+FileRejected = FileRefused  # the name this module used before core took the files over
+InfoLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
 @dataclass(frozen=True)
@@ -47,20 +50,9 @@ class SlackFile:
         )
 
 
-def human_size(n: int) -> str:
-    """A byte count for people: '512 bytes', '4.9 KB', '20 MB'."""
-    if n < 1024:
-        return f"{n} bytes"
-    for unit, scale in (("KB", 1024), ("MB", 1024**2), ("GB", 1024**3)):
-        if n < scale * 1024 or unit == "GB":
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"  # pragma: no cover
-
-
 class FileFetcher:
-    def __init__(self, token: str, *, max_bytes: int, extra_hosts: set[str] | None = None) -> None:
+    def __init__(self, token: str, *, extra_hosts: set[str] | None = None) -> None:
         self.token = token
-        self.max_bytes = max_bytes
         self.extra_hosts = {h.lower() for h in (extra_hosts or set())}
         self._session: aiohttp.ClientSession | None = None
 
@@ -71,22 +63,31 @@ class FileFetcher:
             return True
         return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
 
-    def check(self, file: SlackFile) -> None:
+    def incoming(self, info: dict[str, Any], lookup: InfoLookup) -> IncomingFile:
+        """A handle for a file of an event; ``lookup`` completes a partial file object (``files.info``)."""
+        first = SlackFile.from_event(info)
+
+        async def fetch(limit: int) -> bytes:
+            file = first
+            if not file.url and file.id:
+                file = SlackFile.from_event(await lookup(file.id) or info)
+            return await self.fetch(file, limit)
+
+        return IncomingFile(name=first.name, mime_type=first.mime_type, size=first.size, fetch=fetch)
+
+    def check(self, file: SlackFile, limit: int) -> None:
         """Reject what can't be fetched before downloading anything."""
         if file.mode in _SKIPPED_MODES:
             raise FileRejected(f"{file.name} is not available to the bot ({file.mode.replace('_', ' ')})")
         if not file.url:
             raise FileRejected(f"{file.name} can't be downloaded (Slack did not share its content with the bot)")
-        if file.size is not None and file.size > self.max_bytes:
-            raise FileRejected(
-                f"{file.name} is {human_size(file.size)}; "
-                f"the limit is {human_size(self.max_bytes)}, so it was not saved"
-            )
+        if file.size is not None and file.size > limit:
+            raise too_large(file.name, file.size, limit)
         if not self.trusted(file.url):
             raise FileRejected(f"{file.name} is not hosted by Slack; not downloaded")
 
-    async def fetch(self, file: SlackFile) -> bytes:
-        self.check(file)
+    async def fetch(self, file: SlackFile, limit: int) -> bytes:
+        self.check(file, limit)
         assert file.url is not None
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
@@ -104,10 +105,8 @@ class FileFetcher:
                 data = bytearray()
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     data.extend(chunk)
-                    if len(data) > self.max_bytes:
-                        raise FileRejected(
-                            f"{file.name} is larger than {human_size(self.max_bytes)}, so it was not saved"
-                        )
+                    if len(data) > limit:
+                        raise FileRejected(f"{file.name} is larger than {human_size(limit)}, so it was not saved")
                 return bytes(data)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("downloading %s failed: %r", file.name, exc)

@@ -1,16 +1,16 @@
 """The Telegram adapter: python-telegram-bot updates in, core dispatcher calls out.
 
-Receives by long polling (default) or by webhook with a secret token (PTB's
-webhook server answers 403 to requests without the right
+Receives by long polling (default) or by webhook with a secret token
+(:mod:`.webhook` answers 403 to requests without the right
 ``X-Telegram-Bot-Api-Secret-Token``). Each update is handled once (by
-``update_id``); updates other than messages and button presses are skipped,
-and so are updates PTB cannot parse when polling (:mod:`.client`; in webhook mode
-PTB's own server answers such a request 400).
+``update_id``, remembered in the store); updates other than messages and button
+presses are skipped, and so are updates PTB cannot parse (:mod:`.client`; in
+webhook mode they are acknowledged with 200 so Telegram moves on).
 
-PTB handles updates one after another, so handlers only decide: downloading a
-user's files and handing the message to the dispatcher happen in tracked
-background tasks (awaited, then cancelled, at shutdown), in the order each
-conversation's messages arrived. Album items are collected first (:mod:`.albums`).
+PTB handles updates one after another, so handlers only translate: each message
+goes to the dispatcher (which decides, downloads the files it admits, and keeps
+each conversation's messages in order) at once. Album items are collected first
+(:mod:`.albums`); an album keeps the place of its first item in its chat's line.
 
 Who is answered and which conversation a message belongs to is the bot's
 policy, passed in as ``route``: ``MessageView -> ConversationKey | None``
@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
 from telegram import BotCommand, CallbackQuery, Message, Update, User
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
@@ -43,33 +42,33 @@ from telegram.request import HTTPXRequest
 from core import (
     ApprovalForbidden,
     ApprovalNotFound,
-    Attachment,
-    CCBridgeError,
+    ChatAdapter,
     ConfigError,
-    ConversationKey,
     Dispatcher,
     IncomingMessage,
-    send_notice,
+    PlatformUnavailable,
+    UserRef,
 )
+from core.adapter import Router as CoreRouter
 from core.commands import COMMANDS
-from core.dedupe import RecentKeys
 
 from . import approvals
 from .albums import Album, AlbumCollector
 from .client import ScreeningBot
 from .config import TelegramConfig
-from .files import UploadRejected, files_in, save_files
+from .files import files_in
 from .sink import ChatPacer, ChatTarget, DraftSupport, TelegramSink, telegram_limits
 from .updates import MessageView, display_name, inspect_message
+from .webhook import WebhookServer
 
 log = logging.getLogger(__name__)
 
-Router = Callable[[MessageView], ConversationKey | None]
-Place = tuple["asyncio.Future[None] | None", "asyncio.Future[None]"]
+PLATFORM = "telegram"
+Router = CoreRouter[MessageView]
 ALLOWED_UPDATES = ["message", "callback_query"]
 
 
-class TelegramUnavailable(CCBridgeError):
+class TelegramUnavailable(PlatformUnavailable):
     """The Bot API could not be reached at start-up."""
 
 
@@ -101,13 +100,12 @@ class NameBook(OrderedDict[str, str]):
             self.popitem(last=False)
 
 
-class TelegramAdapter:
-    def __init__(self, config: TelegramConfig, dispatcher: Dispatcher, route: Router, *, where: str = "") -> None:
-        self.config = config
-        self.where = where  # the config prefix for error messages, e.g. "bots.team"
-        self.dispatcher = dispatcher
-        self.route = route
-        self.seen = RecentKeys()
+class TelegramAdapter(ChatAdapter[MessageView]):
+    platform: ClassVar[str] = PLATFORM
+
+    def __init__(self, settings: TelegramConfig, dispatcher: Dispatcher, route: Router, *, where: str = "") -> None:
+        super().__init__(settings, dispatcher, route, where=where)
+        self.config = config = settings
         self.names = NameBook()
         self.pacer = ChatPacer(config.edit_interval)
         self.drafts = DraftSupport(config.drafts)
@@ -115,8 +113,8 @@ class TelegramAdapter:
             max_len=config.max_message_len, edit_interval=config.edit_interval, typing_interval=config.typing_interval
         )
         self.application = self._build()
+        self._webhook: WebhookServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last_intake: dict[ConversationKey, asyncio.Future[None]] = {}
         self.albums = AlbumCollector(config.album_window, self._on_album)
 
     # -- setup -------------------------------------------------------------------
@@ -153,8 +151,7 @@ class TelegramAdapter:
             await app.initialize()  # getMe: checks the token and the server
         except InvalidToken:
             await app.bot.shutdown()
-            key = f"{self.where}.token" if self.where else "token"
-            raise ConfigError("Telegram rejected the bot token", key=key) from None
+            raise ConfigError("Telegram rejected the bot token", key=self.config_key("token")) from None
         except TelegramError as exc:
             await app.bot.shutdown()
             raise TelegramUnavailable(f"cannot reach the Telegram Bot API at {self.config.base_url}: {exc}") from None
@@ -167,9 +164,6 @@ class TelegramAdapter:
             raise
         log.info("telegram bot @%s is up (%s)", self.me.username, self.config.mode)
 
-    def _key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
     async def _start_receiving(self) -> None:
         c = self.config
         updater = self.application.updater
@@ -177,12 +171,11 @@ class TelegramAdapter:
         if c.mode == "webhook":
             assert c.webhook is not None
             w = c.webhook
+            self._webhook = WebhookServer(self.application, w)
+            await self._webhook.start()
             try:
-                await updater.start_webhook(
-                    listen=w.listen,
-                    port=w.port,
-                    url_path=w.path,
-                    webhook_url=w.url,
+                await self.application.bot.set_webhook(
+                    url=w.url,
                     secret_token=w.secret_token.get_secret_value(),
                     allowed_updates=ALLOWED_UPDATES,
                     drop_pending_updates=c.drop_pending_updates,
@@ -190,7 +183,7 @@ class TelegramAdapter:
                 )
             except (BadRequest, Forbidden) as exc:  # setWebhook refused: the URL (or its certificate) is wrong
                 raise ConfigError(
-                    f"Telegram refused the webhook URL {w.url}: {exc.message}", key=self._key("webhook.url")
+                    f"Telegram refused the webhook URL {w.url}: {exc.message}", key=self.config_key("webhook.url")
                 ) from None
             except TelegramError as exc:
                 raise TelegramUnavailable(f"could not set the webhook {w.url} with Telegram: {exc.message}") from None
@@ -206,11 +199,14 @@ class TelegramAdapter:
         app = self.application
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
+        if self._webhook is not None:
+            webhook, self._webhook = self._webhook, None
+            await webhook.stop()
         if app.running:
             await app.stop()
         self.albums.flush()
         await self._drain(drain_timeout)
-        await app.shutdown()
+        await app.shutdown()  # a no-op when it never started
 
     async def _drain(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -225,18 +221,6 @@ class TelegramAdapter:
                 return
             await asyncio.wait(pending, timeout=remaining)
 
-    async def __aenter__(self) -> TelegramAdapter:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def run(self) -> None:
-        """Serve until cancelled."""
-        async with self:
-            await asyncio.Event().wait()
-
     async def _register_commands(self) -> None:
         commands = [BotCommand(spec.name, spec.help[:256]) for spec in COMMANDS.values()]
         try:
@@ -247,7 +231,7 @@ class TelegramAdapter:
     # -- updates -------------------------------------------------------------------
     async def _gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Runs first for every update: drops duplicates and update types the bot doesn't handle."""
-        if not self.seen.first_time(update.update_id):
+        if not await self.dispatcher.first_delivery(f"update:{update.update_id}"):
             log.info("update %s was delivered again; it is handled once", update.update_id)
             raise ApplicationHandlerStop
         if update.message is None and update.callback_query is None:
@@ -275,100 +259,34 @@ class TelegramAdapter:
         key = self.route(view)
         if message.media_group_id is not None:
             opened = self.albums.add(message, view, key)
-            if opened is not None:
-                opened.place = self._take_place(opened.key)  # the album keeps its place among the chat's messages
+            if opened is not None:  # the album keeps its place among the chat's messages
+                opened.place = self.dispatcher.reserve(opened.key)
             return
         if key is None:
             log.debug("message %s in %s is not for the bot", view.message_id, view.chat_id)
             return
         text = "/help" if view.command == "/start" else view.text
-        self._spawn(self._forward(key, view, text, [message], self._take_place(key)))
+        self._submit(self._incoming(key, view, text, [message]))
 
     def _on_album(self, album: Album) -> None:
-        place = album.place or self._take_place(album.key)
-        self._spawn(self._forward(album.key, album.view, "\n".join(album.texts), album.messages, place))
+        self._submit(self._incoming(album.key, album.view, "\n".join(album.texts), album.messages), album.place)
 
-    # -- intake: downloads and hand-over, off PTB's update loop --------------------
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _take_place(self, key: ConversationKey) -> Place:
-        """A place in ``key``'s line: (the previous message's hand-over, this one's)."""
-        previous = self._last_intake.get(key)
-        handed_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._last_intake[key] = handed_over
-
-        def forget(done: asyncio.Future[None]) -> None:
-            if self._last_intake.get(key) is done:
-                del self._last_intake[key]
-
-        handed_over.add_done_callback(forget)
-        return previous, handed_over
-
-    async def _forward(
-        self, key: ConversationKey, view: MessageView, text: str, messages: list[Message], place: Place
-    ) -> None:
-        """Download the messages' files, then hand the message to the dispatcher after the key's earlier ones."""
-        previous, handed_over = place
-        try:
-            await self._hand_over(key, view, text, messages, previous)
-        finally:
-            if not handed_over.done():
-                handed_over.set_result(None)
-
-    async def _hand_over(
-        self,
-        key: ConversationKey,
-        view: MessageView,
-        text: str,
-        messages: list[Message],
-        previous: asyncio.Future[None] | None,
-    ) -> None:
-        sink = self.sink_for(view)
-        try:
-            attachments = await self._attachments(key, view, sink, messages)
-        except Exception:
-            log.exception("could not take the files of message %s in %s", view.message_id, view.chat_id)
-            await send_notice(sink, "⚠️ I couldn't take your file; the error was logged. Nothing was sent to Claude.")
-            attachments = None
-        if previous is not None:
-            await asyncio.wait([previous])  # each conversation's messages reach the dispatcher in order
-        if attachments is None:
-            return
-        incoming = IncomingMessage(
+    def _incoming(self, key: Any, view: MessageView, text: str, messages: list[Message]) -> IncomingMessage:
+        bot = self.application.bot
+        return IncomingMessage(
             key=key,
             user=view.user,
             text=text,
-            reply=sink,
-            attachments=attachments,
+            reply=self.sink_for(view),
+            files=[f for m in messages for f in files_in(m, bot, local_mode=self.config.local_mode)],
             mentioned=True,
             message_id=str(view.message_id),
         )
-        task = self.dispatcher.submit(incoming)
+
+    def _submit(self, incoming: IncomingMessage, ticket: Any = None) -> None:
+        task = self.dispatcher.submit(incoming, ticket)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _attachments(
-        self, key: ConversationKey, view: MessageView, sink: TelegramSink, messages: list[Message]
-    ) -> list[Attachment] | None:
-        """The saved files of ``messages``; None when they were refused (the user was told why)."""
-        files = [f for message in messages for f in files_in(message)]
-        # Files of users who may not use the bot are not downloaded; the dispatcher refuses them.
-        if not files or not self.dispatcher.access.allows(key.platform, view.user.id):
-            return []
-        try:
-            return await save_files(
-                self.application.bot, self.dispatcher.agent.workspaces, key, files, self.config.max_upload_bytes
-            )
-        except UploadRejected as exc:
-            await send_notice(sink, str(exc))
-        except (CCBridgeError, OSError) as exc:
-            log.warning("could not save a file from %s: %s", view.user.id, exc)
-            await send_notice(sink, f"⚠️ I couldn't save your file ({exc}). Nothing was sent to Claude.")
-        return None
 
     async def _on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query: CallbackQuery = update.callback_query  # type: ignore[assignment]
@@ -378,7 +296,8 @@ class TelegramAdapter:
             await self._answer(query)
             return
         try:
-            request = self.dispatcher.resolve_approval(press.request_id, press.decision, str(query.from_user.id))
+            presser = UserRef(str(query.from_user.id), display_name(query.from_user))
+            request = await self.dispatcher.resolve_approval(press.request_id, press.decision, presser)
         except ApprovalForbidden:
             await self._answer(query, approvals.FORBIDDEN_TEXT, alert=True)
             return

@@ -78,7 +78,9 @@ class TelegramConfig(BaseModel):
     edit_interval: float = Field(1.0, ge=0, description="Seconds between two updates of a message / in a chat.")
     typing_interval: float = Field(4.0, ge=0)
     max_message_len: int = Field(MAX_TEXT, ge=256, le=MAX_TEXT)
-    max_upload_mb: float = Field(20.0, gt=0, description="Largest file a user may send (the cloud Bot API allows 20).")
+    max_upload_mb: float | None = Field(
+        None, gt=0, description="Deprecated: workspace.max_upload_mb (or a bot override of it) sets the limit."
+    )
     album_window: float = Field(
         1.0, ge=0, le=30, description="Seconds to wait for more items of a photo album before answering it as one."
     )
@@ -96,7 +98,3 @@ class TelegramConfig(BaseModel):
         if self.mode == "webhook" and self.webhook is None:
             raise ValueError("mode 'webhook' needs a 'webhook:' section with at least url and secret_token")
         return self
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)

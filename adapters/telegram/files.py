@@ -1,8 +1,9 @@
-"""Files users send: photos and documents, downloaded with PTB into the conversation's workspace.
+"""Files users send (photos and documents) as lazy handles: core downloads them once it admits the message.
 
 With a self-hosted Bot API server in ``--local`` mode, ``getFile`` answers with
 a path on this machine instead of a download URL; such files are read in a
-worker thread (PTB would read them on the event loop).
+worker thread (PTB would read them on the event loop). The cloud Bot API hands
+bots files of at most 20 MB.
 """
 
 from __future__ import annotations
@@ -10,87 +11,58 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from telegram import Bot, File, Message
 from telegram.error import TelegramError
 
-from core import Attachment, CCBridgeError, ConversationKey
-from core.workspace import Workspaces
+from core import FileRefused, IncomingFile
+from core.intake import human_size, too_large
 
 log = logging.getLogger(__name__)
 
-
-class UploadRejected(CCBridgeError):
-    """A file the user sent could not be taken (too large, not downloadable); the text says why."""
+CLOUD_LIMIT = 20 * 1024 * 1024  # getFile refuses bigger files on the cloud Bot API
 
 
-@dataclass(frozen=True)
-class IncomingFile:
-    file_id: str
-    name: str
-    mime_type: str | None
-    size: int | None
-
-
-def files_in(message: Message) -> list[IncomingFile]:
-    """The photo (largest size) and/or document attached to ``message``."""
+def files_in(message: Message, bot: Bot, *, local_mode: bool = False) -> list[IncomingFile]:
+    """The photo (largest size) and/or document attached to ``message``, not downloaded."""
     found: list[IncomingFile] = []
+    platform_limit = None if local_mode else CLOUD_LIMIT
     if message.photo:
         photo = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
-        found.append(IncomingFile(photo.file_id, f"photo_{photo.file_unique_id}.jpg", "image/jpeg", photo.file_size))
+        name = f"photo_{photo.file_unique_id}.jpg"
+        found.append(_handle(bot, photo.file_id, name, "image/jpeg", photo.file_size, platform_limit))
     document = message.document
     if document is not None:
         name = document.file_name or f"document_{document.file_unique_id}"
         mime = document.mime_type or mimetypes.guess_type(name)[0]
-        found.append(IncomingFile(document.file_id, name, mime, document.file_size))
+        found.append(_handle(bot, document.file_id, name, mime, document.file_size, platform_limit))
     return found
 
 
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
+def _handle(
+    bot: Bot, file_id: str, name: str, mime: str | None, size: int | None, platform_limit: int | None
+) -> IncomingFile:
+    async def fetch(limit: int) -> bytes:
+        if platform_limit is not None and size is not None and size > platform_limit:
+            raise FileRefused(
+                f"{name} is {human_size(size)}; Telegram hands bots files of at most {human_size(platform_limit)}"
+            )
+        return await download(bot, file_id, name, limit)
+
+    return IncomingFile(name=name, mime_type=mime, size=size, fetch=fetch)
 
 
-def sniff_image(data: bytes, declared: str | None) -> str | None:
-    """The image type the bytes really are (the model rejects a mismatched media type), else ``declared``."""
-    for magic, mime in _MAGIC:
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return declared
-
-
-def human_size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f}".rstrip("0").rstrip(".") + f" {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def _too_large(name: str, size: int, limit: int) -> UploadRejected:
-    return UploadRejected(
-        f"⚠️ I couldn't take {name}: it is {human_size(size)} and the limit is {human_size(limit)}. "
-        "Nothing was sent to Claude."
-    )
-
-
-def _not_downloadable(name: str, why: str) -> UploadRejected:
-    return UploadRejected(f"⚠️ I couldn't download {name} from Telegram ({why}). Nothing was sent to Claude.")
+def _not_downloadable(name: str, why: str) -> FileRefused:
+    return FileRefused(f"{name} could not be downloaded from Telegram ({why})")
 
 
 def _read_local(path: Path, name: str, limit: int) -> bytes:
     """Blocking: a file the local Bot API server stored on this machine."""
     size = path.stat().st_size
     if size > limit:
-        raise _too_large(name, size, limit)
+        raise too_large(name, size, limit)
     return path.read_bytes()
 
 
@@ -111,30 +83,16 @@ async def _fetch(tg_file: File, name: str, limit: int) -> bytes:
         raise _not_downloadable(name, str(exc)) from exc
 
 
-async def download(bot: Bot, incoming: IncomingFile, limit: int) -> bytes:
-    """The file's bytes; :class:`UploadRejected` when it is too large or cannot be fetched."""
-    if incoming.size is not None and incoming.size > limit:
-        raise _too_large(incoming.name, incoming.size, limit)
+async def download(bot: Bot, file_id: str, name: str, limit: int) -> bytes:
+    """The file's bytes; :class:`FileRefused` when it is too large or cannot be fetched."""
     try:
-        tg_file = await bot.get_file(incoming.file_id)
+        tg_file = await bot.get_file(file_id)
         if tg_file.file_size is not None and tg_file.file_size > limit:
-            raise _too_large(incoming.name, tg_file.file_size, limit)
-        data = await _fetch(tg_file, incoming.name, limit)
+            raise too_large(name, tg_file.file_size, limit)
+        data = await _fetch(tg_file, name, limit)
     except TelegramError as exc:
-        log.warning("could not download %s: %s", incoming.name, exc)
-        raise _not_downloadable(incoming.name, exc.message) from exc
+        log.warning("could not download %s: %s", name, exc)
+        raise _not_downloadable(name, exc.message) from exc
     if len(data) > limit:
-        raise _too_large(incoming.name, len(data), limit)
+        raise too_large(name, len(data), limit)
     return data
-
-
-async def save_files(
-    bot: Bot, workspaces: Workspaces, key: ConversationKey, files: list[IncomingFile], limit: int
-) -> list[Attachment]:
-    """Download every file into the conversation's uploads directory."""
-    attachments = []
-    for incoming in files:
-        data = await download(bot, incoming, limit)
-        path = await workspaces.save_upload(key, incoming.name, data)
-        attachments.append(Attachment(path, path.name, sniff_image(data, incoming.mime_type)))
-    return attachments

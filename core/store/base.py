@@ -1,17 +1,29 @@
 """The conversation store interface every backend implements.
 
-Contract (checked by ``tests/core/test_store_contract.py`` for every backend):
+Contract (``tests/contracts/store_contract.py``, a class every backend's test plugs into):
 
 * ``put`` inserts or replaces a conversation by its key; ``get`` returns an equal
   copy (mutating it does not change the store) or ``None``.
 * ``find_session`` finds a conversation by its current Claude Code session id.
 * ``list`` returns conversations newest-active first, filtered by any of
-  platform / owner / thread (:class:`ListFilter`).
+  platform / owner / thread / bot (:class:`ListFilter`).
 * ``delete`` removes a conversation and its history; returns whether it existed.
-* ``add_turn`` appends to a conversation's history, keeping at most
-  ``history_limit`` turns; ``turns`` returns the last ``limit`` turns oldest first.
-* ``mark_interrupted`` turns every ``running`` conversation into ``interrupted``
-  (called at start-up: a turn cut off by a crash is marked, never replayed).
+* ``put_turn`` inserts a turn, or updates the one with the same ``turn_id``
+  (a turn is written when it starts and when it ends); a conversation keeps at
+  most ``history_limit`` turns. ``turns`` returns the last ``limit`` turns,
+  oldest first.
+* ``mark_interrupted(instance_id)`` turns the ``running`` conversations and turns
+  of that instance (and those recorded without an instance) into
+  ``interrupted``, never another instance's: called at start-up, so a turn cut
+  off by a crash is marked, never replayed.
+* ``claim_key(key, ttl)`` records a key (a platform event id) atomically: True
+  the first time, False while an earlier claim is within its ttl.
+* ``ping(write=...)`` raises :class:`~core.errors.StoreUnavailable` when the
+  backend cannot be reached (or, with ``write=True``, written).
+* Failures raise :class:`~core.errors.StoreError`;
+  :class:`~core.errors.StoreUnavailable` when the backend is unreachable, read
+  only, full or gone (worth retrying later). A store that comes back is used
+  again without a restart.
 * Every method is a coroutine and never blocks the event loop.
 """
 
@@ -30,6 +42,7 @@ class ListFilter(TypedDict, total=False):
     platform: str
     owner: str
     thread: str
+    bot: str
 
 
 FILTER_FIELDS = frozenset(ListFilter.__annotations__)
@@ -45,14 +58,18 @@ class ConversationStore(ABC):
     history_limit: int = 1000
 
     async def open(self) -> None:
-        """Connect / create tables. Called once before use."""
+        """Connect / create or migrate the schema. Called once before use."""
 
     async def close(self) -> None:
         """Release connections."""
 
+    def describe(self) -> str:
+        """Where the data lives, for logs and errors (no secrets)."""
+        return type(self).__name__
+
     @abstractmethod
-    async def ping(self) -> None:
-        """Raise :class:`~core.errors.StoreError` when the backend is unreachable."""
+    async def ping(self, *, write: bool = False) -> None:
+        """Raise :class:`~core.errors.StoreUnavailable` when the backend is unreachable (or not writable)."""
 
     @abstractmethod
     async def get(self, key: ConversationKey) -> Conversation | None: ...
@@ -71,13 +88,21 @@ class ConversationStore(ABC):
         """Conversations matching every filter given, most recently active first."""
 
     @abstractmethod
-    async def add_turn(self, turn: TurnRecord) -> None: ...
+    async def put_turn(self, turn: TurnRecord) -> None: ...
 
     @abstractmethod
     async def turns(self, key: ConversationKey, limit: int = 20) -> list[TurnRecord]: ...
 
     @abstractmethod
-    async def mark_interrupted(self) -> int: ...
+    async def mark_interrupted(self, instance_id: str) -> int:
+        """Mark the running conversations (and turns) of ``instance_id`` interrupted; returns how many conversations."""
+
+    @abstractmethod
+    async def claim_key(self, key: str, ttl: float) -> bool: ...
+
+    @abstractmethod
+    async def store_id(self) -> str:
+        """A random id created with the store's data: a store recreated empty gets a new one."""
 
     async def __aenter__(self) -> ConversationStore:
         await self.open()

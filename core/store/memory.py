@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections import defaultdict, deque
+import time
+import uuid
+from collections import OrderedDict
 from typing import Unpack
 
 from ..keys import ConversationKey
@@ -15,10 +17,18 @@ class MemoryStore(ConversationStore):
     def __init__(self, history_limit: int = 1000) -> None:
         self.history_limit = history_limit
         self._conversations: dict[ConversationKey, Conversation] = {}
-        self._turns: dict[ConversationKey, deque[TurnRecord]] = defaultdict(lambda: deque(maxlen=self.history_limit))
+        self._turns: dict[ConversationKey, OrderedDict[str, TurnRecord]] = {}
+        self._claimed: dict[str, float] = {}
+        self._id = uuid.uuid4().hex
 
-    async def ping(self) -> None:
+    def describe(self) -> str:
+        return "memory (lost when the process ends)"
+
+    async def ping(self, *, write: bool = False) -> None:
         return None
+
+    async def store_id(self) -> str:
+        return self._id
 
     async def get(self, key: ConversationKey) -> Conversation | None:
         conv = self._conversations.get(key)
@@ -43,17 +53,35 @@ class MemoryStore(ConversationStore):
         found.sort(key=lambda c: c.last_active_at, reverse=True)
         return [copy.deepcopy(c) for c in found[:limit]]
 
-    async def add_turn(self, turn: TurnRecord) -> None:
-        self._turns[turn.key].append(copy.deepcopy(turn))
+    async def put_turn(self, turn: TurnRecord) -> None:
+        history = self._turns.setdefault(turn.key, OrderedDict())
+        history[turn.turn_id] = copy.deepcopy(turn)
+        while len(history) > self.history_limit:
+            history.popitem(last=False)
 
     async def turns(self, key: ConversationKey, limit: int = 20) -> list[TurnRecord]:
-        history = list(self._turns.get(key, ()))
+        history = list(self._turns.get(key, {}).values())
         return [copy.deepcopy(t) for t in history[-limit:]] if limit > 0 else []
 
-    async def mark_interrupted(self) -> int:
+    async def mark_interrupted(self, instance_id: str) -> int:
         count = 0
         for conv in self._conversations.values():
-            if conv.status == "running":
+            if conv.status == "running" and conv.instance_id in (instance_id, None):
                 conv.status = "interrupted"
                 count += 1
+        for history in self._turns.values():
+            for turn in history.values():
+                if turn.status == "running" and turn.instance_id in (instance_id, None):
+                    turn.status = "interrupted"
+                    turn.error = turn.error or "cut off by a restart"
         return count
+
+    async def claim_key(self, key: str, ttl: float) -> bool:
+        now = time.time()
+        expires = self._claimed.get(key)
+        if expires is not None and expires > now:
+            return False
+        if len(self._claimed) > 50_000:
+            self._claimed = {k: t for k, t in self._claimed.items() if t > now}
+        self._claimed[key] = now + ttl
+        return True

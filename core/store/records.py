@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ from ..events import ToolCallRecord
 from ..keys import ConversationKey
 
 ConversationStatus = Literal["idle", "running", "interrupted"]
-TurnStatus = Literal["ok", "error", "interrupted"]
+TurnStatus = Literal["running", "ok", "error", "interrupted"]
 
 
 @dataclass
@@ -26,11 +27,18 @@ class Conversation:
     message_count: int = 0
     status: ConversationStatus = "idle"
     metadata: dict[str, Any] = field(default_factory=dict)
+    instance_id: str | None = None  # the instance running (or that last ran) its turn
+    total_cost_usd: float = 0.0  # the current session's spend: the sum of its turns' costs
+    cli_cost_usd: float = 0.0  # the session's cumulative cost as Claude Code last reported it
 
 
 @dataclass
 class TurnRecord:
-    """One exchange: what the user said, what the agent answered, what it cost."""
+    """One exchange: what the user said, what the agent answered, what it cost.
+
+    Written when the turn starts (``status="running"``, the user's text already
+    in) and again when it ends, so a crash mid-turn loses nothing.
+    """
 
     key: ConversationKey
     session_id: str
@@ -44,3 +52,5 @@ class TurnRecord:
     error: str | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    instance_id: str | None = None

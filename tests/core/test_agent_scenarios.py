@@ -84,7 +84,7 @@ async def _bash_turn(agent: Agent, fake_api: FakeAnthropicAPI, decide: Decision 
         async for event in events:
             seen.append(event)
             if isinstance(event, ApprovalRequested) and decide is not None:
-                agent.resolve_approval(event.request.id, decide, user)
+                await agent.resolve_approval(event.request.id, decide, user)
     return seen
 
 
@@ -124,9 +124,9 @@ async def test_only_the_requester_or_an_admin_may_answer(
             async for event in events:
                 if isinstance(event, ApprovalRequested):
                     with pytest.raises(ApprovalForbidden):
-                        agent.resolve_approval(event.request.id, Decision.ALLOW_ONCE, "mallory")
+                        await agent.resolve_approval(event.request.id, Decision.ALLOW_ONCE, "mallory")
                     assert event.request.pending
-                    agent.resolve_approval(event.request.id, Decision.ALLOW_ONCE, "boss")
+                    await agent.resolve_approval(event.request.id, Decision.ALLOW_ONCE, "boss")
                 if isinstance(event, ApprovalResolved):
                     assert event.request.decided_by == "boss"
         assert (agent.workspaces.root(ConversationKey("api", "alice")) / "by_admin.txt").exists()

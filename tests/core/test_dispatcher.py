@@ -17,7 +17,7 @@ from core import (
     SinkLimits,
     UserRef,
 )
-from core.dispatcher import MAX_MESSAGE_CHARS
+from core.dispatcher import MAX_MESSAGE_CHARS, empty_hint
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Hang, Text, ToolCall
 from tests.fakes.recording_sink import RecordingSink
 from tests.helpers import eventually
@@ -120,7 +120,7 @@ async def test_cwd_changes_directory_inside_the_workspace_only(make_dispatcher, 
     task = asyncio.create_task(d.handle(msg))
     await eventually(lambda: msg.reply.approvals, what="approval prompt")  # type: ignore[attr-defined]
     request = d.agent.approvals.pending(key=DM)[0]
-    d.resolve_approval(request.id, "allow_once", "alice")
+    await d.resolve_approval(request.id, "allow_once", "alice")
     await task
     assert (root / "src" / "app" / "where.txt").read_text().strip() == str(root / "src" / "app")
 
@@ -177,7 +177,7 @@ async def test_huge_and_empty_messages_get_clear_answers(make_dispatcher, fake_a
     d = await make_dispatcher()
     huge = await say(d, "x" * (MAX_MESSAGE_CHARS + 1))
     assert "limit" in huge[0] and "file" in huge[0]
-    assert "Send me a message" in (await say(d, "   "))[0]
+    assert (await say(d, "   "))[0] == empty_hint("/")
     assert fake_api.requests == []
 
 
@@ -202,8 +202,8 @@ async def test_approvals_through_the_sink_and_only_by_the_requester(
     await eventually(lambda: msg.reply.approvals, what="approval prompt")  # type: ignore[attr-defined]
     request = d.agent.approvals.pending(key=DM)[0]
     with pytest.raises(ApprovalForbidden):
-        d.resolve_approval(request.id, "allow_once", "mallory")
-    d.resolve_approval(request.id, "allow_once", "alice")
+        await d.resolve_approval(request.id, "allow_once", "mallory")
+    await d.resolve_approval(request.id, "allow_once", "alice")
     await task
     assert msg.reply.approvals == [  # type: ignore[attr-defined]
         "Bash: echo hi > ok.txt -> Waiting for approval",

@@ -131,9 +131,13 @@ async def test_symlinks_out_of_the_workspace_are_denied(ctx: ToolContext, tmp_pa
 
 async def test_other_tools_need_approval_unless_allowed(ctx: ToolContext) -> None:
     assert (await policy().evaluate("Bash", {"command": "ls"}, ctx)).action == "ask"
+    docs = {"docs": {"type": "stdio", "command": "docs-server"}}
     assert (
-        await policy(allowed_tools=["WebSearch", "mcp__docs__*"]).evaluate("mcp__docs__find", {}, ctx)
+        await policy(allowed_tools=["WebSearch", "mcp__docs__*"], mcp_servers=docs).evaluate("mcp__docs__find", {}, ctx)
     ).action == "allow"
+    # a server the config does not name: its tools are unclassified, so a wildcard does not reach them
+    unknown = await policy(allowed_tools=["mcp__*"]).evaluate("mcp__docs__find", {}, ctx)
+    assert unknown.action == "deny" and "not a tool this bot knows" in unknown.reason
     assert (await policy(disallowed_tools=["Bash"]).evaluate("Bash", {}, ctx)).action == "deny"
     assert (await policy(approval_tools=["Bash"]).evaluate("WebFetch", {}, ctx)).action == "deny"
     ctx.session_allowed.add("Bash")

@@ -74,10 +74,16 @@ async def test_probes_need_no_key_and_ready_checks_the_store(api: Api) -> None:
     async with api.anonymous() as client:
         assert (await client.get("/health")).json() == {"status": "ok"}
         assert (await client.get("/ready")).json() == {"status": "ready"}
-        await api.agent.store.close()
+        db = api.agent.store.path  # type: ignore[attr-defined]
+        saved = db.read_bytes()
+        for suffix in ("", "-wal", "-shm"):
+            db.with_name(db.name + suffix).unlink(missing_ok=True)
         down = await client.get("/ready")
         assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable"
+        assert "deleted" in down.json()["error"]["message"]
         assert (await client.get("/health")).status_code == 200
+        db.write_bytes(saved)  # restored: ready again without a restart
+        assert (await client.get("/ready")).json() == {"status": "ready"}
 
 
 async def test_user_allowlist(make_api: Any) -> None:

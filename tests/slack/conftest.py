@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from adapters.slack import SlackBridge, SlackConfig
-from bots.slack import conversation_key
+from adapters.slack import SlackAdapter
+from bots.slack import SlackBot, SlackSettings
 from core import Agent, Sections
 
 from .fake_slack import APP_TOKEN, BOT_TOKEN, SIGNING_SECRET, EventPoster, FakeSlack
@@ -23,19 +23,23 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 @dataclass
 class Running:
-    """A bridge serving the Events API on 127.0.0.1, its agent, and a signed-request poster."""
+    """A Slack bot serving the Events API on 127.0.0.1, its agent, and a signed-request poster."""
 
-    bridge: SlackBridge
+    bot: SlackBot
     agent: Agent
     poster: EventPoster
     fake: FakeSlack
+
+    @property
+    def adapter(self) -> SlackAdapter:
+        return self.bot.adapter
 
     @property
     def url(self) -> str:
         return self.poster.url
 
 
-def slack_config(fake: FakeSlack, **settings: Any) -> SlackConfig:
+def slack_config(fake: FakeSlack, **settings: Any) -> SlackSettings:
     base: dict[str, Any] = {
         "bot_token": BOT_TOKEN,
         "mode": "http",
@@ -48,7 +52,7 @@ def slack_config(fake: FakeSlack, **settings: Any) -> SlackConfig:
     if settings.get("mode") == "socket":
         base["app_token"] = APP_TOKEN
     base.update(settings)
-    return SlackConfig.model_validate(base)
+    return SlackSettings.model_validate(base)
 
 
 @pytest.fixture
@@ -60,17 +64,16 @@ async def make_bridge(
     async def make(*, sections: dict[str, Any] | None = None, serve: bool = True, **settings: Any) -> Running:
         agent = Agent(make_sections(**(sections or {})))
         await agent.start()
-        bridge = SlackBridge(agent, slack_config(slack, **settings), conversation_key)
-        running = Running(bridge, agent, EventPoster(""), slack)
+        bot = SlackBot("slack", agent, slack_config(slack, **settings))
+        running = Running(bot, agent, EventPoster(""), slack)
         started.append(running)
-        await bridge.start()
         if serve:
-            port = await bridge.serve_http()
-            running.poster = EventPoster(f"http://127.0.0.1:{port}/slack/events")
+            await bot.adapter.start()
+            if bot.adapter.port:
+                running.poster = EventPoster(f"http://127.0.0.1:{bot.adapter.port}/slack/events")
         return running
 
     yield make
     for running in started:
-        await running.bridge.dispatcher.drain(timeout=15)
-        await running.bridge.close()
+        await running.adapter.stop(drain_timeout=15)
         await running.agent.close()

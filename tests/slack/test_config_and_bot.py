@@ -170,14 +170,13 @@ async def test_the_bot_runs_from_a_config_file_until_cancelled(
 
 
 async def test_a_bad_bot_token_is_a_config_error(make_sections: Any, slack: FakeSlack) -> None:
-    from adapters.slack import SlackBridge
-    from bots.slack import conversation_key
+    from bots.slack import SlackBot
     from core import Agent
 
     settings = parse(bot_token="xoxb-wrong", mode="http", signing_secret="s", base_url=slack.api_url)
     with pytest.raises(ConfigError) as info:
-        await SlackBridge(Agent(make_sections()), settings, conversation_key).start()
-    assert str(info.value) == "bot_token: Slack rejected the bot token (invalid_auth)"
+        await SlackBot("team", Agent(make_sections()), settings).adapter.start()
+    assert str(info.value) == "bots.team.bot_token: Slack rejected the bot token (invalid_auth)"
 
 
 # The bot scope each Web API method the adapter calls needs (auth.test needs none).

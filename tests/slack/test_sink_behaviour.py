@@ -161,22 +161,22 @@ async def test_send_file_uses_the_v2_upload_flow(slack: FakeSlack, tmp_path: Pat
 
 
 async def test_the_file_fetcher_guards_the_token_and_the_size(slack: FakeSlack) -> None:
-    fetcher = FileFetcher(BOT_TOKEN, max_bytes=100, extra_hosts={"127.0.0.1"})
+    fetcher = FileFetcher(BOT_TOKEN, extra_hosts={"127.0.0.1"})
     try:
         ok = slack.host_file("a.txt", b"abc", "text/plain")
-        assert await fetcher.fetch(SlackFile("F1", "a.txt", "text/plain", None, ok)) == b"abc"
+        assert await fetcher.fetch(SlackFile("F1", "a.txt", "text/plain", None, ok), 100) == b"abc"
         big = slack.host_file("big.bin", b"x" * 500)
         with pytest.raises(FileRejected, match="larger than 100 bytes"):  # size unknown up front
-            await fetcher.fetch(SlackFile("F2", "big.bin", None, None, big))
+            await fetcher.fetch(SlackFile("F2", "big.bin", None, None, big), 100)
         with pytest.raises(FileRejected, match="not hosted by Slack"):
-            await fetcher.fetch(SlackFile("F3", "x", None, 1, "https://evil.example.com/x"))
+            await fetcher.fetch(SlackFile("F3", "x", None, 1, "https://evil.example.com/x"), 100)
         with pytest.raises(FileRejected, match="tombstone"):
-            await fetcher.fetch(SlackFile("F4", "gone.txt", None, 1, ok, mode="tombstone"))
+            await fetcher.fetch(SlackFile("F4", "gone.txt", None, 1, ok, mode="tombstone"), 100)
         with pytest.raises(FileRejected, match="HTTP 404"):
-            await fetcher.fetch(SlackFile("F5", "missing", None, 1, f"{slack.url}/files-pri/nope"))
-        stranger = FileFetcher("xoxb-wrong", max_bytes=100, extra_hosts={"127.0.0.1"})
+            await fetcher.fetch(SlackFile("F5", "missing", None, 1, f"{slack.url}/files-pri/nope"), 100)
+        stranger = FileFetcher("xoxb-wrong", extra_hosts={"127.0.0.1"})
         with pytest.raises(FileRejected, match="sign-in page"):
-            await stranger.fetch(SlackFile("F6", "a.txt", "text/plain", 3, ok))
+            await stranger.fetch(SlackFile("F6", "a.txt", "text/plain", 3, ok), 100)
         await stranger.close()
         assert fetcher.trusted("https://files.slack.com/files-pri/T1-F1/a.txt")
         assert not fetcher.trusted("http://files.slack.com/x") and not fetcher.trusted("https://slack.com.evil.io/x")

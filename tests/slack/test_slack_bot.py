@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from adapters.slack.bridge import EMPTY_MENTION_HINT
 from core import ConversationKey
+from core.dispatcher import empty_hint
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
 from tests.helpers import eventually
 
@@ -589,36 +589,39 @@ async def test_a_slash_command_from_someone_not_allowed_gets_the_refusal(
 
 
 async def test_shared_files_land_in_the_workspace(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    bot: Running = await make_bridge(max_file_mb=0.001)  # ~1 KB
+    bot: Running = await make_bridge(sections={"workspace": {"max_upload_mb": 0.001}})  # ~1 KB
     fake = bot.fake
     small = fake.host_file("notes.txt", b"remember the milk\n", "text/plain")
     big = fake.host_file("video.bin", b"x" * 5000)
-    files = [
-        {
-            "id": "F1",
-            "name": "notes.txt",
-            "mimetype": "text/plain",
-            "size": 18,
-            "url_private": small,
-            "url_private_download": small,
-        },
-        {
-            "id": "F2",
-            "name": "video.bin",
-            "mimetype": "application/octet-stream",
-            "size": 5000,
-            "url_private_download": big,
-        },
-    ]
-    await bot.poster.event(dm(fake, "read these", subtype="file_share", files=files))
-    await eventually(lambda: finished(fake, DM, None, "echo: read these"), what="the answer")
+    notes = {
+        "id": "F1",
+        "name": "notes.txt",
+        "mimetype": "text/plain",
+        "size": 18,
+        "url_private": small,
+        "url_private_download": small,
+    }
+    video = {
+        "id": "F2",
+        "name": "video.bin",
+        "mimetype": "application/octet-stream",
+        "size": 5000,
+        "url_private_download": big,
+    }
+    await bot.poster.event(dm(fake, "read this", subtype="file_share", files=[notes]))
+    await eventually(lambda: finished(fake, DM, None, "echo: read this"), what="the answer")
     saved = bot.agent.workspaces.root(_key("U1")) / "uploads" / "notes.txt"
     assert saved.read_bytes() == b"remember the milk\n"
-    assert not (saved.parent / "video.bin").exists()
-    assert "⚠️ video.bin is 4.9 KB; the limit is 1 KB, so it was not saved" in fake.replies(DM, None)
-    assert fake.downloads == [{"path": small.split("/files-pri/")[1], "authorized": True}]
     note = "[The user attached files, saved in the workspace: uploads/notes.txt]"
     assert note in fake_api.requests[-1].last_user_text()
+    # a file over the limit refuses the message: the user is told which and why, nothing runs
+    await bot.poster.event(dm(fake, "and these", subtype="file_share", files=[notes, video]))
+    [notice] = await eventually(lambda: [r for r in fake.replies(DM, None) if "video.bin" in r], what="the refusal")
+    assert "video.bin is 4.9 KB and the limit is 1 KB" in notice and "Nothing was sent to Claude" in notice
+    assert not (saved.parent / "video.bin").exists()
+    assert [r.last_user_text() for r in fake_api.requests if "and these" in r.last_user_text()] == []
+    assert fake.downloads[0] == {"path": small.split("/files-pri/")[1], "authorized": True}
+    assert all(d["path"] != big.split("/files-pri/")[1] for d in fake.downloads)  # refused before downloading
 
 
 async def test_files_from_the_agent_are_uploaded_to_the_thread(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
@@ -639,9 +642,8 @@ async def test_files_from_the_agent_are_uploaded_to_the_thread(make_bridge: Any,
 
 
 async def test_socket_mode_receives_events_and_acks_them(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
-    bot: Running = await make_bridge(mode="socket", serve=False)
+    bot: Running = await make_bridge(mode="socket")
     fake = bot.fake
-    await bot.bridge.connect_socket()
     await fake.wait_socket()
     event = mention(fake, "over the socket")
     envelope_id = await fake.socket_send(event_callback(event, event_id="EvSock1"))
@@ -743,7 +745,7 @@ async def test_a_bare_mention_gets_a_hint_instead_of_a_turn(make_bridge: Any, fa
     bare = mention(fake, "")
     await bot.poster.event(bare)
     [hint] = await eventually(lambda: fake.replies(CHANNEL, bare["ts"]), what="the hint")
-    assert hint == EMPTY_MENTION_HINT
+    assert hint == empty_hint("!")
     # someone not allowed gets the refusal, not the hint
     stranger = mention(fake, "", user="U9")
     await bot.poster.event(stranger)

@@ -42,7 +42,7 @@ async def make_bot(bot_api: FakeBotAPI, make_sections: Callable[..., Sections]) 
 
     async def make(*, settings: dict[str, Any] | None = None, **sections: Any) -> TelegramBot:
         agent = await Agent(make_sections(**sections)).start()
-        bot = TelegramBot("tg", agent, bot_settings(bot_api, **(settings or {})))
+        bot = TelegramBot("telegram", agent, bot_settings(bot_api, **(settings or {})))
         started.append(bot)
         await bot.adapter.start()
         return bot

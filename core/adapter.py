@@ -1,0 +1,101 @@
+"""The incoming seam: what every chat platform's adapter implements (the reply side is :mod:`core.sink`).
+
+An adapter connects to one chat platform and turns what arrives there into
+calls on a :class:`~core.dispatcher.Dispatcher`. It never decides *whether* to
+answer (allowlist, commands, empty messages, refusals, file limits: the
+dispatcher does), and never downloads a file itself. The contract
+(``tests/contracts/chat_bot_contract.py`` runs it against every platform):
+
+* ``platform`` names the platform (``"telegram"``); the conversation keys its
+  bot's ``route`` returns use it.
+* **Construction**: ``Adapter(settings, dispatcher, route, where="bots.<name>")``
+  — ``settings`` is the adapter's own pydantic model, ``route`` the bot's policy
+  (the adapter's *place* type -> :class:`~core.keys.ConversationKey` or None for
+  "not for the bot"), ``where`` the config prefix errors name. Constructing
+  does no I/O.
+* ``start()`` connects and checks the credentials: rejected credentials raise
+  :class:`~core.errors.ConfigError` naming the key (``bots.team.token``); an
+  unreachable platform raises :class:`~core.errors.PlatformUnavailable`.
+  Nothing is received before ``start()`` returns.
+* ``run()`` starts, receives until cancelled, then stops (the default does
+  exactly that around :meth:`serve`).
+* ``stop(drain_timeout)`` stops receiving, lets messages in flight finish (up
+  to ``drain_timeout`` seconds, then cancels them) and releases connections.
+  Calling it twice, or before ``start()`` succeeded, is harmless.
+
+While running, for every event:
+
+* each delivery is handled once: ``await dispatcher.first_delivery(event_id)``
+  (platform retries and reconnect replays are dropped; the memory survives
+  restarts when the store is persistent);
+* a message becomes an :class:`~core.dispatcher.IncomingMessage` — the key from
+  ``route``, the user (:class:`~core.keys.UserRef`, roles included), the text
+  without the bot's mention, a :class:`~core.sink.ReplySink` answering where it
+  was written, its files as :class:`~core.intake.IncomingFile` handles, and
+  whether it was addressed to the bot — handed to ``dispatcher.submit`` (which
+  returns at once: acknowledge the platform before the turn runs);
+* a button press on an approval prompt calls
+  ``await dispatcher.resolve_approval(request_id, decision, user)`` and tells the
+  presser privately when it raises :class:`~core.errors.ApprovalForbidden` /
+  :class:`~core.errors.ApprovalNotFound`;
+* event types the adapter does not handle are skipped with a debug log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from .keys import ConversationKey
+
+if TYPE_CHECKING:
+    from .dispatcher import Dispatcher
+
+PlaceT = TypeVar("PlaceT")
+#: A bot's routing policy: where a message was written -> its conversation, or None (not for the bot).
+Router = Callable[[PlaceT], ConversationKey | None]
+
+
+class ChatAdapter(ABC, Generic[PlaceT]):
+    """Base of every chat platform adapter (see the module docstring for the contract)."""
+
+    platform: ClassVar[str]
+
+    def __init__(self, settings: Any, dispatcher: Dispatcher, route: Router[PlaceT], *, where: str = "") -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.route = route
+        self.where = where
+
+    def config_key(self, name: str) -> str:
+        """The full config key of one of the adapter's settings, for errors (``bots.team.token``)."""
+        return f"{self.where}.{name}" if self.where else name
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect, check the credentials, begin receiving."""
+
+    @abstractmethod
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Stop receiving, drain work in flight, disconnect."""
+
+    async def serve(self) -> None:
+        """Block while receiving (after :meth:`start`); the default waits until cancelled."""
+        await asyncio.Event().wait()
+
+    async def run(self) -> None:
+        """Start, serve until cancelled, stop."""
+        await self.start()
+        try:
+            await self.serve()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> ChatAdapter[PlaceT]:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,244 @@
+"""A bounded pool of warm Claude Code processes, one per active conversation.
+
+A warm client answers a turn in ~0.05 s where a fresh process needs ~0.8 s.
+The pool keeps at most ``size`` clients between turns: when a new one is
+needed, the least recently used *idle* client is closed. Beyond that, the
+:class:`~core.runtime.processes.ProcessSlots` cap every process alive (busy,
+idle or closing): a turn needing a new process when the cap is reached waits
+for one to free — never by closing a busy client, and never by spawning past
+the cap. Clients idle for ``idle_timeout`` seconds are closed by a reaper. A
+closed conversation loses nothing: its next turn resumes the session from its
+transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import ConversationBusy
+from ..keys import ConversationKey
+from .processes import ProcessSlots
+from .state import TurnState
+
+if TYPE_CHECKING:
+    from claude_agent_sdk import ClaudeSDKClient
+
+log = logging.getLogger(__name__)
+
+_DISCONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What a warm client was started with; a conversation whose spec changed gets a new one."""
+
+    session_id: str
+    cwd: str
+    model: str | None
+
+
+@dataclass(eq=False)
+class WarmClient:
+    key: ConversationKey
+    spec: ClientSpec
+    client: ClaudeSDKClient | None = None
+    busy: bool = False
+    last_used: float = field(default_factory=time.monotonic)
+    turn: TurnState | None = None
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    spawn_id: str | None = None  # the launcher's pidfile name
+    cli_cost_usd: float | None = None  # the last cumulative cost this process reported
+
+    async def disconnect(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.disconnect(), _DISCONNECT_TIMEOUT)
+        except Exception as exc:  # a dead or stuck CLI must not break the pool
+            log.debug("disconnect of %s failed: %r", self.key, exc)
+
+
+Closed = Callable[[WarmClient], None]
+
+
+class LeaseAborted(Exception):
+    """The turn was stopped while it waited for a process."""
+
+
+class ClientPool:
+    def __init__(self, size: int, idle_timeout: float, slots: ProcessSlots, on_closed: Closed | None = None) -> None:
+        self.size = size
+        self.idle_timeout = idle_timeout
+        self.slots = slots
+        self._on_closed = on_closed
+        self._clients: OrderedDict[ConversationKey, WarmClient] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self.spawns = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    @property
+    def closing(self) -> int:
+        return len(self._closing)
+
+    def get(self, key: ConversationKey) -> WarmClient | None:
+        return self._clients.get(key)
+
+    def keys(self) -> list[ConversationKey]:
+        return list(self._clients)
+
+    def must_wait(self, key: ConversationKey) -> bool:
+        """A turn of ``key`` would wait for a process slot (no warm client, the cap reached, no idle one to close)."""
+        warm = self._clients.get(key)
+        if warm is not None and warm.client is not None:
+            return False
+        if self.slots.waiting:
+            return True
+        return self.slots.alive >= self.slots.limit and self._idle_lru() is None
+
+    def start(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="ccbridge-pool-reaper")
+
+    async def lease(
+        self,
+        key: ConversationKey,
+        spec: ClientSpec,
+        connect: Callable[[WarmClient], Awaitable[None]],
+        *,
+        owner: str = "",
+        abort: asyncio.Event | None = None,
+    ) -> WarmClient:
+        """A connected client for ``key``, marked busy until :meth:`release`.
+
+        A new process needs a slot: ``owner`` (the user) waits in line for one when the cap is
+        reached; ``abort`` being set gives the wait up (:class:`LeaseAborted`). Starting the
+        process itself is never interrupted.
+        """
+        warm = self._clients.get(key)
+        if warm is not None and warm.busy:
+            raise ConversationBusy(f"a turn is already running in {key}")
+        if warm is not None and (warm.spec != spec or warm.client is None):
+            self.discard(key)
+            warm = None
+        if warm is None:
+            await self._slot(owner, abort)
+            warm = WarmClient(key, spec, busy=True)
+            try:
+                async with self.slots.spawning():
+                    await connect(warm)
+            except BaseException:
+                self.slots.release()
+                if self._on_closed is not None:
+                    self._on_closed(warm)
+                raise
+            self.spawns += 1
+            self._clients[key] = warm
+        warm.busy = True
+        self._clients.move_to_end(key)
+        self._evict_over_capacity()
+        return warm
+
+    async def _slot(self, owner: str, abort: asyncio.Event | None) -> None:
+        if abort is None:
+            await self.slots.acquire(owner, self._make_room)
+            return
+        if abort.is_set():
+            raise LeaseAborted
+        acquiring = asyncio.ensure_future(self.slots.acquire(owner, self._make_room))
+        aborted = asyncio.ensure_future(abort.wait())
+        try:
+            await asyncio.wait({acquiring, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
+                self.slots.release()  # got a slot just as the turn was cancelled
+            raise
+        finally:
+            aborted.cancel()
+            if not acquiring.done():
+                acquiring.cancel()
+                await asyncio.gather(acquiring, return_exceptions=True)  # acquire() gives a late slot back
+        if acquiring.cancelled():
+            raise LeaseAborted
+        acquiring.result()
+
+    def release(self, warm: WarmClient, *, healthy: bool = True) -> None:
+        warm.busy = False
+        warm.turn = None
+        warm.last_used = time.monotonic()
+        if not healthy and self._clients.get(warm.key) is warm:
+            self.discard(warm.key)
+        self._evict_over_capacity()
+        if self.slots.waiting:
+            self._make_room()  # somebody waits for a process: an idle one gives way
+
+    def discard(self, key: ConversationKey) -> bool:
+        """Close a conversation's client in the background; True when there was one."""
+        warm = self._clients.pop(key, None)
+        if warm is None:
+            return False
+        task = asyncio.create_task(self._close(warm), name=f"ccbridge-disconnect-{key}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return True
+
+    async def _close(self, warm: WarmClient) -> None:
+        try:
+            await warm.disconnect()
+        finally:
+            self.slots.release()
+            if self._on_closed is not None:
+                self._on_closed(warm)
+
+    def _idle_lru(self) -> ConversationKey | None:
+        return next((k for k, w in self._clients.items() if not w.busy), None)
+
+    def _make_room(self) -> bool:
+        idle = self._idle_lru()
+        if idle is None:
+            return False
+        log.debug("process cap reached (%d): closing idle %s for a waiting turn", self.slots.limit, idle)
+        self.evictions += 1
+        return self.discard(idle)
+
+    def _evict_over_capacity(self) -> None:
+        while len(self._clients) > self.size:
+            idle = self._idle_lru()
+            if idle is None:
+                return
+            log.debug("pool full (%d): closing least recently used %s", self.size, idle)
+            self.evictions += 1
+            self.discard(idle)
+
+    def reap(self) -> int:
+        cutoff = time.monotonic() - self.idle_timeout
+        stale = [k for k, w in self._clients.items() if not w.busy and w.last_used < cutoff]
+        for key in stale:
+            log.debug("closing idle client of %s", key)
+            self.discard(key)
+        return len(stale)
+
+    async def _reap_forever(self) -> None:
+        interval = max(0.5, min(self.idle_timeout / 2, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            self.reap()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        for key in list(self._clients):
+            self.discard(key)
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)

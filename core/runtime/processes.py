@@ -1,0 +1,202 @@
+"""Claude Code processes: how many may live, who gets the next one, and that none outlives the bot.
+
+* :class:`ProcessSlots` caps the processes alive at once (``agent.max_processes``,
+  default ``pool_size + 2``) and those starting at once (``agent.max_spawns``).
+  A turn that needs a new process and finds the cap reached first asks the pool
+  to close an idle one; otherwise it waits. Waiters are served round-robin by
+  user, so one user opening 24 threads cannot starve everybody else, and a
+  burst of new conversations queues instead of thrashing the machine.
+* :class:`Launcher` starts every CLI through a tiny shell launcher that records
+  its pid and, on Linux, makes the kernel kill it when the bot dies
+  (``setpriv --pdeathsig KILL``); pids left by a bot that was killed are cleaned
+  up when the next one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class ProcessSlots:
+    """A counting semaphore over live processes with per-owner round-robin hand-over."""
+
+    def __init__(self, limit: int, spawns: int) -> None:
+        self.limit = limit
+        self.alive = 0  # processes starting, running or closing
+        self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._spawning = asyncio.Semaphore(spawns)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def spawning(self) -> asyncio.Semaphore:
+        """Hold while a process starts (``async with slots.spawning():``)."""
+        return self._spawning
+
+    async def acquire(self, owner: str, make_room: Callable[[], bool]) -> None:
+        """Take a slot for a new process of ``owner``; ``make_room()`` closes an idle process if it can."""
+        if self.alive < self.limit and not self._queues:
+            self.alive += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(owner, deque()).append(future)
+        if self.alive < self.limit:  # room, but others were queued first: serve them in order
+            self._hand_over()
+        else:
+            make_room()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # handed a slot while being cancelled
+                self.release()
+            else:
+                self._drop(owner, future)
+            raise
+
+    def release(self) -> None:
+        """A process is gone: hand its slot to the next waiter, or free it."""
+        if not self._hand_over_one():
+            self.alive = max(0, self.alive - 1)
+
+    def _hand_over(self) -> None:
+        while self.alive < self.limit and self._queues:
+            self.alive += 1
+            if not self._hand_over_one():
+                self.alive -= 1
+                return
+
+    def _hand_over_one(self) -> bool:
+        while self._queues:
+            owner, queue = next(iter(self._queues.items()))
+            self._queues.pop(owner)
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    if queue:
+                        self._queues[owner] = queue  # the owner goes to the back of the line
+                    future.set_result(None)
+                    return True
+        return False
+
+    def _drop(self, owner: str, future: asyncio.Future[None]) -> None:
+        queue = self._queues.get(owner)
+        if queue is not None:
+            try:
+                queue.remove(future)
+            except ValueError:
+                pass
+            if not queue:
+                self._queues.pop(owner, None)
+
+
+_LAUNCHER = """#!/bin/sh
+# ccbridge's Claude Code launcher: records the CLI's pid, and (Linux) has the kernel kill it when the bot dies.
+[ -n "$CCBRIDGE_PIDFILE" ] && echo "$$ $PPID" > "$CCBRIDGE_PIDFILE"
+{exec_line}
+"""
+
+
+def bundled_cli() -> Path | None:
+    """The Claude Code CLI shipped in the claude-agent-sdk wheel."""
+    import claude_agent_sdk
+
+    path = Path(claude_agent_sdk.__file__).parent / "_bundled" / ("claude.exe" if os.name == "nt" else "claude")
+    return path if path.is_file() else None
+
+
+class Launcher:
+    """Starts CLIs through a launcher script; keeps their pidfiles; cleans up after a crashed bot."""
+
+    def __init__(self, state_dir: Path, cli_path: str | None) -> None:
+        self.state_dir = state_dir
+        self.pid_dir = state_dir / ".pids"
+        self.script = state_dir / ".launch-claude.sh"
+        self.cli = cli_path
+        self.enabled = os.name == "posix"
+
+    def prepare(self) -> str | None:
+        """Write the launcher (blocking); returns the ``cli_path`` to give the SDK (None: the SDK's own)."""
+        if not self.enabled:
+            return self.cli
+        real = self.cli or (str(bundled_cli()) if bundled_cli() else shutil.which("claude"))
+        if real is None:
+            return self.cli  # the SDK reports a missing CLI in its own words
+        setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        quoted = "'" + real.replace("'", "'\\''") + "'"
+        exec_line = f'exec {setpriv} --pdeathsig KILL -- {quoted} "$@"' if setpriv else f'exec {quoted} "$@"'
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        text = _LAUNCHER.format(exec_line=exec_line)
+        if not self.script.is_file() or self.script.read_text() != text:
+            tmp = self.script.with_suffix(f".{uuid.uuid4().hex[:6]}")
+            tmp.write_text(text)
+            tmp.chmod(0o700)
+            tmp.replace(self.script)
+        return str(self.script)
+
+    def spawn_env(self) -> tuple[str, dict[str, str]]:
+        """A spawn id and the environment the launcher reads for it."""
+        spawn_id = uuid.uuid4().hex
+        return spawn_id, {"CCBRIDGE_PIDFILE": str(self.pid_dir / f"{spawn_id}.pid")} if self.enabled else {}
+
+    def forget(self, spawn_id: str | None) -> None:
+        """The process ended normally (blocking: unlinks a file)."""
+        if spawn_id and self.enabled:
+            try:
+                (self.pid_dir / f"{spawn_id}.pid").unlink()
+            except OSError:
+                pass
+
+    def reap_orphans(self) -> int:
+        """Kill CLIs a previous (killed) run of this bot left behind; returns how many (blocking)."""
+        if not self.enabled or not self.pid_dir.is_dir():
+            return 0
+        killed = 0
+        for pidfile in self.pid_dir.glob("*.pid"):
+            try:
+                pid, owner = (int(x) for x in pidfile.read_text().split()[:2])
+            except (OSError, ValueError):
+                pid, owner = 0, 0
+            if owner > 0 and _alive(owner):
+                continue  # its bot still runs (another agent of this process, or another process)
+            if pid > 0 and _is_ours(pid, pidfile):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except OSError:
+                    pass
+            try:
+                pidfile.unlink()
+            except OSError:
+                pass
+        return killed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_ours(pid: int, pidfile: Path) -> bool:
+    """The process ``pid`` is still the CLI that wrote ``pidfile`` (its environment names the file)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"CCBRIDGE_PIDFILE={pidfile}".encode() in environ.split(b"\0")

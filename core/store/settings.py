@@ -1,0 +1,96 @@
+"""The ``store:`` section: one settings model per backend, told apart by ``backend``.
+
+``store: {backend: sqlite, path: data/ccbridge.db}`` (the default),
+``{backend: memory}``, ``{backend: redis, url: redis://...}``,
+``{backend: postgres, dsn: postgresql://...}``. Each backend's driver is an
+optional extra, imported only when that backend is used (:func:`core.store.create_store`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
+
+TranscriptMode = Literal["store", "local"]
+
+
+class _StoreBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    history_limit: int = Field(1000, gt=0, description="Turns kept per conversation.")
+    transcripts: TranscriptMode | None = Field(
+        None,
+        description="Where Claude Code's session transcripts live: 'store' mirrors them into this backend "
+        "(resume on any machine), 'local' keeps them only under the CLI's config directory. "
+        "Default: 'store' for redis/postgres, 'local' for sqlite/memory.",
+    )
+
+    def transcript_mode(self) -> TranscriptMode:
+        return self.transcripts or "local"
+
+
+class MemoryStoreSettings(_StoreBase):
+    backend: Literal["memory"] = "memory"
+
+
+class SQLiteStoreSettings(_StoreBase):
+    backend: Literal["sqlite"] = "sqlite"
+    path: Path = Path("data/ccbridge.db")
+
+
+class RedisStoreSettings(_StoreBase):
+    backend: Literal["redis"] = "redis"
+    url: SecretStr | None = Field(None, description="redis:// or rediss:// URL; default: $REDIS_URL.")
+    key_prefix: str = "ccbridge:"
+
+    @model_validator(mode="after")
+    def _url_from_env(self) -> RedisStoreSettings:
+        if self.url is None and os.environ.get("REDIS_URL"):
+            self.url = SecretStr(os.environ["REDIS_URL"])
+        if self.url is None or not self.url.get_secret_value().strip():
+            raise ValueError("store.url is required for the redis backend (or set REDIS_URL)")
+        return self
+
+    def transcript_mode(self) -> TranscriptMode:
+        return self.transcripts or "store"
+
+
+class PostgresStoreSettings(_StoreBase):
+    backend: Literal["postgres"] = "postgres"
+    dsn: SecretStr | None = Field(None, description="postgresql:// DSN; default: $DATABASE_URL.")
+    pool_min: int = Field(1, ge=0)
+    pool_max: int = Field(10, gt=0)
+
+    @model_validator(mode="after")
+    def _dsn_from_env(self) -> PostgresStoreSettings:
+        if self.dsn is None and os.environ.get("DATABASE_URL"):
+            self.dsn = SecretStr(os.environ["DATABASE_URL"])
+        if self.dsn is None or not self.dsn.get_secret_value().strip():
+            raise ValueError("store.dsn is required for the postgres backend (or set DATABASE_URL)")
+        return self
+
+    def transcript_mode(self) -> TranscriptMode:
+        return self.transcripts or "store"
+
+
+def _backend_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("backend") or "sqlite")
+    return str(getattr(value, "backend", "sqlite"))
+
+
+StoreSettings = Annotated[
+    Annotated[SQLiteStoreSettings, Tag("sqlite")]
+    | Annotated[MemoryStoreSettings, Tag("memory")]
+    | Annotated[RedisStoreSettings, Tag("redis")]
+    | Annotated[PostgresStoreSettings, Tag("postgres")],
+    Discriminator(
+        _backend_of,
+        custom_error_type="store_backend",
+        custom_error_message="store.backend must be one of: sqlite, memory, redis, postgres",
+    ),
+]
+STORE_BACKEND_NAMES = ("sqlite", "memory", "redis", "postgres")
