@@ -214,6 +214,10 @@ class ReplyStreamer:
         wait = self._next_allowed - self._clock()
         if wait > 0:
             await self._sleep(wait)
+            # text that arrived during the wait may have pushed the message past the limit
+            await self._split_overflow()
+            if not self._pending_text():
+                return
         text = self._current_text()
         try:
             if self._handle is None:

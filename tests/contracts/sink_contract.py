@@ -16,6 +16,7 @@ from core import (
     ApprovalRequest,
     ConversationKey,
     Decision,
+    MessageGone,
     RateLimited,
     ReplySink,
     ReplyStreamer,
@@ -40,6 +41,9 @@ class SinkHarness(Protocol):
 
     async def files(self) -> list[str]:
         """Names of files uploaded to the chat."""
+
+    async def gone_next(self, op: str) -> None:
+        """Make the platform answer the next ``op`` ("edit" or "finalize") as if the message was deleted."""
 
 
 def _request(decision: Decision | None = None) -> ApprovalRequest:
@@ -123,6 +127,29 @@ class SinkContract:
         for i in range(limit // 12):
             assert f"print('line{i}')" in joined
         assert "That'sall." in joined
+
+    async def test_an_edit_of_a_deleted_message_raises_MessageGone(self, harness: SinkHarness) -> None:
+        sink = await harness.new_sink()
+        handle = await sink.post("first")
+        await harness.gone_next("edit")
+        if getattr(harness, "drafts", False):
+            # live updates are drafts (nothing to delete): the sink falls back to a message of its own
+            await sink.edit(handle, "first and more")
+            await sink.finalize(handle, "first and more")
+            assert any("first and more" in m for m in await harness.messages())
+            return
+        with pytest.raises(MessageGone):
+            await sink.edit(handle, "first and more")
+
+    async def test_streamer_continues_in_a_new_message_when_one_is_gone(self, harness: SinkHarness) -> None:
+        sink = await harness.new_sink()
+        await harness.gone_next("edit")
+        await harness.gone_next("finalize")
+        words = [f"part{i} " for i in range(40)]
+        events = [TextDelta(w) for w in words] + [TurnResult(text="".join(words), session_id="s")]
+        await ReplyStreamer(sink, verbosity="normal").run(_events(*events))
+        shown = _normalize("".join(await harness.messages()))
+        assert _normalize("".join(words)) in shown  # the whole reply, in one piece, in the new message
 
     async def test_approval_prompt_then_decision(self, harness: SinkHarness) -> None:
         sink = await harness.new_sink()

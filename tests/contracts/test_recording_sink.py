@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core import RateLimited, SinkLimits
+from core import MessageGone, RateLimited, SinkLimits
 from tests.fakes.recording_sink import RecordingSink
 
 from .sink_contract import SinkContract
@@ -32,6 +32,9 @@ class RecordingHarness:
 
     async def files(self) -> list[str]:
         return self.sink.files
+
+    async def gone_next(self, op: str) -> None:
+        self.sink.fail(op, MessageGone("deleted"))
 
 
 class TestRecordingSink(SinkContract):

@@ -290,3 +290,27 @@ async def test_send_notice_waits_out_rate_limits() -> None:
     broken = RecordingSink()
     broken.fail("finalize", SinkError("nope"))
     assert await send_notice(broken, "lost") is False
+
+
+async def test_text_that_grows_while_an_update_waits_is_split_again_before_sending(clock: VirtualClock) -> None:
+    """An update waits out the edit interval (here: for an approval prompt to follow it); text that
+    arrived meanwhile and pushed the message past the limit must be split again, never sent whole."""
+    sink = make_sink(clock, max_len=100, interval=1.0)
+    request = ApprovalRequest("r1", ConversationKey("t", "u"), "u", "Bash", "ls", {}, 30)
+
+    async def timeline() -> AsyncIterator[Any]:
+        yield TextDelta("a" * 60 + " ")  # t=0: posted at once
+        await clock.sleep(0.1)
+        yield TextDelta("b" * 30 + " ")  # pending: the next update may go at t=1
+        yield ApprovalRequested(request)  # the prompt must follow the text: the update waits for t=1
+        await clock.sleep(0.4)
+        yield TextDelta("c" * 40 + " ")  # arrives during that wait: now 130+ characters
+        await clock.sleep(2.0)
+        yield result("done")
+
+    streamer = ReplyStreamer(sink, clock=clock, sleep=clock.sleep)
+    await clock.run(streamer.run(timeline()))
+    ops = sink.text_ops()
+    assert ops and all(len(op.text) <= 100 for op in ops), [(op.name, len(op.text)) for op in ops]
+    shown = "".join(sink.visible())
+    assert shown.count("a") == 60 and shown.count("b") == 30 and shown.count("c") == 40

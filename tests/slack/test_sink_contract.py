@@ -44,6 +44,10 @@ class SlackHarness:
         for method in _METHODS[self.streaming][op]:
             self.fake.fail_next(method, retry_after=retry_after)
 
+    async def gone_next(self, op: str) -> None:
+        for method in _METHODS[self.streaming][op]:
+            self.fake.fail_next(method, "message_not_found")
+
     async def approvals(self) -> list[str]:
         return [m.rendered() for m in self.fake.approvals(CHANNEL, self.root)]
 

@@ -7,133 +7,33 @@ fake Socket Mode WebSocket; replies are read back from the fake Web API.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
-from core import ConversationKey
 from core.dispatcher import empty_hint
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
 from tests.helpers import eventually
 
 from .conftest import Running
-from .fake_slack import BOT_ID, BOT_USER, TEAM, FakeSlack, event_callback
-
-CHANNEL = "C0GENERAL"
-DM = "D0ALICE"
-BASH_ALLOWED = {"agent": {"allowed_tools": ["Bash"]}}  # gates (below) run without an approval prompt
-
-
-def mention(
-    fake: FakeSlack, text: str, *, user: str = "U1", channel: str = CHANNEL, thread_ts: str | None = None
-) -> dict[str, Any]:
-    msg = fake.user_message(channel, user, f"<@{BOT_USER}> {text}", thread_ts=thread_ts)
-    event = {
-        "type": "app_mention",
-        "user": user,
-        "text": msg.text,
-        "ts": msg.ts,
-        "channel": channel,
-        "event_ts": msg.ts,
-        "team": TEAM,
-    }
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
-
-
-def message(
-    fake: FakeSlack,
-    text: str,
-    *,
-    user: str = "U1",
-    channel: str = CHANNEL,
-    thread_ts: str | None = None,
-    channel_type: str = "channel",
-    **extra: Any,
-) -> dict[str, Any]:
-    msg = fake.user_message(channel, user, text, thread_ts=thread_ts)
-    event = {
-        "type": "message",
-        "user": user,
-        "text": text,
-        "ts": msg.ts,
-        "channel": channel,
-        "event_ts": msg.ts,
-        "channel_type": channel_type,
-        "team": TEAM,
-        **extra,
-    }
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
-
-
-def dm(fake: FakeSlack, text: str, *, user: str = "U1", channel: str = DM, **extra: Any) -> dict[str, Any]:
-    return message(fake, text, user=user, channel=channel, channel_type="im", **extra)
-
-
-def slash(
-    fake: FakeSlack, text: str, channel: str, *, user: str = "U1", channel_name: str = "directmessage"
-) -> dict[str, str]:
-    return {
-        "token": "legacy",
-        "team_id": TEAM,
-        "channel_id": channel,
-        "channel_name": channel_name,
-        "user_id": user,
-        "user_name": user.lower(),
-        "command": "/claude",
-        "text": text,
-        "response_url": f"{fake.url}/respond/1",
-        "trigger_id": "t1",
-        "api_app_id": "AFAKE",
-    }
-
-
-def _key(owner: str, thread: str | None = None) -> ConversationKey:
-    return ConversationKey("slack", owner, thread)
-
-
-def asked(fake_api: FakeAnthropicAPI) -> list[str]:
-    """What people asked the model, oldest first (without the "[speaker]" prefix of shared chats)."""
-    return [re.sub(r"^\[[^\]]*\] ", "", r.last_user_text()) for r in fake_api.requests]
-
-
-class Gate:
-    """A Bash call that waits until the test opens it: the turn provably stays mid-reply meanwhile.
-
-    Each tool call adds a "🔧 Bash" line to the reply, so while a gate is closed that line must reach
-    Slack as an update of the open message (a stream append, or an edit): no timing involved.
-    """
-
-    def __init__(self, bot: Running, key: ConversationKey, name: str) -> None:
-        self.name = name
-        self.path = bot.agent.workspaces.root(key) / name
-
-    @property
-    def call(self) -> ToolCall:
-        command = f"while [ ! -s {self.path} ]; do sleep 0.05; done; cat {self.path}"
-        return ToolCall("Bash", {"command": command, "description": f"wait for {self.name}"})
-
-    def open(self) -> None:
-        staged = self.path.with_name(self.name + ".tmp")
-        staged.write_text(f"released {self.name}")
-        staged.replace(self.path)
-
-
-def assert_gated_reply(text: str) -> None:
-    """``text`` is two gated tool lines, then the final answer (nothing lost, nothing twice)."""
-    assert text.count("🔧 Bash") == 2 and text.endswith("tool result: released go2"), text
-
-
-def finished(fake: FakeSlack, channel: str, thread_ts: str | None, needle: str) -> bool:
-    """A reply containing ``needle`` is complete (no open stream) in that thread."""
-    msgs = [m for m in fake.thread(channel, thread_ts) if not m.is_approval]
-    return any(needle in m.rendered() for m in msgs) and not any(m.streaming for m in msgs)
+from .fake_slack import BOT_ID, BOT_USER, TEAM, event_callback
+from .helpers import (
+    BASH_ALLOWED,
+    CHANNEL,
+    DM,
+    Gate,
+    _key,
+    asked,
+    assert_gated_reply,
+    button_payload,
+    dm,
+    finished,
+    mention,
+    message,
+    slash,
+)
 
 
 async def test_mention_gets_a_threaded_streamed_answer(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
@@ -337,35 +237,6 @@ async def test_a_stream_that_expires_is_finished_with_an_edit(make_bridge: Any, 
     assert len(fake.called("chat.appendStream")) == 1 and not fake.called("chat.stopStream")
 
 
-def _button_payload(prompt: Any, action_id: str, user: str) -> dict[str, Any]:
-    button = next(b for b in prompt.buttons() if b["action_id"] == action_id)
-    return {
-        "type": "block_actions",
-        "team": {"id": TEAM},
-        "user": {"id": user, "team_id": TEAM},
-        "api_app_id": "AFAKE",
-        "trigger_id": "t1",
-        "container": {
-            "type": "message",
-            "message_ts": prompt.ts,
-            "channel_id": prompt.channel,
-            "is_ephemeral": False,
-            "thread_ts": prompt.thread_ts,
-        },
-        "channel": {"id": prompt.channel},
-        "message": {"type": "message", "ts": prompt.ts, "thread_ts": prompt.thread_ts, "text": prompt.text},
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "ccbridge_approval_buttons",
-                "value": button["value"],
-                "action_ts": "1",
-            }
-        ],
-    }
-
-
 async def test_approval_buttons_only_for_the_requester_or_an_admin(
     make_bridge: Any, fake_api: FakeAnthropicAPI
 ) -> None:
@@ -379,13 +250,13 @@ async def test_approval_buttons_only_for_the_requester_or_an_admin(
     assert "Approval needed" in prompt.rendered() and "Bash" in prompt.rendered() and "<@U1>" in prompt.rendered()
     assert [b["text"]["text"] for b in prompt.buttons()] == ["Allow once", "Allow for this session", "Deny"]
 
-    assert (await bot.poster.interaction(_button_payload(prompt, "ccbridge_approve_once", "U2")))[0] == 200
+    assert (await bot.poster.interaction(button_payload(prompt, "ccbridge_approve_once", "U2")))[0] == 200
     refusal = await eventually(lambda: [e for e in fake.ephemerals if e["user"] == "U2"], what="the refusal")
     assert "only the person who asked" in refusal[0]["text"] and refusal[0]["thread_ts"] == root
     assert prompt.buttons()  # still pending
 
-    stale_press = _button_payload(prompt, "ccbridge_deny", "U1")
-    assert (await bot.poster.interaction(_button_payload(prompt, "ccbridge_approve_once", "U1")))[0] == 200
+    stale_press = button_payload(prompt, "ccbridge_deny", "U1")
+    assert (await bot.poster.interaction(button_payload(prompt, "ccbridge_approve_once", "U1")))[0] == 200
     await eventually(lambda: finished(fake, CHANNEL, root, "tool result: approved-run"), what="the tool's answer")
     assert not prompt.buttons() and "Allowed once by <@U1>" in prompt.rendered()
     # the reply goes on below the prompt, in reading order
@@ -397,7 +268,7 @@ async def test_approval_buttons_only_for_the_requester_or_an_admin(
     fake_api.rules["once more"] = [ToolCall("Bash", {"command": "echo second", "description": "print"})]
     await bot.poster.event(message(fake, "once more", thread_ts=root))
     second = await eventually(lambda: [p for p in fake.approvals(CHANNEL, root) if p.buttons()], what="prompt 2")
-    await bot.poster.interaction(_button_payload(second[0], "ccbridge_deny", "UADMIN"))
+    await bot.poster.interaction(button_payload(second[0], "ccbridge_deny", "UADMIN"))
     await eventually(lambda: "Denied by <@UADMIN>" in second[0].rendered(), what="the admin's decision")
     # pressing a button of a decided request: told privately, nothing changes
     await bot.poster.interaction(stale_press)

@@ -184,6 +184,7 @@ class FakeBotAPI:
         self._held: dict[str, asyncio.Event] = {}
         self._failures: dict[str, list[Failure]] = {}
         self._updates: list[dict[str, Any]] = []
+        self._replays: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
@@ -326,6 +327,11 @@ class FakeBotAPI:
             ents.append({"type": "mention", "offset": utf16_len(text[:start]), "length": utf16_len(at)})
         return ents
 
+    def redeliver(self, update: dict[str, Any]) -> None:
+        """Deliver an update again with its old ``update_id`` (Telegram does when a delivery was not confirmed)."""
+        self._replays.append(update)
+        self._notify()
+
     def say(self, chat: dict[str, Any], sender: dict[str, Any], text: str | None = None, **kw: Any) -> dict[str, Any]:
         """A user sends a message; returns the queued update."""
         return self.push({"message": self.new_message(chat, sender, text, **kw)})
@@ -455,7 +461,7 @@ class FakeBotAPI:
             if handler is None:
                 raise ApiError(404, "Not Found")
             if method == "getUpdates":
-                result = await handler(params)
+                result = await handler(params, request)
             else:
                 result = handler(params, uploads) if method == "sendDocument" else handler(params)
         except ApiError as exc:
@@ -517,7 +523,7 @@ class FakeBotAPI:
     def _m_close(self, p: dict[str, Any]) -> bool:
         return True
 
-    async def _m_getUpdates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _m_getUpdates(self, p: dict[str, Any], request: web.Request | None = None) -> list[dict[str, Any]]:
         offset = int(p.get("offset") or 0)
         timeout = float(p.get("timeout") or 0)
         if offset:
@@ -525,11 +531,15 @@ class FakeBotAPI:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with self._changed:
-            while not self._updates and not self._closing and loop.time() < deadline:
+            while not self._updates and not self._replays and not self._closing and loop.time() < deadline:
                 try:
                     await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
                 except TimeoutError:
                     break
+        gone = request is not None and (request.transport is None or request.transport.is_closing())
+        if self._replays and not gone:  # handed out once, before anything newer, whatever the offset says
+            replays, self._replays = self._replays, []
+            return replays
         limit = int(p.get("limit") or 100)
         return self._updates[:limit]
 

@@ -58,6 +58,13 @@ class TelegramHarness:
     async def rate_limit_next(self, op: str, retry_after: float) -> None:
         self.api.fail(_METHODS[self.kind][op], 429, retry_after=max(1, round(retry_after)))
 
+    @property
+    def drafts(self) -> bool:
+        return self.kind == "private"
+
+    async def gone_next(self, op: str) -> None:
+        self.api.fail(_METHODS[self.kind][op], 400, "Bad Request: message to edit not found")
+
     async def approvals(self) -> list[str]:
         return [m.text for m in self.api.bot_messages(self.chat_id) if _is_approval(m.history)]
 
