@@ -19,6 +19,7 @@ from bots import Bot, load_bot_class
 from core import Agent, AppConfig, CCBridgeError, ConfigError, load_config
 from core.credentials import HELP as CREDENTIALS_HELP
 from core.credentials import credentials_source
+from core.runtime import probe_sandbox
 
 log = logging.getLogger("ccbridge")
 
@@ -141,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             for warning in p.bot.warnings():
                 print(f"  warning: {warning}")
         print(f"credentials: {creds}" if creds else f"warning: {CREDENTIALS_HELP}")
+        for mode in sorted({p.bot.agent.sections.agent.sandbox for p in plans}):
+            try:
+                status = probe_sandbox(mode)
+            except CCBridgeError as exc:
+                print(f"ccbridge: {exc}", file=sys.stderr)
+                return 2
+            state = "active" if status.active else "not active"
+            print(f"sandbox for approved Bash commands: {state} ({status.reason})")
         return 0
     if creds is None:
         print(f"ccbridge: {CREDENTIALS_HELP}", file=sys.stderr)

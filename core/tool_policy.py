@@ -248,8 +248,9 @@ class ToolPolicy:
             path = path if path.is_absolute() else ctx.cwd / path
             if not self._inside(path, ctx):
                 return Verdict("deny", f"{path} is outside this conversation's workspace ({ctx.root})")
+        globs = [f for f in FILE_TOOLS[tool] if f in PATTERN_FIELDS]  # Grep's "pattern" is a regex, not a glob
         if tool in ("Glob", "Grep") and not any(
-            isinstance(tool_input.get(f), str) and tool_input.get(f) for f in PATTERN_FIELDS
+            isinstance(tool_input.get(f), str) and tool_input.get(f) for f in globs
         ):
             problem = self._symlinks_leading_out(base, ctx, recursive=True)
             if problem:

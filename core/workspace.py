@@ -21,6 +21,8 @@ _MAX_NAME_BYTES = 120  # well under the 255-byte limit of common filesystems
 # Never produced by sanitize_name, so an owner directory with a hash suffix cannot collide
 # with the directory of an owner whose id was already safe.
 _HASH_MARK = "~"
+MAX_SUBDIR_DEPTH = 32  # directories below the workspace root a user may name
+MAX_SUBDIR_CHARS = 1024
 
 
 def _clip_utf8(text: str, limit: int) -> str:
@@ -65,11 +67,15 @@ def check_subdir(subdir: str) -> PurePosixPath:
         return PurePosixPath(".")
     if "\x00" in text:
         raise WorkspaceError("the path contains a NUL byte")
+    if len(text) > MAX_SUBDIR_CHARS:
+        raise WorkspaceError(f"the path is {len(text)} characters long; the limit is {MAX_SUBDIR_CHARS}")
     rel = PurePosixPath(text)
     if rel.is_absolute() or re.match(r"^[A-Za-z]:", text):
         raise WorkspaceError(f"{subdir!r} is absolute; give a path relative to the workspace")
     if any(part == ".." for part in rel.parts):
         raise WorkspaceError(f"{subdir!r} goes outside the workspace ('..' is not allowed)")
+    if len(rel.parts) > MAX_SUBDIR_DEPTH:
+        raise WorkspaceError(f"the path is {len(rel.parts)} directories deep; the limit is {MAX_SUBDIR_DEPTH}")
     return rel
 
 

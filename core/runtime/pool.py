@@ -97,15 +97,6 @@ class ClientPool:
     def keys(self) -> list[ConversationKey]:
         return list(self._clients)
 
-    def must_wait(self, key: ConversationKey) -> bool:
-        """A turn of ``key`` would wait for a process slot (no warm client, the cap reached, no idle one to close)."""
-        warm = self._clients.get(key)
-        if warm is not None and warm.client is not None:
-            return False
-        if self.slots.waiting:
-            return True
-        return self.slots.alive >= self.slots.limit and self._idle_lru() is None
-
     def start(self) -> None:
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever(), name="ccbridge-pool-reaper")
@@ -118,12 +109,13 @@ class ClientPool:
         *,
         owner: str = "",
         abort: asyncio.Event | None = None,
+        waiting: asyncio.Event | None = None,
     ) -> WarmClient:
         """A connected client for ``key``, marked busy until :meth:`release`.
 
         A new process needs a slot: ``owner`` (the user) waits in line for one when the cap is
-        reached; ``abort`` being set gives the wait up (:class:`LeaseAborted`). Starting the
-        process itself is never interrupted.
+        reached (``waiting`` is set when it has to); ``abort`` being set gives the wait up
+        (:class:`LeaseAborted`). Starting the process itself is never interrupted.
         """
         warm = self._clients.get(key)
         if warm is not None and warm.busy:
@@ -132,7 +124,7 @@ class ClientPool:
             self.discard(key)
             warm = None
         if warm is None:
-            await self._slot(owner, abort)
+            await self._slot(owner, abort, waiting)
             warm = WarmClient(key, spec, busy=True)
             try:
                 async with self.slots.spawning():
@@ -149,13 +141,14 @@ class ClientPool:
         self._evict_over_capacity()
         return warm
 
-    async def _slot(self, owner: str, abort: asyncio.Event | None) -> None:
+    async def _slot(self, owner: str, abort: asyncio.Event | None, waiting: asyncio.Event | None) -> None:
+        on_queue = waiting.set if waiting is not None else None
         if abort is None:
-            await self.slots.acquire(owner, self._make_room)
+            await self.slots.acquire(owner, self._make_room, on_queue)
             return
         if abort.is_set():
             raise LeaseAborted
-        acquiring = asyncio.ensure_future(self.slots.acquire(owner, self._make_room))
+        acquiring = asyncio.ensure_future(self.slots.acquire(owner, self._make_room, on_queue))
         aborted = asyncio.ensure_future(abort.wait())
         try:
             await asyncio.wait({acquiring, aborted}, return_when=asyncio.FIRST_COMPLETED)

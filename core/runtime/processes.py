@@ -7,9 +7,12 @@
   user, so one user opening 24 threads cannot starve everybody else, and a
   burst of new conversations queues instead of thrashing the machine.
 * :class:`Launcher` starts every CLI through a tiny shell launcher that records
-  its pid and, on Linux, makes the kernel kill it when the bot dies
-  (``setpriv --pdeathsig KILL``); pids left by a bot that was killed are cleaned
-  up when the next one starts.
+  its pid and, on Linux, has the kernel stop it when the bot dies
+  (``setpriv --pdeathsig TERM``: the CLI shuts down cleanly and takes its own
+  helpers, e.g. the sandbox's network proxies, with it). Anything a killed bot
+  still left behind (a CLI that ignored the signal, its children) is killed when
+  the next one starts: every such process carries the launcher's
+  ``CCBRIDGE_PIDFILE`` in its environment.
 """
 
 from __future__ import annotations
@@ -45,13 +48,20 @@ class ProcessSlots:
         """Hold while a process starts (``async with slots.spawning():``)."""
         return self._spawning
 
-    async def acquire(self, owner: str, make_room: Callable[[], bool]) -> None:
-        """Take a slot for a new process of ``owner``; ``make_room()`` closes an idle process if it can."""
+    async def acquire(
+        self, owner: str, make_room: Callable[[], bool], on_queue: Callable[[], None] | None = None
+    ) -> None:
+        """Take a slot for a new process of ``owner``; ``make_room()`` closes an idle process if it can.
+
+        ``on_queue`` is called when the caller has to wait in line.
+        """
         if self.alive < self.limit and not self._queues:
             self.alive += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(owner, deque()).append(future)
+        if on_queue is not None:
+            on_queue()
         if self.alive < self.limit:  # room, but others were queued first: serve them in order
             self._hand_over()
         else:
@@ -135,7 +145,7 @@ class Launcher:
             return self.cli  # the SDK reports a missing CLI in its own words
         setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
         quoted = "'" + real.replace("'", "'\\''") + "'"
-        exec_line = f'exec {setpriv} --pdeathsig KILL -- {quoted} "$@"' if setpriv else f'exec {quoted} "$@"'
+        exec_line = f'exec {setpriv} --pdeathsig TERM -- {quoted} "$@"' if setpriv else f'exec {quoted} "$@"'
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         text = _LAUNCHER.format(exec_line=exec_line)
         if not self.script.is_file() or self.script.read_text() != text:
@@ -159,28 +169,54 @@ class Launcher:
                 pass
 
     def reap_orphans(self) -> int:
-        """Kill CLIs a previous (killed) run of this bot left behind; returns how many (blocking)."""
+        """Kill what a previous (killed) run of this bot left behind; returns how many (blocking)."""
         if not self.enabled or not self.pid_dir.is_dir():
             return 0
-        killed = 0
+        owners: dict[Path, int] = {}
         for pidfile in self.pid_dir.glob("*.pid"):
             try:
-                pid, owner = (int(x) for x in pidfile.read_text().split()[:2])
-            except (OSError, ValueError):
-                pid, owner = 0, 0
+                owners[pidfile] = int(pidfile.read_text().split()[1])
+            except (OSError, ValueError, IndexError):
+                owners[pidfile] = 0
+        killed = 0
+        for pid, pidfile in _launched_processes(self.pid_dir):
+            owner = owners.get(pidfile, 0)
             if owner > 0 and _alive(owner):
                 continue  # its bot still runs (another agent of this process, or another process)
-            if pid > 0 and _is_ours(pid, pidfile):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
-                except OSError:
-                    pass
             try:
-                pidfile.unlink()
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
             except OSError:
                 pass
+        for pidfile, owner in owners.items():
+            if not (owner > 0 and _alive(owner)):
+                try:
+                    pidfile.unlink()
+                except OSError:
+                    pass
         return killed
+
+
+def _launched_processes(pid_dir: Path) -> list[tuple[int, Path]]:
+    """(pid, pidfile) of every live process whose environment names a pidfile in ``pid_dir`` (Linux)."""
+    prefix = f"CCBRIDGE_PIDFILE={pid_dir}/".encode()
+    found = []
+    me = os.getpid()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for var in environ.split(b"\0"):
+            if var.startswith(prefix):
+                found.append((int(entry.name), Path(var.split(b"=", 1)[1].decode(errors="replace"))))
+                break
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -191,12 +227,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _is_ours(pid: int, pidfile: Path) -> bool:
-    """The process ``pid`` is still the CLI that wrote ``pidfile`` (its environment names the file)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"CCBRIDGE_PIDFILE={pidfile}".encode() in environ.split(b"\0")

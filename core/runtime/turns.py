@@ -127,13 +127,24 @@ class AgentRuntime:
         if request.stop_requested:
             yield _stopped(request)
             return
-        if self.pool.must_wait(request.key):
-            yield TurnWaiting("every Claude Code process is busy; your turn starts as soon as one is free")
+        waiting = asyncio.Event()
+        leasing = asyncio.ensure_future(self._lease(request, spec, waiting))
         try:
-            warm = await self._lease(request, spec)
+            told = asyncio.ensure_future(waiting.wait())
+            await asyncio.wait({leasing, told}, return_when=asyncio.FIRST_COMPLETED)
+            told.cancel()
+            if not leasing.done():
+                yield TurnWaiting("every Claude Code process is busy; your turn starts as soon as one is free")
+            warm = await leasing
         except AgentUnavailable as exc:
             yield TurnError(str(exc), kind="unavailable")
             return
+        except BaseException:  # the consumer left while the turn waited for a process
+            leasing.cancel()
+            result = await asyncio.gather(leasing, return_exceptions=True)
+            if isinstance(result[0], WarmClient):
+                self.pool.release(result[0])
+            raise
         if warm is None:  # stopped while waiting for a process
             yield _stopped(request)
             return
@@ -160,11 +171,16 @@ class AgentRuntime:
         finally:
             await self._finish(warm, state, pump)
 
-    async def _lease(self, request: TurnRequest, spec: ClientSpec) -> WarmClient | None:
+    async def _lease(self, request: TurnRequest, spec: ClientSpec, waiting: asyncio.Event) -> WarmClient | None:
         """A warm client for the turn; None when /stop came while it waited for a process."""
         try:
             return await self.pool.lease(
-                request.key, spec, lambda w: self._connect(w, request), owner=request.user_id, abort=request.stopped
+                request.key,
+                spec,
+                lambda w: self._connect(w, request),
+                owner=request.user_id,
+                abort=request.stopped,
+                waiting=waiting,
             )
         except LeaseAborted:
             return None

@@ -72,6 +72,7 @@ async def test_check_says_what_would_run(tmp_path: Path, cli_env: dict[str, str]
     code, out, _ = await run_bot("--config", str(config), "--check", cwd=tmp_path)
     assert code == 0
     assert "config OK" in out and "would run: console (console" in out and "credentials: ANTHROPIC_API_KEY" in out
+    assert "sandbox for approved Bash commands: active (Claude Code's bubblewrap sandbox" in out
 
 
 async def test_no_config_file_runs_the_console_bot_by_default(tmp_path: Path) -> None:

@@ -1,0 +1,89 @@
+"""A burst of conversations never runs more Claude Code processes than allowed, and waits fairly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from core import Agent, ConversationKey, Sections, TurnWaiting, UserRef
+from core.dispatcher import Dispatcher, IncomingMessage
+from core.runtime.processes import ProcessSlots
+from tests.fakes.anthropic_api import FakeAnthropicAPI, Text
+from tests.fakes.recording_sink import RecordingSink
+from tests.helpers import claude_children, eventually
+
+
+async def test_a_burst_of_new_conversations_stays_under_the_process_cap(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.responder = lambda req: [Text("answer to " + req.last_user_text(), chunks=4, delay=0.15)]
+    sections = make_sections(agent={"pool_size": 2, "max_processes": 3, "max_spawns": 2})
+    async with Agent(sections) as agent:
+        peak = 0
+        sampling = True
+
+        async def sample() -> None:
+            nonlocal peak
+            while sampling:
+                peak = max(peak, len(claude_children()))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.create_task(sample())
+        waits: list[str] = []
+
+        async def one(i: int) -> str:
+            text = ""
+            async for event in agent.stream(f"question {i}", user_id=f"user{i}"):
+                if isinstance(event, TurnWaiting):
+                    waits.append(event.reason)
+                text = getattr(event, "text", text)
+            return text
+
+        answers = await asyncio.gather(*(one(i) for i in range(8)))
+        sampling = False
+        await sampler
+        assert answers == [f"answer to question {i}" for i in range(8)]  # nothing lost, nothing doubled
+        assert 1 <= peak <= 3, peak
+        assert waits  # the ones that waited were told why
+        assert agent.runtime.slots.alive <= 3
+
+
+def test_slots_are_handed_over_round_robin_by_user() -> None:
+    async def scenario() -> list[str]:
+        slots = ProcessSlots(limit=1, spawns=1)
+        order: list[str] = []
+        await slots.acquire("first", lambda: False)
+
+        async def wait(owner: str) -> None:
+            await slots.acquire(owner, lambda: False)
+            order.append(owner)
+
+        tasks = [asyncio.create_task(wait(o)) for o in ("bulk", "bulk", "bulk", "other", "bulk")]
+        await asyncio.sleep(0)
+        for _ in range(5):
+            slots.release()
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return order
+
+    order = asyncio.run(scenario())
+    # one user's burst does not hold another back by more than one turn
+    assert order.index("other") <= 1, order
+    assert sorted(order) == ["bulk", "bulk", "bulk", "bulk", "other"]
+
+
+async def test_a_user_over_their_running_turns_waits_and_is_told(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.rules["slow one"] = [Text("slow answer", chunks=6, delay=0.3)]
+    async with Agent(make_sections(access={"allow_all": True, "max_running_per_user": 1})) as agent:
+        dispatcher = Dispatcher(agent, name="chat")
+        first, second = RecordingSink(), RecordingSink()
+        alice = UserRef("alice")
+        dispatcher.submit(IncomingMessage(ConversationKey("chat", "room1"), alice, "slow one", first))
+        await eventually(lambda: fake_api.requests, what="the first turn")
+        dispatcher.submit(IncomingMessage(ConversationKey("chat", "room2"), alice, "second thing", second))
+        await eventually(lambda: any("request(s) running" in t for t in second.visible()), what="the notice")
+        assert not any("second thing" in r.last_user_text() for r in fake_api.requests)  # it waits
+        await dispatcher.drain(30)
+        assert any("echo: [alice] second thing" in t or "echo: second thing" in t for t in second.visible())
