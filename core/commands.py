@@ -148,7 +148,7 @@ class CommandRunner:
         except ValueError:
             return f"⚠️ /history takes a number, e.g. `/history {HISTORY_DEFAULT}`"
         n = max(1, min(n, HISTORY_MAX))
-        turns = await self.conversations.history(key, n)
+        turns = [t for t in await self.conversations.history(key, n * 2) if t.status != "merged"][-n:]
         if not turns:
             return "No history yet."
         lines = [f"**Last {len(turns)} exchange(s)**"]

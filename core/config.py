@@ -33,7 +33,7 @@ from .store.settings import STORE_BACKEND_NAMES, SQLiteStoreSettings, StoreSetti
 
 PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"]
 Verbosity = Literal["quiet", "normal", "verbose"]
-BusyPolicy = Literal["queue", "interrupt"]
+BusyPolicy = Literal["queue", "interrupt", "merge"]
 SandboxMode = Literal["auto", "on", "off"]
 SettingSource = Literal["user", "project", "local"]
 
@@ -115,7 +115,18 @@ class AccessSettings(_Section):
     allowlist: list[str] = Field(default_factory=list, description="'platform:user' entries ('platform:*' for all).")
     admins: list[str] = Field(default_factory=list, description="'platform:user' entries.")
     allow_all: bool = False
-    busy_policy: BusyPolicy = "queue"
+    busy_policy: BusyPolicy = Field(
+        "queue",
+        description="A message while a reply runs: 'queue' (answered after it, one turn each), 'interrupt' "
+        "(stops it), 'merge' (everything that arrives meanwhile is answered together in one next turn).",
+    )
+    debounce: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="Seconds a first message waits for more from the same person before the turn starts "
+        "(0: off). Commands are never delayed.",
+    )
     max_running_per_user: int = Field(
         2, gt=0, description="A chat user's turns running at once (across conversations); more wait in line."
     )

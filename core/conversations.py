@@ -16,14 +16,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .attachments import Attachment
 from .coordination import ConversationLocks
 from .errors import StoreError
-from .events import AgentEvent, TurnError, TurnResult, TurnWaiting
+from .events import AgentEvent, MessagesMerged, TurnError, TurnResult, TurnWaiting
 from .keys import ConversationKey, UserRef
 from .outcome import TurnOutcome
 from .runtime import AgentRuntime, TurnRequest
@@ -33,6 +33,16 @@ from .workspace import Workspaces
 log = logging.getLogger(__name__)
 
 _RETRY_WRITES_EVERY = 5.0  # seconds between attempts to write records the store refused
+_QUEUE_SCAN = 200  # latest turns looked at for queued messages
+
+
+@dataclass
+class Parked:
+    """What the store does not keep of a queued message: the speaker's name and its files."""
+
+    name: str | None
+    attachments: list[Attachment]
+    batch: str  # the batch whose turn answers it
 
 
 class Conversations:
@@ -59,6 +69,8 @@ class Conversations:
         self._idle.set()
         self._unwritten: list[tuple[ConversationKey, str, TurnRecord, float | None]] = []
         self._retrier: asyncio.Task[None] | None = None
+        self._parked: dict[str, Parked] = {}
+        self._started_at = time.time()
 
     # -- records -------------------------------------------------------------
     async def get(self, key: ConversationKey) -> Conversation | None:
@@ -137,6 +149,40 @@ class Conversations:
     def model_of(self, conv: Conversation) -> str | None:
         return conv.model or self.default_model
 
+    # -- messages waiting to be answered together ------------------------------
+    async def park(
+        self,
+        key: ConversationKey,
+        text: str,
+        user: UserRef,
+        attachments: list[Attachment] | None = None,
+        *,
+        batch: str,
+    ) -> TurnRecord:
+        """Record a message that the turn of ``batch`` answers together with others (``queued``)."""
+        conv = await self.open(key)
+        note = _files_note(attachments or [], conv.cwd)
+        record = TurnRecord(
+            key=key,
+            session_id=conv.session_id,
+            user_id=user.id,
+            user_text=f"{text}\n\n{note}" if note and text else (text or note),
+            status="queued",
+            instance_id=self.instance_id,
+        )
+        await self.store.put_turn(record)
+        self._parked[record.turn_id] = Parked(user.name, list(attachments or []), batch)
+        return record
+
+    async def queued(self, key: ConversationKey) -> list[TurnRecord]:
+        """The messages of ``key`` waiting for a turn, oldest first."""
+        return [t for t in await self.store.turns(key, _QUEUE_SCAN) if t.status == "queued"]
+
+    def _answers(self, queued_turn: TurnRecord, batch: str | None) -> bool:
+        """A turn of ``batch`` answers its own parked messages, and any a restart left waiting."""
+        parked = self._parked.get(queued_turn.turn_id)
+        return parked is None or (batch is not None and parked.batch == batch)
+
     # -- turns ---------------------------------------------------------------
     def busy(self, key: ConversationKey) -> bool:
         return self.locks.busy(key)
@@ -181,18 +227,28 @@ class Conversations:
         attachments: list[Attachment] | None = None,
         speaker: str | None = None,
         on_queued: Callable[[], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+        batch: str | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn in ``key`` after any turn already running there; yields its events.
 
-        ``on_queued`` is called once the turn has its place in the conversation's line. When the
-        store cannot record the turn, nothing runs and the turn ends with a ``TurnError`` of kind
-        ``store``.
+        ``on_queued`` is called once the turn has its place in the conversation's line,
+        ``on_start`` once it holds the conversation. Messages parked for ``key`` (:meth:`park`)
+        for ``batch`` — and any left waiting by a restart — are answered by this turn too,
+        before ``text`` (which may then be empty), each with
+        its speaker when the conversation is shared; a :class:`MessagesMerged` event says so.
+        When the store cannot record the turn, nothing runs and the turn ends with a
+        ``TurnError`` of kind ``store``.
         """
         if self.locks.busy(key):
             yield TurnWaiting("another reply in this conversation comes first", kind="conversation")
         async with self.locks.hold(key, on_queued):
+            if on_start is not None:
+                on_start()
             try:
-                conv, record, request = await self._begin(key, text, user, is_admin, attachments, speaker)
+                conv, record, request, merged = await self._begin(
+                    key, text, user, is_admin, attachments, speaker, batch
+                )
             except StoreError as exc:
                 log.warning("turn in %s not started: the store failed (%s)", key, exc)
                 yield TurnError(
@@ -202,6 +258,8 @@ class Conversations:
                 return
             self._running[key] = request
             self._idle.clear()
+            if merged is not None:
+                yield merged
             cli_total: float | None = None
             try:
                 async with aclosing(self.runtime.run_turn(request)) as events:
@@ -235,10 +293,32 @@ class Conversations:
         is_admin: bool,
         attachments: list[Attachment] | None,
         speaker: str | None,
-    ) -> tuple[Conversation, TurnRecord, TurnRequest]:
+        batch: str | None,
+    ) -> tuple[Conversation, TurnRecord, TurnRequest, MessagesMerged | None]:
         """Record the turn as running (the user's text first), and say what to run."""
         await self.flush_unwritten()
         conv = await self.open(key)
+        waiting = [t for t in await self.queued(key) if self._answers(t, batch)]
+        merged: MessagesMerged | None = None
+        prompt = f"[{speaker}] {text}" if speaker and text else text
+        if waiting:
+            shared = speaker is not None or len({t.user_id for t in waiting}) > 1
+            parts, files = [], []
+            for queued_turn in waiting:
+                parked = self._parked.pop(queued_turn.turn_id, None)
+                who = (parked.name if parked and parked.name else None) or queued_turn.user_id
+                parts.append(f"[{who}] {queued_turn.user_text}" if shared else queued_turn.user_text)
+                files += parked.attachments if parked else []
+            texts = [t.user_text for t in waiting] + ([text] if text else [])
+            parts += [prompt] if text else []
+            prompt = "\n\n".join(p for p in parts if p)
+            text = "\n\n".join(t for t in texts if t)
+            attachments = files + list(attachments or [])
+            restored = sum(1 for t in waiting if t.started_at < self._started_at)
+            merged = MessagesMerged(count=len(texts), restored=restored)
+            for queued_turn in waiting:
+                queued_turn.status = "merged"
+                await self.store.put_turn(queued_turn)
         cwd = await self._working_dir(conv)
         conv.cwd = str(cwd)
         conv.status = "running"
@@ -254,7 +334,6 @@ class Conversations:
         )
         await self.store.put(conv)
         await self.store.put_turn(record)  # the user's text is in the history before Claude starts
-        prompt = f"[{speaker}] {text}" if speaker else text
         request = TurnRequest(
             key=key,
             session_id=conv.session_id,
@@ -267,7 +346,7 @@ class Conversations:
             is_admin=is_admin,
             attachments=list(attachments or []),
         )
-        return conv, record, request
+        return conv, record, request, merged
 
     async def _working_dir(self, conv: Conversation) -> Path:
         """The conversation's directory, recreated if deleted; back to the root if it moved away."""
@@ -340,3 +419,10 @@ def _fill(record: TurnRecord, outcome: TurnOutcome) -> None:
     record.duration_ms = outcome.duration_ms
     record.status = outcome.status
     record.error = outcome.error
+
+
+def _files_note(attachments: list[Attachment], cwd: str) -> str:
+    if not attachments:
+        return ""
+    names = ", ".join(str(a.path.relative_to(cwd)) if a.path.is_relative_to(cwd) else str(a.path) for a in attachments)
+    return f"[attached: {names}]"

@@ -11,9 +11,14 @@ and *how* to answer lives here, in this order, before anything is downloaded:
 4. an empty message -> a hint; an oversized one -> refused with the limit
 5. files -> downloaded and saved in the conversation's ``uploads/`` (one size
    limit); a refused file refuses the message, the user is told which and why
-6. the user's running turns over ``access.max_running_per_user`` -> waits (told once)
-7. a turn already running -> queued (told) or, with ``busy_policy: interrupt``, it stops
-8. the turn streams into the message's :class:`~core.sink.ReplySink`
+6. ``access.debounce``: a first message waits that long for more from the same person
+   (the typing indicator shows at once) and they are answered in one turn;
+   ``busy_policy: merge``: what arrives while a reply runs is answered together in one
+   next turn (the user is told once). Both park the messages in the store first
+   (``queued``), so a restart loses none: the next turn answers them.
+7. the user's running turns over ``access.max_running_per_user`` -> waits (told once)
+8. a turn already running -> queued (told) or, with ``busy_policy: interrupt``, it stops
+9. the turn streams into the message's :class:`~core.sink.ReplySink`
 
 Messages of one conversation keep their order even when an earlier one is
 still downloading its files. One conversation's failure is reported in that
@@ -23,7 +28,9 @@ conversation only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
@@ -87,6 +94,28 @@ class Ticket:
             self.handed_over.set_result(None)
 
 
+class _Batch:
+    """Messages answered together by one turn: its id, and when the last one came."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self) -> None:
+        self.id = f"batch-{next(self._ids)}"
+        self.started = self.last = time.monotonic()
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    async def quiet(self, window: float, longest: float) -> None:
+        """Wait until nothing came for ``window`` seconds (at most ``longest`` in all)."""
+        while True:
+            now = time.monotonic()
+            remaining = min(self.last + window, self.started + longest) - now
+            if remaining <= 0:
+                return
+            await asyncio.sleep(remaining)
+
+
 class _UserTurns:
     """Counts each user's running turns; a user at the cap waits in line."""
 
@@ -127,6 +156,7 @@ class Dispatcher:
         self._intake_order: dict[ConversationKey, asyncio.Future[None]] = {}
         self._ahead: dict[ConversationKey, int] = {}
         self._user_turns = _UserTurns(agent.sections.access.max_running_per_user)
+        self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
 
     # -- entry points ----------------------------------------------------------
     def reserve(self, key: ConversationKey) -> Ticket:
@@ -252,6 +282,12 @@ class Dispatcher:
             attachments = taken.attachments
         if previous is not None:
             await asyncio.wait([previous])  # the conversation's earlier messages go first
+        access = self.agent.sections.access
+        batch_key = (msg.key, msg.user.id if access.debounce > 0 else None)
+        merging = access.busy_policy == "merge" and self.conversations.busy(msg.key)
+        if access.debounce > 0 or merging or batch_key in self._batches:
+            await self._gather(msg, text, attachments, release, batch_key)
+            return
         who = (msg.platform, msg.user.id)
         if self._user_turns.full(who):
             limit = self._user_turns.limit
@@ -261,9 +297,57 @@ class Dispatcher:
         async with self._user_turns.hold(who):
             await self._run_turn(msg, text, attachments, release)
 
-    async def _run_turn(self, msg: IncomingMessage, text: str, attachments: list, release: Callable[[], None]) -> None:
+    async def _gather(
+        self,
+        msg: IncomingMessage,
+        text: str,
+        attachments: list,
+        release: Callable[[], None],
+        batch_key: tuple[ConversationKey, str | None],
+    ) -> None:
+        """Park the message; the first of a batch waits (debounce) and runs the turn answering them all."""
+        access = self.agent.sections.access
+        batch = self._batches.get(batch_key)
+        if batch is not None:  # a turn will answer this one together with the others
+            await self.conversations.park(msg.key, text, msg.user, attachments, batch=batch.id)
+            batch.touch()
+            return
+        batch = self._batches[batch_key] = _Batch()
+        try:
+            await self.conversations.park(msg.key, text, msg.user, attachments, batch=batch.id)
+            release()  # the conversation's next messages may join the batch now
+            if access.debounce > 0:
+                try:
+                    await msg.reply.typing()  # a sign of life while it waits for more
+                except Exception as exc:
+                    log.debug("typing indicator failed: %r", exc)
+                await batch.quiet(access.debounce, longest=4 * access.debounce)
+            if access.busy_policy == "merge" and self.conversations.busy(msg.key):
+                await send_notice(msg.reply, "⏳ I'll answer your messages together once the current reply is done.")
+            who = (msg.platform, msg.user.id)
+            async with self._user_turns.hold(who):
+                await self._run_turn(
+                    msg, "", [], release, batch=batch.id, on_start=lambda: self._close_batch(batch_key, batch)
+                )
+        finally:
+            self._close_batch(batch_key, batch)
+
+    def _close_batch(self, batch_key: tuple[ConversationKey, str | None], batch: _Batch) -> None:
+        if self._batches.get(batch_key) is batch:
+            del self._batches[batch_key]
+
+    async def _run_turn(
+        self,
+        msg: IncomingMessage,
+        text: str,
+        attachments: list,
+        release: Callable[[], None],
+        *,
+        batch: str | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         key = msg.key
-        if self.conversations.busy(key):
+        if self.conversations.busy(key) and batch is None:
             if self.agent.sections.access.busy_policy == "interrupt":
                 await self.conversations.stop(key)
                 await send_notice(msg.reply, "⏹ Stopped the previous reply to answer this one.")
@@ -282,6 +366,8 @@ class Dispatcher:
             attachments=attachments,
             speaker=speaker,
             on_queued=release,
+            on_start=on_start,
+            batch=batch,
         )
         reply = self.agent.sections.reply
         async with aclosing(events):

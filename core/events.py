@@ -139,6 +139,14 @@ class TurnWaiting:
 
 
 @dataclass
+class MessagesMerged:
+    """The turn answers several messages at once; ``restored`` of them waited through a restart."""
+
+    count: int
+    restored: int = 0
+
+
+@dataclass
 class ToolCallRecord:
     name: str
     summary: str
@@ -177,6 +185,7 @@ AgentEvent = (
     | FileOffered
     | AgentRetrying
     | TurnWaiting
+    | MessagesMerged
     | TurnResult
     | TurnError
 )

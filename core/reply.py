@@ -30,6 +30,7 @@ from .events import (
     ApprovalRequested,
     ApprovalResolved,
     FileOffered,
+    MessagesMerged,
     TextDelta,
     ToolResult,
     ToolUse,
@@ -138,6 +139,11 @@ class ReplyStreamer:
                 self._append_block(f"   ↳ {mark}{summary}\n", "tool")
         elif isinstance(event, AgentRetrying):
             self._append_block(f"⏳ {event.describe()}\n", "tool")  # shown at every verbosity
+        elif isinstance(event, MessagesMerged):
+            if event.restored:
+                self._append_block(
+                    f"ℹ️ Also answering {event.restored} message(s) that waited through a restart.\n", "tool"
+                )
         elif isinstance(event, TurnWaiting):
             if event.kind == "process":
                 self._append_block(f"⏳ Waiting: {event.reason}.\n", "tool")

@@ -11,7 +11,7 @@ from ..events import ToolCallRecord
 from ..keys import ConversationKey
 
 ConversationStatus = Literal["idle", "running", "interrupted"]
-TurnStatus = Literal["running", "ok", "error", "interrupted"]
+TurnStatus = Literal["queued", "merged", "running", "ok", "error", "interrupted"]
 
 
 @dataclass
@@ -37,7 +37,10 @@ class TurnRecord:
     """One exchange: what the user said, what the agent answered, what it cost.
 
     Written when the turn starts (``status="running"``, the user's text already
-    in) and again when it ends, so a crash mid-turn loses nothing.
+    in) and again when it ends, so a crash mid-turn loses nothing. A message that
+    waits to be answered together with others (``busy_policy: merge``, ``debounce``)
+    is recorded ``queued`` at once, and becomes ``merged`` when the turn answering
+    it starts; one still ``queued`` after a restart is answered by the next turn.
     """
 
     key: ConversationKey
