@@ -83,7 +83,12 @@ class ChatBot(Bot):
         legacy = self.legacy_upload_limit_mb()
         if legacy is not None:
             self.dispatcher.intake.max_bytes = int(legacy * 1024 * 1024)
+        self.dispatcher.places_of = self.places
         self.adapter = self.Adapter(settings, self.dispatcher, self._scoped_route, where=f"bots.{name}")
+
+    def places(self, key: ConversationKey) -> list[str]:
+        """The names the place of ``key`` goes by in ``projects.*.places`` (default: ``platform:owner``)."""
+        return [key.place]
 
     def legacy_upload_limit_mb(self) -> float | None:
         """A file size limit set with the adapter's old key (before ``workspace.max_upload_mb``)."""

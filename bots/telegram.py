@@ -52,6 +52,12 @@ class TelegramBot(ChatBot):
     def legacy_upload_limit_mb(self) -> float | None:
         return self.settings.max_upload_mb
 
+    def places(self, key: ConversationKey) -> list[str]:
+        """A group is named by its chat id (``telegram:-100123``); a private chat by its user."""
+        if key.owner.startswith("chat"):
+            return [f"{PLATFORM}:{key.owner[4:]}", key.place]
+        return [key.place]
+
     def describe(self) -> str:
         s = self.settings
         host = urlparse(s.base_url).netloc or s.base_url

@@ -42,6 +42,7 @@ from .events import (
 )
 from .keys import ConversationKey, UserRef
 from .outcome import TurnOutcome
+from .projects import Projects
 from .runtime import AgentRuntime, Attachment
 from .store import ConversationStore, MemoryStore, SQLiteStore, create_store
 from .tool_policy import ToolPolicy
@@ -116,6 +117,7 @@ class Agent:
         self.workspaces = Workspaces(s.workspace.base_dir, s.workspace.uploads_dir)
         self.approvals = ApprovalBroker(self.coordination.approvals)
         self.policy = ToolPolicy(s.agent, s.workspace.admin_paths, extra_mcp_servers=("ccbridge",))
+        self.projects = Projects(s.projects, self.workspaces.base_dir, self.store)
         self.runtime = AgentRuntime(s.agent, self.policy, self.approvals)
         self.runtime.hidden = self._hidden(config_path)
         self.conversations = Conversations(
@@ -125,10 +127,12 @@ class Agent:
             self.coordination.locks,
             instance_id=self.instance_id,
             default_model=s.agent.model,
+            projects=self.projects,
         )
         self.access = AccessPolicy(s.access)
         self._started = False
         self._starting = asyncio.Lock()
+        self._janitor: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, *, bot: str | None = None) -> Agent:
@@ -143,6 +147,7 @@ class Agent:
             hidden.append(self.store.path.parent)
         if config_path is not None:
             hidden += [config_path, config_path.parent / ".env"]
+        hidden += [project.path for project in self.sections.projects.values()]  # their checkouts: worktrees only
         return hidden
 
     # -- lifecycle -------------------------------------------------------------
@@ -157,6 +162,8 @@ class Agent:
                 log.warning("%d conversation(s) were cut off mid-turn by a restart; marked as interrupted", interrupted)
             await self.approvals.start()
             await self.runtime.start()
+            if self.projects:
+                self._janitor = asyncio.create_task(self._clean_worktrees(), name="ccbridge-worktree-cleanup")
             self._started = True
             return self
 
@@ -164,6 +171,8 @@ class Agent:
         if not self._started:
             return
         self._started = False
+        if self._janitor is not None:
+            self._janitor.cancel()
         await self.conversations.shutdown()  # running turns end as "stopped", and are recorded
         await self.runtime.close()
         await self.coordination.close()
@@ -206,6 +215,55 @@ class Agent:
                 f"another one (id {expected}): the database was lost or replaced. Restore it; or, to start over "
                 f"with an empty store, delete {marker}"
             )
+
+    async def clean_worktrees(self) -> int:
+        """Remove the worktrees of project conversations idle past their retention (never a running one)."""
+        running = {r.key for r in self.conversations.running()}
+        conversations = [c for c in await self.store.list(limit=100_000) if c.metadata.get("project")]
+        return await self.projects.remove_idle(conversations, running)
+
+    async def _clean_worktrees(self) -> None:
+        every = max(60.0, min(p.retention for p in self.sections.projects.values()) / 4)
+        while True:
+            try:
+                await self.clean_worktrees()
+            except Exception as exc:  # a git hiccup must not stop the bot
+                log.warning("could not clean up idle worktrees: %r", exc)
+            await asyncio.sleep(every)
+
+    def reload(self, sections: Sections) -> list[str]:
+        """Use a re-read configuration for new turns: access, replies, the agent's settings.
+
+        Running turns finish as they started; warm processes started with other settings are
+        replaced on their next turn. The store, workspaces, coordination and the process pool's
+        sizes are not changed by a reload (they need a restart). Returns what could not change.
+        """
+        if not sections.agent.sessions_dir.is_absolute():
+            agent = sections.agent.model_copy(update={"sessions_dir": sections.agent.sessions_dir.resolve()})
+            sections = sections.model_copy(update={"agent": agent})
+        needs_restart = [
+            name
+            for name in ("store", "workspace", "coordination")
+            if getattr(sections, name) != getattr(self.sections, name)
+        ]
+        old = self.sections.agent
+        for field_name in ("pool_size", "max_processes", "max_spawns", "sessions_dir", "cli_path", "sandbox"):
+            if getattr(sections.agent, field_name) != getattr(old, field_name):
+                needs_restart.append(f"agent.{field_name}")
+        kept = {name: getattr(self.sections, name) for name in ("store", "workspace", "coordination")}
+        agent_settings = sections.agent.model_copy(
+            update={
+                f: getattr(old, f)
+                for f in ("pool_size", "max_processes", "max_spawns", "sessions_dir", "cli_path", "sandbox")
+            }
+        )
+        self.sections = sections.model_copy(update={**kept, "agent": agent_settings})
+        self.access.update(self.sections.access)
+        self.runtime.reconfigure(agent_settings)
+        self.conversations.default_model = agent_settings.model
+        if agent_settings != old:
+            self.runtime.pool.retire_idle()  # warm processes pick the new settings up on their next start
+        return needs_restart
 
     async def health(self) -> Health:
         """Readiness: the store answers and takes writes, no turn record is waiting to be written."""

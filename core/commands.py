@@ -1,15 +1,20 @@
-"""Platform-neutral chat commands: /new /stop /status /cwd /model /history /help."""
+"""Platform-neutral chat commands: /new /stop /status /cwd /model /history /help, and for admins
+/allow /revoke /users (access managed from the chat, :mod:`core.grants`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .access import ROLE, AccessPolicy
 from .conversations import Conversations
-from .errors import WorkspaceError
-from .keys import ConversationKey
+from .errors import CCBridgeError, WorkspaceError
+from .grants import AccessGrants
+from .keys import ConversationKey, UserRef
+from .store import Conversation
 
 HISTORY_DEFAULT = 5
 HISTORY_MAX = 50
@@ -38,8 +43,41 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("model", "/model [name|default]", "show or change the model"),
         CommandSpec("history", "/history [n]", f"the last n exchanges (default {HISTORY_DEFAULT})"),
         CommandSpec("help", "/help", "this list"),
+        CommandSpec("diff", "/diff", "the conversation's changes to its project (as a file when long)"),
+        CommandSpec("sessions", "/sessions", "this conversation's earlier sessions (from /new)"),
+        CommandSpec("resume", "/resume <n|id>", "go back to an earlier session, with its memory"),
+        CommandSpec("project", "/project [name|none]", "the project this place works on (admins: switch it)"),
+        CommandSpec("allow", "/allow <user>", "admins: let someone use the bot (a mention, an id, or role:<id>)"),
+        CommandSpec("revoke", "/revoke <user>", "admins: take access granted in the chat away"),
+        CommandSpec("users", "/users", "admins: who may use the bot, and from where"),
     )
 }
+ADMIN_COMMANDS = frozenset({"allow", "revoke", "users"})
+DIFF_INLINE_CHARS = 3000  # a longer /diff is sent as a file
+
+
+@dataclass
+class Reply:
+    """A command's answer: text, and a file to send with it."""
+
+    text: str
+    file: Path | None = None
+
+
+@dataclass
+class CommandContext:
+    """Who runs a command, where, and what the message mentioned."""
+
+    key: ConversationKey
+    user: UserRef
+    is_admin: bool = False
+    mentions: list[str] = field(default_factory=list)  # platform user ids the message mentioned
+    role_mentions: list[str] = field(default_factory=list)
+    places: list[str] = field(default_factory=list)  # the names this place goes by (projects)
+
+    @property
+    def platform(self) -> str:
+        return self.key.platform
 
 
 def parse_command(text: str) -> Command | None:
@@ -76,8 +114,26 @@ def _clip(text: str, limit: int = 200) -> str:
 class CommandRunner:
     """Runs commands for one conversation; returns the text to show."""
 
-    def __init__(self, conversations: Conversations) -> None:
+    def __init__(
+        self,
+        conversations: Conversations,
+        access: AccessPolicy | None = None,
+        grants: AccessGrants | None = None,
+    ) -> None:
         self.conversations = conversations
+        self.access = access
+        self.grants = grants
+        self._admin: dict[str, Callable[[CommandContext, str], Awaitable[str]]] = {
+            "allow": self._allow,
+            "revoke": self._revoke,
+            "users": self._users,
+        }
+        self._contextual: dict[str, Callable[[CommandContext, str], Awaitable[str | Reply]]] = {
+            "diff": self._diff,
+            "sessions": self._sessions,
+            "resume": self._resume,
+            "project": self._project,
+        }
         self._handlers: dict[str, Callable[[ConversationKey, str], Awaitable[str]]] = {
             "new": self._new,
             "stop": self._stop,
@@ -88,11 +144,168 @@ class CommandRunner:
             "help": self._help,
         }
 
-    async def run(self, key: ConversationKey, command: Command) -> str:
-        return await self._handlers[command.name](key, command.args)
+    async def run(self, key: ConversationKey | CommandContext, command: Command) -> str:
+        """The command's answer as text (see :meth:`answer` for answers with a file)."""
+        return (await self.answer(key, command)).text
 
-    def _where(self, key: ConversationKey, cwd: str) -> str:
-        rel = self.conversations.workspaces.relative(key, Path(cwd))
+    async def answer(self, key: ConversationKey | CommandContext, command: Command) -> Reply:
+        ctx = key if isinstance(key, CommandContext) else CommandContext(key, UserRef(key.owner))
+        if command.name in self._contextual:
+            result = await self._contextual[command.name](ctx, command.args)
+            return result if isinstance(result, Reply) else Reply(result)
+        return Reply(await self._text(ctx, command))
+
+    async def _text(self, ctx: CommandContext, command: Command) -> str:
+        if command.name in self._admin:
+            if self.grants is None or self.access is None:
+                return "Access can't be managed from here."
+            if not ctx.is_admin:
+                return "⛔ Only admins can change or list who may use this bot."
+            return await self._admin[command.name](ctx, command.args)
+        return await self._handlers[command.name](ctx.key, command.args)
+
+    # -- projects and sessions -------------------------------------------------
+    async def _diff(self, ctx: CommandContext, args: str) -> str | Reply:
+        conv = await self.conversations.get(ctx.key)
+        projects = self.conversations.projects
+        if conv is None or not conv.metadata.get("project") or projects is None:
+            return "This conversation does not work on a project (`/project` says which one this place uses)."
+        try:
+            diff = await projects.diff(self.conversations.workplace_of(conv))
+        except CCBridgeError as exc:
+            return f"⚠️ {exc}"
+        if not diff.strip():
+            return "No changes yet."
+        if len(diff) <= DIFF_INLINE_CHARS:
+            return f"```diff\n{diff.rstrip()}\n```"
+        path = await _write_diff(self.conversations.root_of(conv), diff)
+        files = diff.count("\ndiff --git") + diff.startswith("diff --git")
+        return Reply(f"📎 The changes ({files} file(s), {len(diff):,} characters) are in the attached file.", path)
+
+    async def _sessions(self, ctx: CommandContext, args: str) -> str:
+        conv = await self.conversations.get(ctx.key)
+        earlier = list((conv.metadata.get("sessions") if conv else None) or [])
+        if not earlier:
+            return "No earlier sessions here (`/new` starts one and keeps the current for `/resume`)."
+        lines = ["**Earlier sessions** (newest first; `/resume <n>` goes back)"]
+        for n, s in enumerate(reversed(earlier), 1):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(s.get("created_at") or 0)))
+            first = _clip(str(s.get("first") or ""), 80) or "(no messages)"
+            lines.append(f"{n}. {when} — {s.get('turns', 0)} turn(s) — “{first}” (`{str(s.get('session_id'))[:8]}`)")
+        return "\n".join(lines)
+
+    async def _resume(self, ctx: CommandContext, args: str) -> str:
+        conv = await self.conversations.get(ctx.key)
+        earlier = list(reversed((conv.metadata.get("sessions") if conv else None) or []))
+        choice = args.strip()
+        if not choice:
+            return "Usage: `/resume <n|id>` — `/sessions` lists them."
+        chosen = None
+        if choice.isdigit() and 1 <= int(choice) <= len(earlier):
+            chosen = earlier[int(choice) - 1]
+        else:
+            chosen = next((s for s in earlier if str(s.get("session_id", "")).startswith(choice)), None)
+        if chosen is None:
+            return f"⚠️ No earlier session {choice!r} here (`/sessions` lists them)."
+        try:
+            conv = await self.conversations.resume_session(ctx.key, str(chosen["session_id"]))
+        except CCBridgeError as exc:
+            return f"⚠️ {exc}"
+        return f"↩️ Back in session `{conv.session_id[:8]}` ({conv.message_count} turn(s)); it remembers what was said."
+
+    async def _project(self, ctx: CommandContext, args: str) -> str:
+        projects = self.conversations.projects
+        conv = await self.conversations.get(ctx.key)
+        current = conv.metadata.get("project") if conv else None
+        if projects is None or not projects.settings:
+            return "No projects are configured (`projects:` in the config file)."
+        choice = args.strip()
+        if not choice:
+            bound = await projects.project_for(ctx.places, ctx.key.bot)
+            names = ", ".join(f"`{n}`" for n in projects.settings)
+            here = f"`{current}`" if current else "none (its own workspace)"
+            return f"📦 This conversation works on: {here}. This place is bound to: `{bound or 'none'}`. Projects: {names}."
+        if not ctx.is_admin:
+            return "⛔ Only admins can switch the project of a place."
+        target = None if choice.lower() == "none" else choice
+        if target is not None and target not in projects.settings:
+            return f"⚠️ No project named {choice!r}. Projects: {', '.join(projects.settings)}."
+        place = ctx.places[0] if ctx.places else ctx.key.place
+        await projects.switch(place, target, ctx.key.bot)
+        new, _ = await self.conversations.reset(ctx.key, project=target)
+        where = f"project `{target}`" + (f" on branch `{new.metadata['branch']}`" if new.metadata.get("branch") else "")
+        return f"📦 `{place}` now works on {where if target else 'its own workspace'}; a new session started here."
+
+    # -- access, for admins ----------------------------------------------------
+    @staticmethod
+    def _targets(ctx: CommandContext, args: str) -> list[str]:
+        """The entries a /allow or /revoke names: mentions first, else the words given."""
+        if ctx.mentions or ctx.role_mentions:
+            ids = [f"{ctx.platform}:{m}" for m in ctx.mentions]
+            return ids + [f"{ctx.platform}:{ROLE}{r}" for r in ctx.role_mentions]
+        entries = []
+        for word in args.split():
+            word = word.strip().lstrip("@")
+            if word.startswith(f"{ctx.platform}:"):
+                word = word[len(ctx.platform) + 1 :]
+            if not word or word == "*" or any(c.isspace() for c in word) or word.count(":") > 1:
+                continue
+            if ":" in word and not word.startswith(ROLE):
+                continue
+            entries.append(f"{ctx.platform}:{word}")
+        return entries
+
+    async def _allow(self, ctx: CommandContext, args: str) -> str:
+        assert self.grants is not None
+        targets = self._targets(ctx, args)
+        if not targets:
+            return "Usage: `/allow <user>` — mention them, or give their id (or `role:<role id>`)."
+        by = f"{ctx.platform}:{ctx.user.id}"
+        lines = []
+        for entry in targets:
+            new = await self.grants.grant(entry, by)
+            lines.append(f"✅ `{entry}` may use the bot now." if new else f"`{entry}` was already allowed.")
+        return "\n".join(lines)
+
+    async def _revoke(self, ctx: CommandContext, args: str) -> str:
+        assert self.grants is not None and self.access is not None
+        targets = self._targets(ctx, args)
+        if not targets:
+            return "Usage: `/revoke <user>` — mention them, or give their id (or `role:<role id>`)."
+        by = f"{ctx.platform}:{ctx.user.id}"
+        lines = []
+        for entry in targets:
+            if await self.grants.revoke(entry, by):
+                still = " (the config file still allows them)" if self.access.in_config(entry) else ""
+                lines.append(f"🚫 `{entry}` no longer has the access granted in the chat{still}.")
+            elif self.access.in_config(entry):
+                lines.append(f"`{entry}` is allowed by the config file; remove it there (then reload).")
+            else:
+                lines.append(f"`{entry}` had no access granted in the chat.")
+        return "\n".join(lines)
+
+    async def _users(self, ctx: CommandContext, args: str) -> str:
+        assert self.grants is not None and self.access is not None
+        settings = self.access.settings
+        prefix = f"{ctx.platform}:"
+        lines = ["**Who may use this bot**"]
+        if settings.allow_all:
+            lines.append("• everyone (`access.allow_all` is on)")
+        for entry in settings.allowlist:
+            if entry.startswith(prefix):
+                lines.append(f"• `{entry}` — config file")
+        for grant in sorted((await self.grants.refresh(force=True)).values(), key=lambda g: g.at):
+            if grant.entry.startswith(prefix):
+                lines.append(f"• `{grant.entry}` — granted by `{grant.by}`, {_ago(grant.at)}")
+        admins = [e for e in settings.admins if e.startswith(prefix)]
+        if admins:
+            lines.append("**Admins** (config file): " + ", ".join(f"`{a}`" for a in admins))
+        if len(lines) == 1:
+            lines.append("• nobody yet: `/allow <user>` to let someone in")
+        return "\n".join(lines)
+
+    def _where(self, conv: Conversation) -> str:
+        rel = self.conversations.relative(conv, conv.cwd)
         return "/" if rel == "." else f"/{rel}"
 
     async def _new(self, key: ConversationKey, args: str) -> str:
@@ -115,24 +328,30 @@ class CommandRunner:
         else:
             state = "idle"
         model = self.conversations.model_of(conv) or "Claude Code's default"
-        return "\n".join(
-            [
-                f"**Session** `{conv.session_id}` — {conv.message_count} message(s)",
-                f"**Working directory** `{self._where(key, conv.cwd)}`",
-                f"**Model** {model}",
-                f"**State** {state}, last active {_ago(conv.last_active_at)}",
-            ]
-        )
+        lines = [f"**Session** `{conv.session_id}` — {conv.message_count} message(s)"]
+        if conv.metadata.get("project"):
+            branch = conv.metadata.get("branch")
+            lines.append(
+                f"**Project** {conv.metadata['project']}"
+                + (f" — branch `{branch}`" if branch else " (shared checkout)")
+            )
+        lines += [
+            f"**Working directory** `{self._where(conv)}`",
+            f"**Model** {model}",
+            f"**State** {state}, last active {_ago(conv.last_active_at)}",
+        ]
+        return "\n".join(lines)
 
     async def _cwd(self, key: ConversationKey, args: str) -> str:
         if not args:
             conv = await self.conversations.open(key)
-            return f"📁 Working directory: `{self._where(key, conv.cwd)}` (inside your workspace)"
+            where = "the project" if conv.metadata.get("project") else "your workspace"
+            return f"📁 Working directory: `{self._where(conv)}` (inside {where})"
         try:
             conv = await self.conversations.set_cwd(key, args.strip().removeprefix("/") or ".")
         except WorkspaceError as exc:
             return f"⚠️ {exc}"
-        return f"📁 Working directory is now `{self._where(key, conv.cwd)}`."
+        return f"📁 Working directory is now `{self._where(conv)}`."
 
     async def _model(self, key: ConversationKey, args: str) -> str:
         if not args:
@@ -161,3 +380,14 @@ class CommandRunner:
 
     async def _help(self, key: ConversationKey, args: str) -> str:
         return help_text()
+
+
+async def _write_diff(root: Path, diff: str) -> Path:
+    """The diff as a file next to the worktree (not inside it: it is not part of the project)."""
+    target = root.parent / f"{root.name}.diff"
+
+    def write() -> Path:
+        target.write_text(diff)
+        return target
+
+    return await asyncio.to_thread(write)

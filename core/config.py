@@ -5,21 +5,30 @@ every bot; each entry under ``bots:`` names its ``kind`` (a module in ``bots/``)
 carries that bot's own settings, and may override any shared section.
 
 Precedence, highest first: ``CCBRIDGE_<SECTION>__<KEY>`` environment variables
-(they win over a bot's own overrides too), a bot's overrides, the YAML file's
-shared sections, defaults. Relative paths are resolved against the config file's
-directory. Every validation error names the offending key (``agent.pool_size``).
+(they win over a bot's own overrides too; an empty one counts as unset), a bot's
+overrides, the YAML file's shared sections, defaults. Relative paths are resolved
+against the config file's directory. ``.env`` files (:func:`load_env_files`) only
+add variables the environment does not already have.
+
+Every error is one line per problem naming what to fix: the key (``agent.pool_size``),
+the environment variable when the value came from one (``CCBRIDGE_AGENT__POOL_SIZE``,
+or the ``${VAR}`` a file value was taken from), or the file and line of a YAML error.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from dotenv import load_dotenv
+from dotenv.parser import parse_stream
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -29,13 +38,24 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
-from .store.settings import STORE_BACKEND_NAMES, SQLiteStoreSettings, StoreSettings
+from .store.settings import STORE_BACKEND_NAMES, MemoryStoreSettings, SQLiteStoreSettings, StoreSettings
 
 PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"]
 Verbosity = Literal["quiet", "normal", "verbose"]
 BusyPolicy = Literal["queue", "interrupt", "merge"]
 SandboxMode = Literal["auto", "on", "off"]
 SettingSource = Literal["user", "project", "local"]
+LogFormat = Literal["text", "json"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def check_log_level(value: object) -> str:
+    """``value`` as a log level name (any case); a ValueError naming the choices otherwise."""
+    level = str(value).strip().upper()
+    if level not in LOG_LEVELS:
+        choices = ", ".join(LOG_LEVELS[:-1]) + f" or {LOG_LEVELS[-1]}"
+        raise ValueError(f"{value!r} is not a log level (use {choices})")
+    return level
 
 
 class _Section(BaseModel):
@@ -159,6 +179,36 @@ class CoordinationSettings(_Section):
     lease_ttl: float = Field(15.0, gt=1, description="Seconds an instance's leases outlive its last heartbeat.")
 
 
+class ProjectSettings(_Section):
+    """A real repository a place works on ("in #payments, Claude works on the payments repo")."""
+
+    path: Path = Field(description="The project's directory (usually a git repository); it must exist.")
+    places: list[str] = Field(
+        default_factory=list,
+        description="Where it applies: 'platform:place' entries (slack:C0123, telegram:-100123, "
+        "discord:guild/123, feishu:oc_abc; a user id for that user's DMs).",
+    )
+    mode: Literal["worktree", "shared"] = Field(
+        "worktree",
+        description="worktree: each conversation gets its own git worktree on branch ccbridge/<conversation>; "
+        "shared: every conversation works in the checkout itself.",
+    )
+    retention: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="Seconds a conversation's worktree is kept after its last turn (the branch stays).",
+    )
+
+    @field_validator("places")
+    @classmethod
+    def _qualified_places(cls, places: list[str]) -> list[str]:
+        for place in places:
+            platform, sep, where = str(place).partition(":")
+            if not sep or not platform or not where:
+                raise ValueError(f"{place!r} must look like 'platform:place' (e.g. slack:C0123)")
+        return places
+
+
 class Sections(_Section):
     """The shared sections, as one bot sees them (after its overrides)."""
 
@@ -168,9 +218,91 @@ class Sections(_Section):
     access: AccessSettings = Field(default_factory=AccessSettings)
     reply: ReplySettings = Field(default_factory=ReplySettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
+    projects: dict[str, ProjectSettings] = Field(default_factory=dict)
 
 
 SECTION_NAMES = tuple(Sections.model_fields)
+
+
+Loc = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class VarRef:
+    """A value the config file takes from the environment: ``token: ${TELEGRAM_BOT_TOKEN}``."""
+
+    name: str  # the variable
+    written: str  # as the file writes it, e.g. ${TELEGRAM_BOT_TOKEN:-}
+    value: str  # what it gave
+
+
+@dataclasses.dataclass
+class Origins:
+    """Where configuration values came from, so that an error names what to fix.
+
+    An error about a value set by a ``CCBRIDGE_*`` variable names that variable; one about
+    a value the file takes from ``${VAR}`` says which variable to set.
+    """
+
+    file: str | None = None  # the config file, as given
+    refs: dict[Loc, VarRef] = dataclasses.field(default_factory=dict)  # file values from ${VAR}
+    env: dict[Loc, str] = dataclasses.field(default_factory=dict)  # CCBRIDGE_* overrides by lower-cased path
+
+    def describe(self, loc: Loc, msg: str, prefix: Loc = (), *, sections: bool = False) -> str:
+        """One line for an error at ``prefix + loc``; ``sections``: ``loc`` is in a bot's merged sections."""
+        full = prefix + loc
+        overridden = self._env_var(loc if sections else full)
+        if overridden is not None:
+            name, rest = overridden
+            return f"{name}{_suffix(rest)}: {msg}"
+        for place in (full, loc) if sections and prefix else (full,):
+            ref = self.refs.get(place)
+            if ref is not None:
+                return self._from_var(full, ref, msg)
+            blank = self._blank_field_named(place, msg)
+            if blank is not None:  # a model-level check about a field left empty by its variable
+                return self._from_var((*full, blank[0]), blank[1], msg)
+        if full:  # "store.backend must be one of ..." reported on store: name the key it is about
+            about = re.match(rf"{re.escape(str(full[-1]))}\.(\w+) (.+)", msg)
+            if about:
+                return f"{_dotted((*full, about.group(1)))}: {about.group(2)}"
+        return f"{_dotted(full) or '(top level)'}: {msg}"
+
+    def _env_var(self, path: Loc) -> tuple[str, Loc] | None:
+        lowered = _lower(path)
+        for n in range(len(path), 0, -1):
+            name = self.env.get(lowered[:n])
+            if name is not None:
+                return name, path[n:]
+        return None
+
+    def _from_var(self, loc: Loc, ref: VarRef, msg: str) -> str:
+        if ref.value.strip():
+            return f"{_dotted(loc)}: {msg} (the value comes from {ref.name})"
+        return f"{_dotted(loc)}: is empty; set {ref.name} ({self.file or 'the config file'} uses {ref.written})"
+
+    def _blank_field_named(self, place: Loc, msg: str) -> tuple[str, VarRef] | None:
+        best: tuple[int, str, VarRef] | None = None
+        for key, ref in self.refs.items():
+            if len(key) <= len(place) or key[: len(place)] != place or ref.value.strip():
+                continue
+            name = key[len(place)]
+            found = re.search(rf"\b{re.escape(str(name))}\b", msg) if isinstance(name, str) else None
+            if found and (best is None or found.start() < best[0]):
+                best = (found.start(), name, ref)
+        return (best[1], best[2]) if best else None
+
+
+def _lower(path: Loc) -> Loc:
+    return tuple(p.lower() if isinstance(p, str) else p for p in path)
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _suffix(rest: Loc) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
 
 
 class BotEntry(BaseModel):
@@ -186,6 +318,7 @@ class BotEntry(BaseModel):
     access: dict[str, Any] | None = None
     reply: dict[str, Any] | None = None
     coordination: dict[str, Any] | None = None
+    projects: dict[str, Any] | None = None
 
     @field_validator("kind")
     @classmethod
@@ -205,7 +338,7 @@ class BotEntry(BaseModel):
 
 class AppConfig(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CCBRIDGE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="CCBRIDGE_", env_nested_delimiter="__", env_ignore_empty=True, extra="forbid", validate_default=True
     )
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
@@ -214,9 +347,17 @@ class AppConfig(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     reply: ReplySettings = Field(default_factory=ReplySettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
+    projects: dict[str, ProjectSettings] = Field(default_factory=dict)
     bots: dict[str, BotEntry] = Field(default_factory=dict)
     log_level: str = "INFO"
+    log_format: LogFormat = Field(
+        "text", description="'text': one readable line per record; 'json': one JSON object per line (log shippers)."
+    )
+    log_file: Path | None = Field(None, description="Write the log to this file instead of stderr.")
     source: Path | None = Field(None, exclude=True, description="The file this was loaded from.")
+
+    _origins: Origins = PrivateAttr(default_factory=Origins)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -228,6 +369,11 @@ class AppConfig(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (_EnvOverrides(settings_cls), init_settings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> str:
+        return check_log_level(value)
 
     @model_validator(mode="after")
     def _bot_names(self) -> AppConfig:
@@ -251,8 +397,35 @@ class AppConfig(BaseSettings):
         try:
             sections = Sections.model_validate(merged)
         except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc, prefix=f"bots.{name}")) from None
+            raise ConfigError(
+                describe_validation_error(exc, prefix=f"bots.{name}", origins=self._origins, sections=True)
+            ) from None
         return _resolve_paths(sections, self._base_dir())
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems worth a line at start-up that do not stop it (a mistyped ``CCBRIDGE_*`` section)."""
+        return list(self._warnings)
+
+    @property
+    def log_path(self) -> Path | None:
+        """``log_file``, resolved against the config file's directory."""
+        if self.log_file is None:
+            return None
+        path = self.log_file.expanduser()
+        return path if path.is_absolute() else self._base_dir() / path
+
+    def explain(self, error: ConfigError, prefix: str) -> ConfigError:
+        """``error`` from validating settings found under ``prefix`` (a bot's own settings: ``bots.tg``),
+        reworded to name the environment variable a bad value came from.
+
+        Works on the :class:`ValidationError` the error was raised from (``raise ... from None``
+        still records it as ``__context__``); any other error is returned unchanged.
+        """
+        cause = error.__context__
+        if isinstance(cause, ValidationError):
+            return ConfigError(describe_validation_error(cause, prefix, self._origins))
+        return error
 
     def _base_dir(self) -> Path:
         return self.source.parent if self.source else Path.cwd()
@@ -273,12 +446,8 @@ class _EnvOverrides(EnvSettingsSource):
             data = super().__call__()
         except SettingsError as exc:
             field = re.search(r'field "(\w+)"', str(exc))
-            section = field.group(1) if field else "<section>"
-            raise ConfigError(
-                f"a CCBRIDGE_{section.upper()}__* environment variable is not valid: lists and maps must be "
-                """JSON, e.g. CCBRIDGE_AGENT__ALLOWED_TOOLS='["Read"]'""",
-                key=section,
-            ) from None
+            raise _bad_env_json(field.group(1) if field else None) from None
+        data.pop("source", None)  # not a setting: where the file was read from
         agent = data.get("agent")
         if isinstance(agent, dict) and isinstance(agent.get("env"), dict):
             agent["env"] = {
@@ -289,44 +458,189 @@ class _EnvOverrides(EnvSettingsSource):
         return data
 
 
+def _bad_env_json(section: str | None) -> ConfigError:
+    """The error for a ``CCBRIDGE_*`` list or map that is not JSON, naming the variable."""
+    example = """(lists and maps are JSON, e.g. CCBRIDGE_AGENT__ALLOWED_TOOLS='["Read"]')"""
+    if section is not None:
+        for name, value in sorted(os.environ.items()):
+            path = _env_path(name)
+            if path is None or path[0] != section or not value:
+                continue
+            if _is_complex(path) and not _is_json(value):
+                return ConfigError(f"is not valid JSON {example}", key=name)
+    where = f"a CCBRIDGE_{section.upper()}__* variable" if section else "a CCBRIDGE_* variable"
+    return ConfigError(f"{where} is not valid JSON {example}")
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_complex(path: Loc) -> bool:
+    """Whether the setting at ``path`` is a list or map (given as JSON in the environment)."""
+    model: Any = AppConfig
+    annotation: Any = None
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return annotation is None  # a whole section, or somewhere we cannot see into: JSON
+        annotation = fields[part].annotation
+        model = annotation
+    return get_origin(annotation) in (list, dict) or isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+_ENV_PREFIX = "CCBRIDGE_"
+
+
+def _env_path(name: str) -> Loc | None:
+    """The lower-cased setting path of a ``CCBRIDGE_*`` variable name (``agent``, ``pool_size``)."""
+    if not name.upper().startswith(_ENV_PREFIX):
+        return None
+    path = tuple(part.lower() for part in name[len(_ENV_PREFIX) :].split("__"))
+    return path if all(path) else None
+
+
+def env_override_paths(environ: Mapping[str, str]) -> dict[Loc, str]:
+    """Each ``CCBRIDGE_*`` override's setting path, mapped to the variable's name (for error messages)."""
+    out: dict[Loc, str] = {}
+    for name, value in environ.items():
+        path = _env_path(name)
+        if path is not None and value != "" and path[0] in AppConfig.model_fields and path[0] != "source":
+            out[path] = name
+    return out
+
+
+def unknown_env_sections(environ: Mapping[str, str], referenced: Collection[str] = ()) -> list[str]:
+    """Warnings for ``CCBRIDGE_<SECTION>__...`` variables whose section does not exist (``CCBRIDGE_AGNET__MODEL``).
+
+    Variables without ``__`` (``CCBRIDGE_API_KEY``) and those the config file uses as ``${VAR}`` are not overrides.
+    """
+    known = set(AppConfig.model_fields) - {"source"}
+    out = []
+    for name in sorted(environ):
+        if not name.upper().startswith(_ENV_PREFIX) or name in referenced:
+            continue
+        head, sep, _ = name[len(_ENV_PREFIX) :].partition("__")
+        if sep and head.lower() not in known:
+            out.append(f"{name} is not a ccbridge setting (sections: {', '.join(SECTION_NAMES)})")
+    return out
+
+
+def load_env_files(config: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> list[Path]:
+    """Read ``.env`` beside the config file, then ``.env`` in the current directory, into ``os.environ``.
+
+    A variable already set is never changed, so the precedence is: the real environment, then the
+    ``.env`` beside the config file, then the one in the current directory (then the config file's own
+    values, which ``${VAR}`` and ``CCBRIDGE_*`` overrides read from the result). Returns the files read.
+    A line that is not ``NAME=value`` is an error naming the file and line.
+    """
+    dirs = [Path(config).expanduser().resolve().parent] if config is not None else []
+    dirs.append((cwd or Path.cwd()).resolve())
+    read = []
+    for folder in dict.fromkeys(dirs):
+        path = folder / ".env"
+        if not path.is_file():
+            continue
+        try:
+            with path.open(encoding="utf-8") as stream:
+                bad = next((b.original.line for b in parse_stream(stream) if b.error), None)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        if bad is not None:
+            raise ConfigError(f"{path}:{bad}: not a NAME=value line")
+        load_dotenv(path, override=False, interpolate=True)
+        read.append(path)
+    return read
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     """Load, substitute and validate a config file (or only defaults + env when ``path`` is None)."""
     raw: dict[str, Any] = {}
     source: Path | None = None
+    origins = Origins()
     if path is not None:
+        shown = os.fspath(path)
+        origins.file = shown
         source = Path(path).resolve()
         try:
             text = source.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {source}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot read config file {shown}: {exc.strerror or exc}") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+            raise ConfigError(_yaml_error(shown, exc)) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{source} must hold a mapping of sections at the top level")
-        raw = _substitute(loaded, os.environ, "")
-    return config_from_dict(raw, source=source)
+            raise ConfigError(f"{shown}: must hold a mapping of sections at the top level (agent:, bots:, ...)")
+        raw = _substitute(loaded, os.environ, "", (), origins.refs)
+    return config_from_dict(raw, source=source, origins=origins)
 
 
-def config_from_dict(raw: dict[str, Any], *, source: Path | None = None) -> AppConfig:
+def _yaml_error(shown: str, exc: yaml.YAMLError) -> str:
+    """``config.yaml:12:3: YAML syntax error: ...``, on one line."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"{shown}: YAML syntax error: {_one_line(str(exc))}"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
+    what = exc.problem or exc.context or "not valid YAML"
+    if exc.problem and exc.context:
+        context = exc.context
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            context += f" at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        what += f" ({context})"
+    return f"{where}: YAML syntax error: {_one_line(what)}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def config_from_dict(raw: dict[str, Any], *, source: Path | None = None, origins: Origins | None = None) -> AppConfig:
     """Validate an already-loaded mapping (``CCBRIDGE_*`` env overrides still apply)."""
+    origins = origins or Origins()
+    origins.env = env_override_paths(os.environ)
     try:
-        return AppConfig(**raw, source=source)
+        config = AppConfig(**_store_switched_by_env(raw), source=source)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        raise ConfigError(describe_validation_error(exc, origins=origins)) from None
+    config._origins = origins
+    config._warnings = unknown_env_sections(os.environ, {ref.name for ref in origins.refs.values()})
+    return config
+
+
+def _store_switched_by_env(raw: dict[str, Any]) -> dict[str, Any]:
+    """``CCBRIDGE_STORE__BACKEND`` naming another backend than the file's replaces the file's store section
+    (as a bot's override naming another backend does), keeping the keys every backend has."""
+    backend = next(
+        (v.strip().lower() for k, v in os.environ.items() if k.upper() == "CCBRIDGE_STORE__BACKEND" and v.strip()),
+        None,
+    )
+    store = raw.get("store")
+    if backend is None or not isinstance(store, dict) or str(store.get("backend") or "sqlite") == backend:
+        return raw
+    common = set(MemoryStoreSettings.model_fields) - {"backend"}
+    return {**raw, "store": {k: v for k, v in store.items() if k in common}}
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
-def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
+def _substitute(
+    value: Any, env: Mapping[str, str], where: str, path: Loc = (), refs: dict[Loc, VarRef] | None = None
+) -> Any:
+    """``${VAR}`` / ``${VAR:-default}`` replaced; a value that is one whole reference is recorded in ``refs``."""
     if isinstance(value, dict):
-        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: _substitute(v, env, f"{where}.{k}" if where else str(k), (*path, str(k)), refs) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_substitute(v, env, f"{where}[{i}]", (*path, i), refs) for i, v in enumerate(value)]
     if isinstance(value, str):
 
         def repl(match: re.Match[str]) -> str:
@@ -336,10 +650,15 @@ def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
             if default is not None:
                 return default
             raise ConfigError(
-                f"environment variable {name} is not set (use ${{{name}:-default}} for a default)", key=where
+                f"environment variable {name} is not set (set it, add it to .env, or write ${{{name}:-default}})",
+                key=where,
             )
 
-        return _VAR.sub(repl, value)
+        out = _VAR.sub(repl, value)
+        whole = _VAR.fullmatch(value.strip())
+        if refs is not None and whole is not None:
+            refs[path] = VarRef(whole.group(1), value.strip(), out)
+        return out
     return value
 
 
@@ -383,19 +702,30 @@ def _resolve_paths(sections: Sections, base: Path) -> Sections:
             ),
             "agent": sections.agent.model_copy(update={"sessions_dir": absolute(sections.agent.sessions_dir)}),
             "store": store,
+            "projects": {
+                name: project.model_copy(update={"path": absolute(project.path)})
+                for name, project in sections.projects.items()
+            },
         }
     )
 
 
-def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+def describe_validation_error(
+    exc: ValidationError, prefix: str = "", origins: Origins | None = None, *, sections: bool = False
+) -> str:
+    """One line per error, each naming what to fix (``agent.pool_size: Input should be greater than 0``).
+
+    ``prefix`` (``bots.tg``) is where the validated mapping sits in the file; with ``origins``, a value
+    from a ``CCBRIDGE_*`` variable or a ``${VAR}`` names that variable. ``sections``: the mapping is a
+    bot's merged sections (environment overrides apply to them without the prefix).
+    """
+    base: Loc = tuple(prefix.split(".")) if prefix else ()
+    origins = origins or Origins()
     lines = []
     for err in exc.errors():
-        parts = [str(p) for p in err["loc"] if p != "__root__"]
+        parts = [p for p in err["loc"] if p != "__root__"]
         # the store's discriminated union puts the backend's tag in the location: store.sqlite.path
         parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "store" and p in STORE_BACKEND_NAMES)]
-        loc = ".".join(parts)
-        if prefix:
-            loc = f"{prefix}.{loc}" if loc else prefix
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc or '(top level)'}: {msg}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+        msg = _one_line(err["msg"].removeprefix("Value error, "))
+        lines.append(origins.describe(tuple(parts), msg, base, sections=sections))
+    return "\n".join(dict.fromkeys(lines))

@@ -22,10 +22,11 @@ from typing import Any
 
 from .attachments import Attachment
 from .coordination import ConversationLocks
-from .errors import StoreError
+from .errors import ConversationNotFound, StoreError
 from .events import AgentEvent, MessagesMerged, TurnError, TurnResult, TurnWaiting
 from .keys import ConversationKey, UserRef
 from .outcome import TurnOutcome
+from .projects import Projects, Workplace
 from .runtime import AgentRuntime, TurnRequest
 from .store import Conversation, ConversationStore, TurnRecord
 from .workspace import Workspaces
@@ -57,7 +58,9 @@ class Conversations:
         *,
         instance_id: str,
         default_model: str | None = None,
+        projects: Projects | None = None,
     ) -> None:
+        self.projects = projects
         self.store = store
         self.workspaces = workspaces
         self.runtime = runtime
@@ -77,11 +80,18 @@ class Conversations:
         return await self.store.get(key)
 
     async def open(
-        self, key: ConversationKey, *, subdir: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        key: ConversationKey,
+        *,
+        subdir: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        places: list[str] | None = None,
     ) -> Conversation:
         """The conversation of ``key``, created (with its workspace) when new.
 
         Concurrent calls for a new key create it once: all of them get the same session.
+        ``places`` are the names its place goes by (``slack:C0123``): a place bound to a
+        project makes the new conversation work in that project.
         """
         conv = await self.store.get(key)
         if conv is not None:
@@ -89,17 +99,63 @@ class Conversations:
         async with self.locks.creating(key):
             conv = await self.store.get(key)
             if conv is None:
-                conv = await self.create(key, subdir=subdir, metadata=metadata)
+                conv = await self.create(key, subdir=subdir, metadata=metadata, places=places)
             return conv
 
     async def create(
-        self, key: ConversationKey, *, subdir: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        key: ConversationKey,
+        *,
+        subdir: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        places: list[str] | None = None,
     ) -> Conversation:
         """A new conversation (replacing any record under ``key``)."""
-        cwd = await self.workspaces.ensure(key, subdir)
-        conv = Conversation(key=key, session_id=str(uuid.uuid4()), cwd=str(cwd), metadata=dict(metadata or {}))
+        meta = dict(metadata or {})
+        project = await self.projects.project_for(places or [], key.bot) if self.projects and places else None
+        if project is not None:
+            place = await self._settle(key, project, meta)
+            cwd = await self.workspaces.ensure_in(place.root, subdir)
+        else:
+            cwd = await self.workspaces.ensure(key, subdir)
+        conv = Conversation(key=key, session_id=str(uuid.uuid4()), cwd=str(cwd), metadata=meta)
         await self.store.put(conv)
         return conv
+
+    async def _settle(self, key: ConversationKey, project: str, meta: dict[str, Any]) -> Workplace:
+        """Put the conversation in project ``project``: its worktree (or the checkout), noted in ``meta``."""
+        assert self.projects is not None
+        place = await self.projects.workplace(project, key)
+        meta["project"] = project
+        meta["root"] = str(place.root)
+        if place.branch:
+            meta["branch"] = place.branch
+        else:
+            meta.pop("branch", None)
+        if place.repository is not None:
+            meta["repository"] = str(place.repository)
+        else:
+            meta.pop("repository", None)
+        return place
+
+    def root_of(self, conv: Conversation) -> Path:
+        """The directory the conversation is confined to: its project's worktree, or its workspace."""
+        root = conv.metadata.get("root")
+        return Path(root) if isinstance(root, str) and root else self.workspaces.root(conv.key)
+
+    def workplace_of(self, conv: Conversation) -> Workplace:
+        meta = conv.metadata
+        repository = meta.get("repository")
+        return Workplace(
+            self.root_of(conv), meta.get("project"), meta.get("branch"), Path(repository) if repository else None
+        )
+
+    def relative(self, conv: Conversation, path: Path | str) -> str:
+        """``path`` relative to the conversation's root, for display ("." for the root)."""
+        try:
+            return str(Path(path).relative_to(self.root_of(conv))) or "."
+        except ValueError:
+            return str(path)
 
     async def find_session(self, session_id: str) -> Conversation | None:
         return await self.store.find_session(session_id)
@@ -110,29 +166,91 @@ class Conversations:
         self.runtime.forget(key, conv.session_id if conv else None)
         return await self.store.delete(key)
 
-    async def reset(self, key: ConversationKey) -> tuple[Conversation, str | None]:
-        """``/new``: stop what runs, then start a fresh session in the same place."""
+    async def reset(
+        self, key: ConversationKey, *, project: str | None | bool = False
+    ) -> tuple[Conversation, str | None]:
+        """``/new``: stop what runs, then start a fresh session in the same place.
+
+        The session left behind is remembered (``/sessions``, ``/resume``). ``project`` (a name, or
+        None for none) also moves the conversation to another project.
+        """
         await self.stop(key)
         async with self.locks.hold(key):
             old = await self.store.get(key)
             if old is None:
-                return await self.open(key), None
+                if project is False:
+                    return await self.open(key), None
+                old = await self.create(key)
             self.runtime.forget(key, old.session_id)
+            meta = dict(old.metadata)
+            earlier = list(meta.get("sessions") or [])
+            if old.message_count:
+                earlier.append(await self._session_note(old))
+            meta["sessions"] = earlier[-50:]
+            cwd = old.cwd
+            if project is not False:
+                for name in ("project", "root", "branch", "repository"):
+                    meta.pop(name, None)
+                if isinstance(project, str):
+                    cwd = str((await self._settle(key, project, meta)).root)
+                else:
+                    cwd = str(await self.workspaces.ensure(key))
             new = Conversation(
                 key=key,
                 session_id=str(uuid.uuid4()),
-                cwd=old.cwd,
+                cwd=cwd,
                 model=old.model,
                 created_at=time.time(),
-                metadata=old.metadata,
+                metadata=meta,
             )
             await self.store.put(new)
             return new, old.session_id
 
+    async def _session_note(self, conv: Conversation) -> dict[str, Any]:
+        """What ``/sessions`` shows of a session: when, its first message, how many turns, where."""
+        turns = [t for t in await self.store.turns(conv.key, 1000) if t.session_id == conv.session_id]
+        first = next((t.user_text for t in turns if t.status != "merged"), "")
+        return {
+            "session_id": conv.session_id,
+            "created_at": conv.created_at,
+            "last_active_at": conv.last_active_at,
+            "turns": conv.message_count,
+            "first": first[:200],
+            "cwd": conv.cwd,
+            "cost_usd": conv.total_cost_usd,
+        }
+
+    async def resume_session(self, key: ConversationKey, session_id: str) -> Conversation:
+        """``/resume``: go back to an earlier session of this conversation (the current one is remembered)."""
+        await self.stop(key)
+        async with self.locks.hold(key):
+            conv = await self.store.get(key)
+            if conv is None:
+                raise ConversationNotFound("no conversation here yet")
+            earlier = list(conv.metadata.get("sessions") or [])
+            chosen = next((s for s in earlier if s.get("session_id") == session_id), None)
+            if chosen is None:
+                raise ConversationNotFound(f"no earlier session {session_id} here")
+            earlier.remove(chosen)
+            if conv.message_count:
+                earlier.append(await self._session_note(conv))
+            self.runtime.forget(key, conv.session_id)
+            conv.metadata["sessions"] = earlier
+            conv.session_id = str(chosen["session_id"])
+            conv.created_at = float(chosen.get("created_at") or time.time())
+            conv.message_count = int(chosen.get("turns") or 1)
+            conv.total_cost_usd = float(chosen.get("cost_usd") or 0.0)
+            conv.cli_cost_usd = conv.total_cost_usd
+            conv.status = "idle"
+            if isinstance(chosen.get("cwd"), str):
+                conv.cwd = chosen["cwd"]
+            await self.store.put(conv)
+            return conv
+
     async def set_cwd(self, key: ConversationKey, subdir: str) -> Conversation:
         async with self.locks.hold(key):
             conv = await self.open(key)
-            conv.cwd = str(await self.workspaces.ensure(key, subdir))
+            conv.cwd = str(await self.workspaces.ensure_in(self.root_of(conv), subdir))
             await self.store.put(conv)
             return conv
 
@@ -229,6 +347,7 @@ class Conversations:
         on_queued: Callable[[], None] | None = None,
         on_start: Callable[[], None] | None = None,
         batch: str | None = None,
+        places: list[str] | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn in ``key`` after any turn already running there; yields its events.
 
@@ -247,7 +366,7 @@ class Conversations:
                 on_start()
             try:
                 conv, record, request, merged = await self._begin(
-                    key, text, user, is_admin, attachments, speaker, batch
+                    key, text, user, is_admin, attachments, speaker, batch, places
                 )
             except StoreError as exc:
                 log.warning("turn in %s not started: the store failed (%s)", key, exc)
@@ -294,10 +413,14 @@ class Conversations:
         attachments: list[Attachment] | None,
         speaker: str | None,
         batch: str | None,
+        places: list[str] | None = None,
     ) -> tuple[Conversation, TurnRecord, TurnRequest, MessagesMerged | None]:
         """Record the turn as running (the user's text first), and say what to run."""
         await self.flush_unwritten()
-        conv = await self.open(key)
+        conv = await self.open(key, places=places)
+        project = conv.metadata.get("project")
+        if self.projects and project in self.projects.settings:
+            await self.projects.workplace(project, key)  # its worktree comes back if it was cleaned up
         waiting = [t for t in await self.queued(key) if self._answers(t, batch)]
         merged: MessagesMerged | None = None
         prompt = f"[{speaker}] {text}" if speaker and text else text
@@ -339,7 +462,8 @@ class Conversations:
             session_id=conv.session_id,
             resume=conv.message_count > 0,
             cwd=str(cwd),
-            root=str(self.workspaces.root(key)),
+            root=str(self.root_of(conv)),
+            writable=[str(Path(conv.metadata["repository"]) / ".git")] if conv.metadata.get("repository") else [],
             model=self.model_of(conv),
             text=prompt,
             user_id=user.id,
@@ -350,11 +474,11 @@ class Conversations:
 
     async def _working_dir(self, conv: Conversation) -> Path:
         """The conversation's directory, recreated if deleted; back to the root if it moved away."""
-        rel = self.workspaces.relative(conv.key, Path(conv.cwd))
+        rel = self.relative(conv, conv.cwd)
         if Path(rel).is_absolute():  # e.g. workspace.base_dir changed since it was stored
             log.warning("%s: stored cwd %s is outside its workspace; using the workspace root", conv.key, conv.cwd)
             rel = "."
-        return await self.workspaces.ensure(conv.key, rel)
+        return await self.workspaces.ensure_in(self.root_of(conv), rel)
 
     async def _finish_turn(
         self, key: ConversationKey, session_id: str, record: TurnRecord, cli_total: float | None

@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-HELP = (
-    "No Anthropic credentials found: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), "
-    "put it under agent.env in your config, or log in once with Claude Code (`claude /login`). "
-    "Behind a gateway that needs no key, set ANTHROPIC_AUTH_TOKEN to any value."
-)
+
+def login_command(cli_path: str | None = None) -> str:
+    """The command that logs Claude Code in, as this machine can run it.
+
+    ``claude`` when it is on PATH; otherwise the CLI bundled with claude-agent-sdk, by its path.
+    """
+    if cli_path:
+        cli = cli_path
+    elif shutil.which("claude"):
+        cli = "claude"
+    else:
+        cli = _bundled_cli() or "claude"
+    return f"{shlex.quote(cli)} auth login"
+
+
+def _bundled_cli() -> str | None:
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        cli = Path(folder) / "_bundled" / ("claude.exe" if sys.platform == "win32" else "claude")
+        if cli.is_file():
+            return str(cli)
+    return None
+
+
+def credentials_help(cli_path: str | None = None) -> str:
+    """One line saying how to provide credentials (``cli_path``: ``agent.cli_path``, if set)."""
+    return (
+        "No Anthropic credentials found: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) in the environment or "
+        f"in .env, put it under agent.env in your config, or log in once with `{login_command(cli_path)}`. "
+        "Behind a gateway that needs no key, set ANTHROPIC_AUTH_TOKEN to any value."
+    )
+
+
+HELP = credentials_help()
 
 _ENV_KEYS = (
     "ANTHROPIC_API_KEY",

@@ -36,9 +36,10 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .commands import CommandRunner, parse_command
+from .commands import CommandContext, CommandRunner, parse_command
 from .errors import CCBridgeError, StoreError
 from .events import ApprovalRequest, Decision
+from .grants import AccessGrants
 from .intake import FileIntake, IncomingFile
 from .keys import ConversationKey, UserRef
 from .reply import ReplyStreamer, send_notice
@@ -74,6 +75,9 @@ class IncomingMessage:
     mentioned: bool = True  # addressed to the bot (a DM, a mention, a reply to it, a command)
     message_id: str | None = None
     command_prefix: str = "/"  # how commands are typed on this platform (Slack: "!")
+    places: list[str] = field(default_factory=list)  # names its place goes by ("slack:C0123"), for projects
+    mentions: list[str] = field(default_factory=list)  # platform ids of the users it mentions (not the bot)
+    role_mentions: list[str] = field(default_factory=list)  # role ids it mentions (Discord)
 
     @property
     def platform(self) -> str:
@@ -150,13 +154,16 @@ class Dispatcher:
         self.name = name or "bot"  # scopes this bot's delivery ids
         self.conversations = agent.conversations
         self.access = agent.access
-        self.commands = CommandRunner(agent.conversations)
+        self.grants = AccessGrants(agent.store, self.name)
+        self.commands = CommandRunner(agent.conversations, agent.access, self.grants)
         self.intake = FileIntake(agent.workspaces, int(agent.sections.workspace.max_upload_mb * 1024 * 1024))
         self._tasks: set[asyncio.Task[None]] = set()
         self._intake_order: dict[ConversationKey, asyncio.Future[None]] = {}
         self._ahead: dict[ConversationKey, int] = {}
         self._user_turns = _UserTurns(agent.sections.access.max_running_per_user)
         self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
+        #: the names a conversation's place goes by (``slack:C0123``); bots set their own policy
+        self.places_of: Callable[[ConversationKey], list[str]] = lambda key: [key.place]
 
     # -- entry points ----------------------------------------------------------
     def reserve(self, key: ConversationKey) -> Ticket:
@@ -224,8 +231,9 @@ class Dispatcher:
         """
         return await self.agent.resolve_approval(request_id, Decision(decision), user)
 
-    def admits(self, platform: str, user: UserRef) -> bool:
+    async def admits(self, platform: str, user: UserRef) -> bool:
         """Whether ``user`` may use the bot (for adapters that must decide before showing anything)."""
+        await self._refresh_grants()
         return self.access.allows(platform, user.id, user.roles)
 
     # -- the pipeline ----------------------------------------------------------
@@ -254,6 +262,7 @@ class Dispatcher:
         if not msg.mentioned and await self.conversations.get(msg.key) is None:
             log.debug("ignoring a message in %s: not addressed to the bot", msg.key)
             return
+        await self._refresh_grants()
         if not self.access.allows(msg.platform, msg.user.id, msg.user.roles):
             await self._refuse(msg)
             return
@@ -261,7 +270,22 @@ class Dispatcher:
         command = parse_command(text)
         if command is not None:
             release()  # commands act at once, never behind queued messages
-            await send_notice(msg.reply, await self.commands.run(msg.key, command))
+            ctx = CommandContext(
+                msg.key,
+                msg.user,
+                is_admin=self.access.is_admin(msg.platform, msg.user.id, msg.user.roles),
+                mentions=list(msg.mentions),
+                role_mentions=list(msg.role_mentions),
+                places=msg.places or self.places_of(msg.key),
+            )
+            answer = await self.commands.answer(ctx, command)
+            await send_notice(msg.reply, answer.text)
+            if answer.file is not None:
+                try:
+                    await msg.reply.send_file(answer.file, "")
+                except Exception as exc:
+                    log.warning("could not send %s: %r", answer.file.name, exc)
+                    await send_notice(msg.reply, f"⚠️ I couldn't send {answer.file.name} ({exc}).")
             return
         if not text and not msg.files:
             await send_notice(msg.reply, empty_hint(msg.command_prefix))
@@ -368,10 +392,21 @@ class Dispatcher:
             on_queued=release,
             on_start=on_start,
             batch=batch,
+            places=msg.places or self.places_of(key),
         )
         reply = self.agent.sections.reply
         async with aclosing(events):
             await ReplyStreamer(msg.reply, verbosity=reply.verbosity, show_cost=reply.show_cost).run(events)
+
+    async def _refresh_grants(self) -> None:
+        """Bring the access granted in the chat up to date (a store read every few seconds at most)."""
+        try:
+            await self.grants.refresh()
+        except NotImplementedError:
+            return  # a store without named values: only the config file's allowlist
+        except CCBridgeError as exc:
+            log.warning("could not read the access granted in the chat (%s); using the last known", exc)
+        self.access.granted = self.grants.entries
 
     async def _refuse(self, msg: IncomingMessage) -> None:
         who = f"{self.name}:{msg.platform}:{msg.user.id}"

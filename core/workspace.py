@@ -127,6 +127,19 @@ class Workspaces:
 
         return await asyncio.to_thread(make)
 
+    async def ensure_in(self, root: Path, subdir: str | None = None) -> Path:
+        """Like :meth:`ensure`, below another root (a project's worktree)."""
+        target = root / check_subdir(subdir) if subdir else root
+
+        def make() -> Path:
+            root.mkdir(parents=True, exist_ok=True)
+            if not is_within(target, root):
+                raise WorkspaceError(f"{subdir!r} leads outside the project")
+            target.mkdir(parents=True, exist_ok=True)
+            return target
+
+        return await asyncio.to_thread(make)
+
     async def uploads(self, key: ConversationKey) -> Path:
         """The directory incoming files are saved to."""
         return await self.ensure(key, self.uploads_dir)

@@ -165,12 +165,13 @@ def probe_sandbox(mode: str) -> SandboxStatus:
     return SandboxStatus(False, problem)
 
 
-def sandbox_settings(root: Path, tmp: Path, hidden: list[Path]) -> dict[str, Any]:
+def sandbox_settings(root: Path, tmp: Path, hidden: list[Path], writable: list[Path] | None = None) -> dict[str, Any]:
     """Claude Code ``sandbox`` settings confining Bash to the workspace ``root`` (and its own ``tmp``).
 
-    ``hidden`` (the other workspaces, the session directories, the store) cannot be read at all.
+    ``hidden`` (the other workspaces, the session directories, the store) cannot be read at all;
+    ``writable`` are more places commands may write (a project's ``.git``, for its worktrees).
     """
-    mine = [str(root), str(tmp)]
+    mine = [str(root), str(tmp), *(str(p) for p in writable or [])]
     return {
         "enabled": True,
         "failIfUnavailable": True,  # never run a command unsandboxed when the sandbox breaks

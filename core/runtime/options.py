@@ -56,7 +56,13 @@ class OptionsBuilder:
         return {**base, **s.env, **home.env(), **spawn_env}
 
     def build(
-        self, warm: WarmClient, resume: bool, home: SessionHome, spawn_env: dict[str, str], root: Path
+        self,
+        warm: WarmClient,
+        resume: bool,
+        home: SessionHome,
+        spawn_env: dict[str, str],
+        root: Path,
+        writable: list[Path] | None = None,
     ) -> ClaudeAgentOptions:
         s = self.settings
         spec = warm.spec
@@ -94,7 +100,7 @@ class OptionsBuilder:
             setting_sources=list(s.setting_sources),
             cli_path=self.cli_path,
             stderr=on_stderr,
-            sandbox=sandbox_settings(root, home.tmp_dir, self.hidden) if self.sandbox.active else None,  # type: ignore[arg-type]
+            sandbox=sandbox_settings(root, home.tmp_dir, self.hidden, writable) if self.sandbox.active else None,  # type: ignore[arg-type]
         )
 
 

@@ -53,6 +53,7 @@ class WarmClient:
     turn: TurnState | None = None
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     spawn_id: str | None = None  # the launcher's pidfile name
+    generation: int = 0  # the pool's settings generation it was started with
     cli_cost_usd: float | None = None  # the last cumulative cost this process reported
 
     async def disconnect(self) -> None:
@@ -83,6 +84,7 @@ class ClientPool:
         self._reaper: asyncio.Task[None] | None = None
         self.spawns = 0
         self.evictions = 0
+        self.generation = 0  # bumped when the settings change: older clients are replaced
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -120,12 +122,12 @@ class ClientPool:
         warm = self._clients.get(key)
         if warm is not None and warm.busy:
             raise ConversationBusy(f"a turn is already running in {key}")
-        if warm is not None and (warm.spec != spec or warm.client is None):
+        if warm is not None and (warm.spec != spec or warm.client is None or warm.generation != self.generation):
             self.discard(key)
             warm = None
         if warm is None:
             await self._slot(owner, abort, waiting)
-            warm = WarmClient(key, spec, busy=True)
+            warm = WarmClient(key, spec, busy=True, generation=self.generation)
             try:
                 async with self.slots.spawning():
                     await connect(warm)
@@ -212,6 +214,14 @@ class ClientPool:
             log.debug("pool full (%d): closing least recently used %s", self.size, idle)
             self.evictions += 1
             self.discard(idle)
+
+    def retire_idle(self) -> int:
+        """New settings: every client is replaced on its next turn; idle ones are closed now."""
+        self.generation += 1
+        idle = [k for k, w in self._clients.items() if not w.busy]
+        for key in idle:
+            self.discard(key)
+        return len(idle)
 
     def reap(self) -> int:
         cutoff = time.monotonic() - self.idle_timeout

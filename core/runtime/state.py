@@ -23,6 +23,7 @@ class TurnRequest:
     user_id: str
     is_admin: bool = False
     attachments: list[Attachment] = field(default_factory=list)
+    writable: list[str] = field(default_factory=list)  # more places sandboxed Bash may write (a project's .git)
     stop_requested: bool = False  # set by /stop, even before the CLI has the prompt
     stopped: asyncio.Event = field(default_factory=asyncio.Event, repr=False, compare=False)
 

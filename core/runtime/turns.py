@@ -79,6 +79,14 @@ class AgentRuntime:
     async def close(self) -> None:
         await self.pool.close()
 
+    def reconfigure(self, settings: AgentSettings) -> None:
+        """New agent settings for the turns to come (a config reload)."""
+        self.settings = settings
+        self.policy.settings = settings
+        self.permissions.approval_timeout = settings.approval_timeout
+        if self._options is not None:
+            self._options.settings = settings
+
     @property
     def options(self) -> OptionsBuilder:
         if self._options is None:
@@ -261,7 +269,10 @@ class AgentRuntime:
             warm.stderr_tail.clear()
             spawn_id, spawn_env = self.launcher.spawn_env()
             warm.spawn_id = spawn_id
-            client = ClaudeSDKClient(self.options.build(warm, use_resume, home, spawn_env, Path(request.root)))
+            options = self.options.build(
+                warm, use_resume, home, spawn_env, Path(request.root), [Path(p) for p in request.writable]
+            )
+            client = ClaudeSDKClient(options)
             try:
                 await client.connect()
             except CLINotFoundError as exc:

@@ -18,6 +18,8 @@ Contract (``tests/contracts/store_contract.py``, a class every backend's test pl
   off by a crash is marked, never replayed.
 * ``claim_key(key, ttl)`` records a key (a platform event id) atomically: True
   the first time, False while an earlier claim is within its ttl.
+* ``put_meta`` / ``get_meta`` / ``delete_meta`` / ``list_meta(prefix)`` keep small named
+  values (access granted in the chat, for instance), shared by every instance on the store.
 * ``ping(write=...)`` raises :class:`~core.errors.StoreUnavailable` when the
   backend cannot be reached (or, with ``write=True``, written).
 * Failures raise :class:`~core.errors.StoreError`;
@@ -99,6 +101,21 @@ class ConversationStore(ABC):
 
     @abstractmethod
     async def claim_key(self, key: str, ttl: float) -> bool: ...
+
+    async def put_meta(self, name: str, value: str) -> None:
+        """Keep ``value`` under ``name`` (replacing it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep named values")
+
+    async def get_meta(self, name: str) -> str | None:
+        raise NotImplementedError(f"{type(self).__name__} does not keep named values")
+
+    async def delete_meta(self, name: str) -> bool:
+        """Remove ``name``; whether it existed."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep named values")
+
+    async def list_meta(self, prefix: str) -> dict[str, str]:
+        """Every named value whose name starts with ``prefix``."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep named values")
 
     @abstractmethod
     async def store_id(self) -> str:

@@ -19,6 +19,7 @@ class MemoryStore(ConversationStore):
         self._conversations: dict[ConversationKey, Conversation] = {}
         self._turns: dict[ConversationKey, OrderedDict[str, TurnRecord]] = {}
         self._claimed: dict[str, float] = {}
+        self._meta: dict[str, str] = {}
         self._id = uuid.uuid4().hex
 
     def describe(self) -> str:
@@ -85,3 +86,15 @@ class MemoryStore(ConversationStore):
             self._claimed = {k: t for k, t in self._claimed.items() if t > now}
         self._claimed[key] = now + ttl
         return True
+
+    async def put_meta(self, name: str, value: str) -> None:
+        self._meta[name] = value
+
+    async def get_meta(self, name: str) -> str | None:
+        return self._meta.get(name)
+
+    async def delete_meta(self, name: str) -> bool:
+        return self._meta.pop(name, None) is not None
+
+    async def list_meta(self, prefix: str) -> dict[str, str]:
+        return {k: v for k, v in self._meta.items() if k.startswith(prefix)}

@@ -91,6 +91,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _CONV_COLUMNS = CONVERSATION_FIELDS
 _TURN_COLUMNS = TURN_FIELDS
 _SEEN_PRUNE_EVERY = 500  # claims between two sweeps of expired keys
+_USER_META = "user:"  # named values callers keep (the store's own, like store_id, have other names)
 
 
 class SQLiteStore(ConversationStore):
@@ -272,6 +273,23 @@ class SQLiteStore(ConversationStore):
                 (instance_id,),
             ),
         )
+
+    async def put_meta(self, name: str, value: str) -> None:
+        await self._write(("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (_USER_META + name, value)))
+
+    async def get_meta(self, name: str) -> str | None:
+        rows = await self._fetch("SELECT value FROM meta WHERE name = ?", (_USER_META + name,))
+        return str(rows[0]["value"]) if rows else None
+
+    async def delete_meta(self, name: str) -> bool:
+        return await self._write(("DELETE FROM meta WHERE name = ?", (_USER_META + name,))) > 0
+
+    async def list_meta(self, prefix: str) -> dict[str, str]:
+        start = _USER_META + prefix
+        rows = await self._fetch(  # a range, not LIKE: names may hold % and _
+            "SELECT name, value FROM meta WHERE name >= ? AND name < ?", (start, start + "\U0010ffff")
+        )
+        return {str(r["name"])[len(_USER_META) :]: str(r["value"]) for r in rows}
 
     async def claim_key(self, key: str, ttl: float) -> bool:
         now = time.time()

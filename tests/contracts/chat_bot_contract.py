@@ -80,6 +80,14 @@ class ChatHarness(ABC):
         """The config key a rejected token error must name (``bots.<name>.token``)."""
 
     # -- derived ---------------------------------------------------------------
+    def user_id(self, who: str) -> str:
+        """``who``'s id on the platform (what an admin types after /allow)."""
+        return self.key(who).owner
+
+    def command(self, name: str, args: str = "") -> str:
+        """How a person types a command on this platform."""
+        return f"/{name} {args}".strip()
+
     async def reply_containing(self, user: str, needle: str) -> str:
         found = await eventually(
             lambda: [r for r in self.replies(user) if needle in r], what=f"a reply with {needle!r}"
@@ -166,3 +174,28 @@ class ChatBotContract:
         with pytest.raises(ConfigError) as info:
             await harness.start_with_bad_token()
         assert str(info.value).startswith(f"{harness.token_key()}:")
+
+    async def test_admins_allow_and_revoke_access_from_the_chat(self, harness: ChatHarness) -> None:
+        await harness.start()
+        eve = harness.user_id(OUTSIDER)
+        await harness.say(OUTSIDER, "let me in")
+        await harness.reply_containing(OUTSIDER, "allowlist")
+        await harness.say("alice", harness.command("allow", eve))
+        await harness.reply_containing("alice", "Only admins")
+        await harness.say(ADMIN, harness.command("allow", eve))
+        await harness.reply_containing(ADMIN, "may use the bot now")
+        await harness.say(OUTSIDER, "am I in?")
+        await harness.reply_containing(OUTSIDER, "echo: am I in?")
+        await harness.say(ADMIN, harness.command("users"))
+        listing = await harness.reply_containing(ADMIN, "Who may use this bot")
+        assert f"{harness.platform}:{eve}" in listing and "granted by" in listing
+        await harness.stop()
+        await harness.start()  # grants live in the store: they survive a restart
+        await harness.say(OUTSIDER, "still in?")
+        await harness.reply_containing(OUTSIDER, "echo: still in?")
+        await harness.say(ADMIN, harness.command("revoke", eve))
+        await harness.reply_containing(ADMIN, "no longer")
+        await harness.say(OUTSIDER, "and now?")
+        await harness.say("alice", "barrier")
+        await harness.reply_containing("alice", "echo: barrier")
+        assert "and now?" not in harness.asked()

@@ -45,6 +45,9 @@ class SinkHarness(Protocol):
     async def gone_next(self, op: str) -> None:
         """Make the platform answer the next ``op`` ("edit" or "finalize") as if the message was deleted."""
 
+    async def api_calls(self) -> int:
+        """How many requests that change a message the platform has received so far (typing aside)."""
+
 
 def _request(decision: Decision | None = None) -> ApprovalRequest:
     req = ApprovalRequest(
@@ -83,8 +86,10 @@ class SinkContract:
     async def test_identical_edit_is_a_noop(self, harness: SinkHarness) -> None:
         sink = await harness.new_sink()
         handle = await sink.post("same text")
+        before = await harness.api_calls()
         await sink.edit(handle, "same text")
         await sink.edit(handle, "same text")
+        assert await harness.api_calls() == before  # nothing was sent for an edit that changes nothing
         await sink.finalize(handle, "same text")  # no "message is not modified" error escapes
         assert [_normalize(m) for m in await harness.messages()] == ["sametext"]
 

@@ -203,3 +203,23 @@ class StoreContract:
         await store.ping(write=True)
         first = await store.store_id()
         assert first and first == await store.store_id()
+
+
+class MetaContract:
+    """Named values (``put_meta`` ...), for every backend that keeps them."""
+
+    async def test_named_values_roundtrip_list_by_prefix_and_delete(self, store: ConversationStore) -> None:
+        assert await store.get_meta("grant:tg:telegram:42") is None
+        await store.put_meta("grant:tg:telegram:42", '{"by": "telegram:7"}')
+        await store.put_meta("grant:tg:telegram:43", "{}")
+        await store.put_meta("grant:other:telegram:44", "{}")
+        await store.put_meta("grant:tg_%:x", "odd")  # LIKE wildcards in a name are just characters
+        assert await store.get_meta("grant:tg:telegram:42") == '{"by": "telegram:7"}'
+        assert sorted(await store.list_meta("grant:tg:")) == ["grant:tg:telegram:42", "grant:tg:telegram:43"]
+        await store.put_meta("grant:tg:telegram:43", "replaced")
+        assert (await store.list_meta("grant:tg:"))["grant:tg:telegram:43"] == "replaced"
+        assert await store.delete_meta("grant:tg:telegram:43") is True
+        assert await store.delete_meta("grant:tg:telegram:43") is False
+        assert list(await store.list_meta("grant:tg:")) == ["grant:tg:telegram:42"]
+        assert await store.store_id()  # the store's own values are not among them
+        assert "store_id" not in await store.list_meta("")

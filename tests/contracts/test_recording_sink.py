@@ -33,6 +33,9 @@ class RecordingHarness:
     async def files(self) -> list[str]:
         return self.sink.files
 
+    async def api_calls(self) -> int:
+        return len(self.sink.text_ops())
+
     async def gone_next(self, op: str) -> None:
         self.sink.fail(op, MessageGone("deleted"))
 

@@ -137,9 +137,13 @@ async def test_unanswered_approval_is_denied_on_timeout(
 ) -> None:
     async with Agent(make_sections(agent={"approval_timeout": 1})) as agent:
         events = await _bash_turn(agent, fake_api, None, "never.txt")
+        root = agent.workspaces.root(ConversationKey("api", "u1"))
     resolved = next(e for e in events if isinstance(e, ApprovalResolved))
     assert resolved.request.decision is Decision.DENY and resolved.request.reason == "timed out"
     assert isinstance(final(events), TurnResult)
+    assert not (root / "never.txt").exists()  # denied: the command never ran
+    result = fake_api.requests[-1].tool_results()[0]
+    assert result.get("is_error") and "timed out" in str(result.get("content"))
 
 
 async def start_streaming(agent: Agent, text: str, user: str = "u1") -> tuple[asyncio.Task[None], list[object]]:

@@ -10,18 +10,18 @@ import pytest
 
 from core import StoreError, StoreUnavailable
 from core.store import ConversationStore, MemoryStore, SQLiteStore
-from tests.contracts.store_contract import HISTORY_LIMIT, KEY, StoreContract, conv, turn
+from tests.contracts.store_contract import HISTORY_LIMIT, KEY, MetaContract, StoreContract, conv, turn
 from tests.helpers import fill, immutable, tmpfs
 
 
-class TestMemoryStore(StoreContract):
+class TestMemoryStore(StoreContract, MetaContract):
     @pytest.fixture
     async def store(self) -> AsyncIterator[ConversationStore]:
         async with MemoryStore(history_limit=HISTORY_LIMIT) as s:
             yield s
 
 
-class TestSQLiteStore(StoreContract):
+class TestSQLiteStore(StoreContract, MetaContract):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[ConversationStore]:
         async with SQLiteStore(tmp_path / "store" / "ccbridge.db", history_limit=HISTORY_LIMIT) as s:

@@ -56,3 +56,38 @@ def test_custom_measure_utf16() -> None:
 def test_limit_too_small() -> None:
     with pytest.raises(ValueError):
         cut("x" * 100, 10)
+
+
+def _platform_measures() -> dict[str, object]:
+    """How each platform counts a message's length (the splitter must respect each exactly)."""
+    from adapters.slack.sink import _mrkdwn_measure
+    from adapters.telegram.formatting import telegram_length
+
+    measures: dict[str, object] = {"plain": len, "telegram": telegram_length, "slack-mrkdwn": _mrkdwn_measure}
+    try:
+        from adapters.discord.sink import discord_limits  # type: ignore[import-not-found]
+
+        measures["discord"] = discord_limits().measure
+    except ImportError:
+        pass
+    return measures
+
+
+@pytest.mark.parametrize("name", sorted(_platform_measures()))
+@pytest.mark.parametrize("sample", ["word ", "ünïcödé ", "emoji 🎉 ", "**bold** `code` "])
+def test_text_exactly_at_the_limit_is_not_cut_and_one_past_it_is(name: str, sample: str) -> None:
+    measure = _platform_measures()[name]
+    limit = 200
+    text = ""
+    while measure(text + sample[0]) <= limit:  # type: ignore[operator]
+        text += sample[len(text) % len(sample)]
+    assert measure(text) == limit or measure(text + sample[0]) > limit  # type: ignore[operator]
+    at_limit = text
+    if measure(at_limit) == limit:  # type: ignore[operator]
+        assert cut(at_limit, limit, measure) is None  # type: ignore[arg-type]
+    over = at_limit + "x"
+    assert measure(over) > limit  # type: ignore[operator]
+    c = cut(over, limit, measure)  # type: ignore[arg-type]
+    assert c is not None and measure(c.head) <= limit  # type: ignore[operator]
+    parts = split_markdown(over, limit, measure)  # type: ignore[arg-type]
+    assert len(parts) == 2 and all(measure(p) <= limit for p in parts)  # type: ignore[operator]

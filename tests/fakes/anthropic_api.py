@@ -16,7 +16,15 @@ answers deterministically from the request itself:
 so concurrent conversations each get their own answer without any ordering.
 ``fake.rules`` maps a substring of the last user text to a response, for tests
 that need a specific answer whatever the order of requests.
-Every request is recorded in ``fake.requests``.
+
+It is a :class:`~tests.fakes.platform_server.PlatformServer`: the base runs the
+server and dispatches each POSTed path (``v1/messages``, ``v1/messages/count_tokens``)
+to its ``m_<name>`` handler; anything else is a 404 ``not_found_error`` (logged as
+``unknown``). Every request is in the base's call log (``fake.calls``, method = the
+path); ``fake.requests`` lists the Messages API requests among them as
+:class:`FakeRequest` s. Besides scripted :class:`Error` steps, the base's failure
+injection works too: ``fake.fail("v1/messages", Failure(529, code="overloaded_error"))``
+answers the next request with that error (``code``: the error type) whatever is queued.
 """
 
 from __future__ import annotations
@@ -30,6 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.platform_server import Call, Failure, PlatformServer, UnknownMethod
+
+__all__ = ["Error", "FakeAnthropicAPI", "Failure", "FakeRequest", "Hang", "Text", "ToolCall", "default_response"]
+
+MESSAGES = "v1/messages"  # the method name of a Messages API request in the call log
 
 
 @dataclass
@@ -74,9 +88,14 @@ Response = list[Step]
 
 
 @dataclass
-class FakeRequest:
-    body: dict[str, Any]
-    headers: dict[str, str]
+class FakeRequest(Call):
+    """A Messages API request, as logged: ``body`` is the call's params."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return self.params
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -130,18 +149,21 @@ def default_response(req: FakeRequest) -> Response:
     return [Text("echo: " + req.last_user_text())]
 
 
-@dataclass
-class FakeAnthropicAPI:
-    host: str = "127.0.0.1"
-    port: int = 0
-    requests: list[FakeRequest] = field(default_factory=list)
-    rules: dict[str, Response] = field(default_factory=dict)
-    responder: Callable[[FakeRequest], Response] = default_response
+class FakeAnthropicAPI(PlatformServer):
+    """The scripted Messages API (see the module docstring)."""
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        rules: dict[str, Response] | None = None,
+        responder: Callable[[FakeRequest], Response] = default_response,
+        port: int = 0,
+    ) -> None:
+        super().__init__(port=port)
+        self.rules: dict[str, Response] = dict(rules or {})
+        self.responder = responder
         self._queue: deque[Response] = deque()
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
         self.request_seen = asyncio.Event()
 
     # -- scripting -----------------------------------------------------------
@@ -155,8 +177,13 @@ class FakeAnthropicAPI:
         return len(self._queue)
 
     @property
+    def requests(self) -> list[FakeRequest]:
+        """Every Messages API request so far, oldest first."""
+        return [c for c in self.calls if isinstance(c, FakeRequest)]
+
+    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.url
 
     def env(self) -> dict[str, str]:
         """Environment that points the CLI at this fake."""
@@ -169,30 +196,19 @@ class FakeAnthropicAPI:
         }
 
     # -- server --------------------------------------------------------------
-    async def start(self) -> FakeAnthropicAPI:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/messages", self._messages)
-        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
+    def setup_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._serve)
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeAnthropicAPI:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        try:
+            if request.method != "POST":
+                raise UnknownMethod(request.path)
+            return await self.dispatch(request.path, request)
+        except UnknownMethod:
+            self.record("unknown", {"method": request.method, "path": request.path})
+            return web.json_response(
+                {"type": "error", "error": {"type": "not_found_error", "message": request.path}}, status=404
+            )
 
     def _next_response(self, req: FakeRequest) -> Response:
         if self._queue:
@@ -204,20 +220,17 @@ class FakeAnthropicAPI:
                     return list(resp)
         return self.responder(req)
 
-    async def _count_tokens(self, request: web.Request) -> web.Response:
+    async def m_v1_messages_count_tokens(self, request: web.Request) -> web.Response:
+        self.record("v1/messages/count_tokens")
         return web.json_response({"input_tokens": 10})
 
-    async def _not_found(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"type": "error", "error": {"type": "not_found_error", "message": request.path}},
-            status=404,
-        )
-
-    async def _messages(self, request: web.Request) -> web.StreamResponse:
+    async def m_v1_messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        req = FakeRequest(body=body, headers=dict(request.headers))
-        self.requests.append(req)
+        req = self.log(FakeRequest(MESSAGES, body, headers=dict(request.headers)))
         self.request_seen.set()
+        failure = self.take_failure(MESSAGES, body)
+        if failure is not None:
+            return self._error(_failure_error(failure))
         steps = self._next_response(req)
         first = steps[0] if steps else None
         if isinstance(first, Error):
@@ -342,6 +355,13 @@ class FakeAnthropicAPI:
             return resp
         await resp.write_eof()
         return resp
+
+
+def _failure_error(failure: Failure) -> Error:
+    """The API error an injected :class:`Failure` stands for (``code``: the error type)."""
+    kind = failure.code or {429: "rate_limit_error", 529: "overloaded_error"}.get(failure.status, "api_error")
+    retry_after = 0 if failure.retry_after is None else failure.retry_after
+    return Error(failure.status, str(kind), failure.description, retry_after, failure.extra.get("should_retry", True))
 
 
 async def _ping_for(send: Callable[[str, dict[str, Any]], Any], seconds: float) -> None:

@@ -5,8 +5,11 @@ the platform's real wire protocol to its real SDK. What every fake needs is here
 
 * **lifecycle**: ``async with Fake() as fake`` starts it on a free port; ``stop()``
   closes it and wakes anybody waiting on it;
-* **a call log**: :meth:`record` appends a :class:`Call`; :meth:`called` filters it;
-  :meth:`wait_for_call` waits for one without polling;
+* **a call log**: :meth:`record` appends a :class:`Call` (of the subclass's
+  :attr:`~PlatformServer.call_type`; :meth:`log` appends one the subclass built itself);
+  :meth:`called` filters it; :meth:`wait_for_call` and :meth:`wait_until` wait for a
+  call or any other change without polling (:meth:`watch` is the same wait without the
+  timeout error, for long polls); a timeout names the last calls received;
 * **failure injection**: :meth:`fail` queues :class:`Failure` s for a method (optionally
   only for calls whose parameters match ``when``); :meth:`take_failure` pops the next
   one that applies. Each fake decides how a failure looks on its wire (an HTTP status
@@ -28,7 +31,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -64,6 +67,8 @@ class UnknownMethod(Exception):
         self.method = method
 
 
+CallT = TypeVar("CallT", bound=Call)
+
 _SEPARATORS = re.compile(r"[./\-]")
 
 
@@ -77,6 +82,7 @@ class PlatformServer:
 
     host: str = "127.0.0.1"
     client_max_size: int = 64 * 1024 * 1024
+    call_type: type[Call] = Call  # what :meth:`record` logs (a subclass may add fields or aliases)
 
     def __init__(self, *, port: int = 0) -> None:
         self.port = port
@@ -132,7 +138,11 @@ class PlatformServer:
 
     # -- call log --------------------------------------------------------------
     def record(self, method: str, params: dict[str, Any] | None = None) -> Call:
-        call = Call(method, dict(params or {}))
+        """Log a call of ``method`` (a :attr:`call_type`) and wake the waiters."""
+        return self.log(self.call_type(method, dict(params or {})))
+
+    def log(self, call: CallT) -> CallT:
+        """Log a call the subclass built itself (extra fields) and wake the waiters; returns it."""
         self.calls.append(call)
         self._poke()
         return call
@@ -151,21 +161,28 @@ class PlatformServer:
         except RuntimeError:  # no loop (called from a thread): waiters poll on their timeout
             pass
 
-    async def wait_until(self, check: Callable[[], Any], timeout: float = 30.0, what: str = "a change") -> Any:
-        """Wait until ``check()`` is truthy (re-checked on every change); returns its value."""
+    async def watch(self, check: Callable[[], Any], timeout: float) -> Any:
+        """Wait until ``check()`` is truthy, ``timeout`` has passed or the server is closing; returns
+        the last value of ``check()`` (falsy when it gave up). For long polls; tests use :meth:`wait_until`."""
         deadline = time.monotonic() + timeout
         async with self._changed:
             while True:
                 value = check()
-                if value:
-                    return value
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.closing:
-                    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+                if value or remaining <= 0 or self.closing:
+                    return value
                 try:
                     await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
                 except TimeoutError:
                     pass
+
+    async def wait_until(self, check: Callable[[], Any], timeout: float = 30.0, what: str = "a change") -> Any:
+        """Wait until ``check()`` is truthy (re-checked on every change); returns its value."""
+        value = await self.watch(check, timeout)
+        if not value:
+            recent = [c.method for c in self.calls[-30:]]
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last calls: {recent}")
+        return value
 
     async def wait_for_call(
         self, method: str, *, count: int = 1, when: Callable[[Call], bool] | None = None, timeout: float = 30.0

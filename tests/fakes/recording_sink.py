@@ -61,6 +61,8 @@ class RecordingSink(ReplySink):
             raise MessageGone("no such message")
         if self.final.get(handle):
             raise SinkError("edited after finalize")
+        if self.messages[handle] == text:
+            return  # an identical edit is a no-op (the sink contract)
         self.messages[handle] = text
         self.ops.append(Op("edit", handle, text, self._now()))
 

@@ -13,25 +13,32 @@
   ``hello``, then whatever envelopes a test pushes, and records the acks.
 * Signed Events API deliveries (:func:`signed_headers`, :class:`EventPoster`).
 
+It is a :class:`~tests.fakes.platform_server.PlatformServer`: the base runs the
+server, keeps the call log (``calls``, ``called(method)``: :class:`SlackCall` s, whose
+``args`` are the call's params), the failure queues and dispatches each Web API method
+to its ``m_<method>`` handler (dots become ``_``; none: ``unknown_method``).
+
 Failure injection: :meth:`FakeSlack.fail_next` (a given error / 429 for the next
-calls of a method) and :meth:`FakeSlack.disable` (``unknown_method``).
+calls of a method; Slack's arguments over the base's ``fail``, which works too:
+``fail(method, Failure(200, code="channel_not_found"))``) and :meth:`FakeSlack.disable`
+(``unknown_method``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
 import json
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+
+from tests.fakes.platform_server import Call, Failure, PlatformServer
 
 BOT_TOKEN = "xoxb-fake-bot-token"
 APP_TOKEN = "xapp-fake-app-token"
@@ -43,9 +50,12 @@ APP_ID = "AFAKE"
 
 
 @dataclass
-class Call:
-    method: str
-    args: dict[str, Any]
+class SlackCall(Call):
+    """A Web API call; ``args`` is what Slack calls its params."""
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.params
 
 
 @dataclass
@@ -96,16 +106,13 @@ def _block_text(block: dict[str, Any]) -> str:
     return ""
 
 
-@dataclass
-class Failure:
-    error: str
-    status: int = 200
-    retry_after: float | None = None
+class FakeSlack(PlatformServer):
+    """A Slack workspace with one bot (see the module docstring)."""
 
+    call_type = SlackCall
 
-class FakeSlack:
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
+    def __init__(self, *, port: int = 0) -> None:
+        super().__init__(port=port)
         self.messages: dict[tuple[str, str], Message] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []  # posted to response_url (slash commands)
@@ -119,52 +126,27 @@ class FakeSlack:
         self.assistant_status = False  # whether assistant.threads.setStatus works
         self.socket_acks: list[dict[str, Any]] = []
         self.socket_connections = 0
-        self._failures: dict[str, deque[Failure]] = {}
         self._disabled: set[str] = set()
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
-        self._socket_ready = asyncio.Event()
-        self._ack_seen = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # -- server ----------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     @property
     def api_url(self) -> str:
         return f"{self.url}/api/"
 
-    async def start(self) -> FakeSlack:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def setup_routes(self, app: web.Application) -> None:
         app.router.add_route("POST", "/api/{method}", self._api)
         app.router.add_route("GET", "/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/files-pri/{path:.*}", self._download)
         app.router.add_post("/respond/{id}", self._respond)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
-    async def stop(self) -> None:
+    async def on_stop(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSlack:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- scripting -------------------------------------------------------------
     def fail_next(
@@ -176,13 +158,14 @@ class FakeSlack:
         retry_after: float | None = None,
         times: int = 1,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` with ``error`` (429 for ratelimited)."""
+        """Answer the next ``times`` calls of ``method`` with ``error`` (429 for ratelimited).
+
+        Slack's arguments over the base's :meth:`PlatformServer.fail`: ``error`` is the failure's ``code``."""
         if status is None:
             status = 429 if error == "ratelimited" else 200
         if error == "ratelimited" and retry_after is None:
             retry_after = 1
-        for _ in range(times):
-            self._failures.setdefault(method, deque()).append(Failure(error, status, retry_after))
+        self.fail(method, Failure(status, code=error, retry_after=retry_after), times=times)
 
     def disable(self, *methods: str) -> None:
         """Make methods unknown (``unknown_method``), e.g. streaming on an old workspace."""
@@ -204,9 +187,6 @@ class FakeSlack:
         return f"{self.url}/files-pri/{path}"
 
     # -- views -----------------------------------------------------------------
-    def called(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
-
     def thread(self, channel: str, thread_ts: str | None) -> list[Message]:
         """Bot messages in a thread (thread_ts None: top level of the channel), oldest first."""
         return [m for m in self.messages.values() if m.channel == channel and m.from_bot and m.thread_ts == thread_ts]
@@ -239,29 +219,34 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or args.pop("token", "")
         args.pop("token", None)
-        self.calls.append(Call(method, args))
-        queue = self._failures.get(method)
-        if queue:
-            failure = queue.popleft()
-            if failure.error == "message_not_in_streaming_state":  # the stream really did expire
-                expired = self.messages.get((args.get("channel", ""), args.get("ts", "")))
-                if expired is not None:
-                    expired.streaming = False
-            headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
-            return web.json_response({"ok": False, "error": failure.error}, status=failure.status, headers=headers)
-        if method in self._disabled:
-            return _error("unknown_method")
-        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
-        if handler is None:
+        self.record(method, args)
+        response = await self._answer(method, args, token)
+        self._poke()  # the call changed the workspace: wake the waiters again
+        return response
+
+    async def _answer(self, method: str, args: dict[str, Any], token: str) -> web.Response:
+        failure = self.take_failure(method, args)
+        if failure is not None:
+            return self._failure_response(failure, args)
+        if method in self._disabled or not self.has_method(method):
             return _error("unknown_method")
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
             return _error("invalid_auth" if token else "not_authed")
         try:
-            result = handler(args)
+            result = await self.dispatch(method, args)
         except _ApiError as exc:
             return _error(exc.code)
         return web.json_response({"ok": True, **result})
+
+    def _failure_response(self, failure: Failure, args: dict[str, Any]) -> web.Response:
+        error = str(failure.code or ("ratelimited" if failure.status == 429 else "fatal_error"))
+        if error == "message_not_in_streaming_state":  # the stream really did expire
+            expired = self.messages.get((args.get("channel", ""), args.get("ts", "")))
+            if expired is not None:
+                expired.streaming = False
+        headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
+        return web.json_response({"ok": False, "error": error}, status=failure.status, headers=headers)
 
     @staticmethod
     def _need(args: dict[str, Any], *names: str) -> None:
@@ -276,7 +261,7 @@ class FakeSlack:
             raise _ApiError("message_not_found")
         return msg
 
-    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "url": "https://fake.slack.com/",
             "team": "Fake",
@@ -287,16 +272,16 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
-    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"url": f"ws://127.0.0.1:{self.port}/socket"}
+    def m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"{self.ws_url}/socket"}
 
-    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "user")
         user = args["user"]
         name = self.users.get(user, user.lower())
         return {"user": {"id": user, "name": name, "real_name": name.title(), "profile": {"display_name": name}}}
 
-    def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "users")
         users = str(args["users"]).split(",")
         if len(users) != 1:  # a group DM; the bridge never asks for one
@@ -316,14 +301,14 @@ class FakeSlack:
         blocks = args.get("blocks") or []
         msg.blocks = json.loads(blocks) if isinstance(blocks, str) else list(blocks)
 
-    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "channel")
         msg = Message(channel=args["channel"], ts=self.new_ts(), user=BOT_USER, thread_ts=args.get("thread_ts") or None)
         self._content(msg, args)
         self.messages[(msg.channel, msg.ts)] = msg
         return {"channel": msg.channel, "ts": msg.ts, "message": {"text": msg.text, "ts": msg.ts}}
 
-    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         msg = self._message(args)
         if not msg.from_bot:
             raise _ApiError("cant_update_message")
@@ -334,7 +319,7 @@ class FakeSlack:
         msg.edits += 1
         return {"channel": msg.channel, "ts": msg.ts, "text": msg.text}
 
-    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "channel", "user")
         self.ephemerals.append(dict(args))
         return {"message_ts": self.new_ts()}
@@ -349,7 +334,7 @@ class FakeSlack:
             raise _ApiError("msg_too_long")
         return text
 
-    def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "channel", "thread_ts")
         channel = args["channel"]
         if not channel.startswith("D") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
@@ -369,7 +354,7 @@ class FakeSlack:
             raise _ApiError("message_not_in_streaming_state")
         return msg
 
-    def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
         msg = self._streaming_message(args)
         text = self._chunk_text(args)
         if not text:
@@ -377,7 +362,7 @@ class FakeSlack:
         msg.chunks.append(text)
         return {"channel": msg.channel, "ts": msg.ts}
 
-    def _m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
         msg = self._streaming_message(args)
         text = self._chunk_text(args)
         if text:
@@ -385,7 +370,7 @@ class FakeSlack:
         msg.streaming = False
         return {"channel": msg.channel, "ts": msg.ts, "message": {"ts": msg.ts}}
 
-    def _m_reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_reactions_add(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "name")
         msg = self._message(args, "timestamp")
         names = self.reactions.setdefault((msg.channel, msg.ts), set())
@@ -394,7 +379,7 @@ class FakeSlack:
         names.add(args["name"])
         return {}
 
-    def _m_reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_reactions_remove(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "name")
         msg = self._message(args, "timestamp")
         names = self.reactions.setdefault((msg.channel, msg.ts), set())
@@ -403,14 +388,14 @@ class FakeSlack:
         names.discard(args["name"])
         return {}
 
-    def _m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
         if not self.assistant_status:
             raise _ApiError("not_allowed")
         self._need(args, "channel_id", "thread_ts")
         self.statuses.append(dict(args))
         return {}
 
-    def _m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_files_getUploadURLExternal(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "filename", "length")
         file_id = f"F{next(self._ids):06d}"
         self.uploads[file_id] = {
@@ -422,7 +407,7 @@ class FakeSlack:
         }
         return {"upload_url": f"{self.url}/upload/{file_id}", "file_id": file_id}
 
-    def _m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_files_completeUploadExternal(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "files")
         files = json.loads(args["files"]) if isinstance(args["files"], str) else args["files"]
         out = []
@@ -440,7 +425,7 @@ class FakeSlack:
             out.append({"id": upload["id"], "name": upload["filename"], "title": item.get("title")})
         return {"files": out}
 
-    def _m_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+    def m_files_info(self, args: dict[str, Any]) -> dict[str, Any]:
         self._need(args, "file")
         for path, (data, ctype) in self.hosted.items():
             if path.split("/")[0].endswith(args["file"]):
@@ -462,12 +447,14 @@ class FakeSlack:
         if upload is None:
             return web.Response(status=404, text="unknown upload")
         upload["data"] = await request.read()
+        self._poke()
         return web.Response(text=f"OK - {len(upload['data'])}")
 
     async def _download(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
         authorized = request.headers.get("Authorization") == f"Bearer {BOT_TOKEN}"
         self.downloads.append({"path": path, "authorized": authorized})
+        self._poke()
         if path not in self.hosted:
             return web.Response(status=404)
         if not authorized:  # Slack shows its sign-in page
@@ -477,6 +464,7 @@ class FakeSlack:
 
     async def _respond(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
+        self._poke()
         return web.Response(text="ok")
 
     # -- Socket Mode -----------------------------------------------------------
@@ -484,7 +472,6 @@ class FakeSlack:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._sockets.append(ws)
-        self.socket_connections += 1
         await ws.send_json(
             {
                 "type": "hello",
@@ -493,19 +480,22 @@ class FakeSlack:
                 "debug_info": {"host": "fake", "approximate_connection_time": 3600},
             }
         )
-        self._socket_ready.set()
+        self.socket_connections += 1  # counted once it got its hello: wait_socket returns then
+        self._poke()
         try:
             async for message in ws:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     self.socket_acks.append(json.loads(message.data))
-                    self._ack_seen.set()
+                    self._poke()
         finally:
             if ws in self._sockets:
                 self._sockets.remove(ws)
+            self._poke()
         return ws
 
     async def wait_socket(self, timeout: float = 30) -> None:
-        await asyncio.wait_for(self._socket_ready.wait(), timeout)
+        """Wait until a client has connected over Socket Mode (and got its ``hello``)."""
+        await self.wait_until(lambda: self.socket_connections, timeout, "a Socket Mode connection")
 
     async def socket_send(self, payload: dict[str, Any], *, kind: str = "events_api", retry_attempt: int = 0) -> str:
         """Push an envelope to the connected client; returns its envelope_id."""
@@ -522,18 +512,12 @@ class FakeSlack:
         return envelope_id
 
     async def wait_ack(self, envelope_id: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            for ack in self.socket_acks:
-                if ack.get("envelope_id") == envelope_id:
-                    return ack
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no ack for {envelope_id}; got {self.socket_acks}")
-            self._ack_seen.clear()
-            try:
-                await asyncio.wait_for(self._ack_seen.wait(), 0.5)
-            except TimeoutError:
-                pass
+        """Wait for the client's ack of an envelope; returns it."""
+
+        def ack() -> dict[str, Any] | None:
+            return next((a for a in self.socket_acks if a.get("envelope_id") == envelope_id), None)
+
+        return await self.wait_until(ack, timeout, f"the ack of {envelope_id}")
 
 
 class _ApiError(Exception):

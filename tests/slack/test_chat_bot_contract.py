@@ -127,6 +127,9 @@ class SlackHarness(ChatHarness):
     def token_key(self) -> str:
         return "bots.team.bot_token"
 
+    def command(self, name: str, args: str = "") -> str:
+        return f"!{name} {args}".strip()  # Slack's composer takes a leading "/" for a slash command
+
 
 class _StaleButtons:
     """A prompt as a client that has not refreshed yet still shows it: with its buttons."""

@@ -44,6 +44,9 @@ class SlackHarness:
         for method in _METHODS[self.streaming][op]:
             self.fake.fail_next(method, retry_after=retry_after)
 
+    async def api_calls(self) -> int:
+        return len([c for c in self.fake.calls if c.method.startswith(("chat.", "files."))])
+
     async def gone_next(self, op: str) -> None:
         for method in _METHODS[self.streaming][op]:
             self.fake.fail_next(method, "message_not_found")

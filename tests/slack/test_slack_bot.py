@@ -530,9 +530,12 @@ async def test_socket_mode_receives_events_and_acks_them(make_bridge: Any, fake_
     assert fake.called("apps.connections.open") and fake.socket_connections == 1
 
 
-async def test_malformed_deliveries_are_answered_and_change_nothing(
+async def test_malformed_deliveries_are_acknowledged_and_only_their_sound_parts_run(
     make_bridge: Any, fake_api: FakeAnthropicAPI
 ) -> None:
+    """Events without a user or ts, or with a text that is no string, run nothing; a DM whose
+    ``files`` is malformed is answered for its text alone (no file is taken); bodies that are not
+    JSON are refused. Every delivery is acknowledged, so Slack does not retry it."""
     bot: Running = await make_bridge()
     fake = bot.fake
     for event in (
@@ -558,7 +561,10 @@ async def test_malformed_deliveries_are_answered_and_change_nothing(
     barrier = dm(fake, "barrier")
     await bot.poster.event(barrier)
     await eventually(lambda: finished(fake, DM, None, "echo: barrier"), what="the barrier answer")
-    assert asked(fake_api)[-1] == "barrier"
+    assert asked(fake_api) == ["x", "barrier"]  # the malformed ones ran nothing
+    assert not fake.downloads
+    uploads = bot.agent.workspaces.root(_key("U1")) / "uploads"
+    assert not uploads.exists() or not list(uploads.iterdir())
 
 
 async def test_oversized_and_malformed_signed_requests_are_refused_and_nothing_runs(

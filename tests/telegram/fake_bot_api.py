@@ -19,7 +19,16 @@ wait: messages sent to that chat before ``retry_after`` has passed are answered
 
 Tests produce updates with :meth:`FakeBotAPI.say`, :meth:`FakeBotAPI.press`
 and :meth:`FakeBotAPI.push`; PTB receives them through ``getUpdates`` (long
-polling honours ``offset`` and ``timeout``).
+polling honours ``offset`` and ``timeout``). :meth:`FakeBotAPI.redeliver` hands
+an old update out once more, before anything newer and whatever ``offset`` says
+(not to a poll whose client has gone away).
+
+It is a :class:`~tests.fakes.platform_server.PlatformServer`: the base runs the
+server, keeps the call log (``calls``; ``calls_of`` and ``wait_for`` are this fake's
+names for the base's ``called`` and ``wait_until``), the failure queues
+(``fail`` wraps the base's with Telegram's arguments, or takes a
+:class:`~tests.fakes.platform_server.Failure`) and dispatches each method to its
+``m_<method>`` handler (none: 404 Not Found).
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.platform_server import Call, Failure, PlatformServer, UnknownMethod
 
 TOKEN = "123456:TEST-token_for-the-fake"
 BOT_ID = 999
@@ -73,7 +84,7 @@ def utf16_len(text: str) -> int:
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, description: str, retry_after: int | None = None) -> None:
+    def __init__(self, code: int, description: str, retry_after: float | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
@@ -84,13 +95,6 @@ class ApiError(Exception):
         if self.retry_after is not None:
             body["parameters"] = {"retry_after": self.retry_after}
         return body
-
-
-@dataclass
-class Call:
-    method: str
-    params: dict[str, Any]
-    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -133,12 +137,27 @@ class Document:
     thread_id: int | None = None
 
 
-@dataclass
-class Failure:
-    code: int
-    description: str
-    retry_after: int | None = None
-    when: Callable[[dict[str, Any]], bool] | None = None  # only calls whose params match
+class BotRequest(dict[str, Any]):
+    """A method call's parameters (what handlers read), with its uploaded files and HTTP request."""
+
+    def __init__(
+        self, params: dict[str, Any], uploads: dict[str, tuple[str, bytes]], http: web.Request | None = None
+    ) -> None:
+        super().__init__(params)
+        self.uploads = uploads
+        self.http = http
+
+
+def _api_error(failure: Failure) -> ApiError:
+    """How an injected failure looks on the wire (a 429 retries after 1 s unless told)."""
+    retry_after = failure.retry_after
+    if failure.status == 429 and retry_after is None:
+        retry_after = 1
+    description = failure.description
+    if description in ("", "injected failure"):
+        too_many = f"Too Many Requests: retry after {retry_after}"
+        description = too_many if failure.status == 429 else "Bad Request: injected failure"
+    return ApiError(failure.status, description, retry_after)
 
 
 def user(uid: int, first_name: str = "User", username: str | None = None) -> dict[str, Any]:
@@ -159,18 +178,25 @@ def group_chat(chat_id: int, title: str = "Team", *, forum: bool = False) -> dic
     return chat
 
 
-@dataclass
-class FakeBotAPI:
-    token: str = TOKEN
-    host: str = "127.0.0.1"
-    port: int = 0
-    bot_id: int = BOT_ID
-    bot_username: str = BOT_USERNAME
-    unsupported: set[str] = field(default_factory=set)  # methods answered with 404 Not Found
-    flood_control: bool = False  # enforce retry_after per chat (see the module doc)
+class FakeBotAPI(PlatformServer):
+    """The Bot API of one bot (see the module docstring)."""
 
-    def __post_init__(self) -> None:
-        self.calls: list[Call] = []
+    def __init__(
+        self,
+        token: str = TOKEN,
+        *,
+        bot_id: int = BOT_ID,
+        bot_username: str = BOT_USERNAME,
+        unsupported: set[str] | None = None,
+        flood_control: bool = False,
+        port: int = 0,
+    ) -> None:
+        super().__init__(port=port)
+        self.token = token
+        self.bot_id = bot_id
+        self.bot_username = bot_username
+        self.unsupported: set[str] = set(unsupported or ())  # methods answered with 404 Not Found
+        self.flood_control = flood_control  # enforce retry_after per chat (see the module doc)
         self.messages: dict[int, list[ChatMessage]] = {}
         self.drafts: list[Draft] = []
         self.documents: list[Document] = []
@@ -182,74 +208,47 @@ class FakeBotAPI:
         self.early_calls: list[Call] = []  # calls into a chat's flood wait (flood_control)
         self._flood_until: dict[int, float] = {}
         self._held: dict[str, asyncio.Event] = {}
-        self._failures: dict[str, list[Failure]] = {}
         self._updates: list[dict[str, Any]] = []
         self._replays: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self._closing = False
 
     # -- server ----------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/bot"
+        return f"{self.url}/bot"
 
     @property
     def base_file_url(self) -> str:
-        return f"http://{self.host}:{self.port}/file/bot"
+        return f"{self.url}/file/bot"
 
-    async def start(self) -> FakeBotAPI:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def setup_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
-    async def stop(self) -> None:
-        self._closing = True
-        for held in self._held.values():
+    async def on_stop(self) -> None:
+        for held in self._held.values():  # held downloads end with the server
             held.set()
-        self._notify()
-        await asyncio.sleep(0)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeBotAPI:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- scripting -------------------------------------------------------------
-    def fail(
+    def fail(  # type: ignore[override]
         self,
         method: str,
-        code: int = 429,
+        code: int | Failure = 429,
         description: str | None = None,
         *,
         retry_after: int | None = None,
         times: int = 1,
         when: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` (matching ``when``) with an error (429 -> RetryAfter)."""
-        if code == 429:
-            retry_after = 1 if retry_after is None else retry_after
-            description = description or f"Too Many Requests: retry after {retry_after}"
-        self._failures.setdefault(method, []).extend(
-            [Failure(code, description or "Bad Request: injected failure", retry_after, when)] * times
-        )
+        """Answer the next ``times`` calls of ``method`` (matching ``when``) with an error (429 -> RetryAfter).
 
-    def pending_failures(self, method: str) -> int:
-        return len(self._failures.get(method, []))
+        Telegram's arguments over the base's :meth:`PlatformServer.fail` (``code`` is the HTTP status and
+        ``error_code``; a 429 retries after 1 s unless told); a :class:`Failure` is passed on as it is."""
+        failure = code if isinstance(code, Failure) else Failure(code, code, description or "", retry_after, when)
+        super().fail(method, failure, times=times)
 
     def add_file(self, data: bytes, file_path: str | None) -> str:
         """A file users can send; ``file_path`` None: getFile answers without one."""
@@ -262,13 +261,13 @@ class FakeBotAPI:
         return self._held.setdefault(file_path, asyncio.Event())
 
     def downloads_of(self, file_path: str) -> int:
-        return sum(1 for c in self.calls if c.method == "download" and c.params.get("path") == file_path)
+        return sum(1 for c in self.called("download") if c.params.get("path") == file_path)
 
     def push(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue an update for getUpdates (an ``update_id`` is assigned when missing)."""
         update.setdefault("update_id", next(self._update_ids))
         self._updates.append(update)
-        self._notify()
+        self._poke()
         return update
 
     def new_message(
@@ -330,7 +329,7 @@ class FakeBotAPI:
     def redeliver(self, update: dict[str, Any]) -> None:
         """Deliver an update again with its old ``update_id`` (Telegram does when a delivery was not confirmed)."""
         self._replays.append(update)
-        self._notify()
+        self._poke()
 
     def say(self, chat: dict[str, Any], sender: dict[str, Any], text: str | None = None, **kw: Any) -> dict[str, Any]:
         """A user sends a message; returns the queued update."""
@@ -389,35 +388,18 @@ class FakeBotAPI:
         return [m.text for m in self.bot_messages(chat_id) if m.document is None]
 
     def calls_of(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method]
+        """The base's :meth:`PlatformServer.called`, under this fake's old name."""
+        return self.called(method)
 
     def answers_for(self, update: dict[str, Any]) -> list[dict[str, Any]]:
         qid = update["callback_query"]["id"]
         return [a for a in self.callback_answers if a.get("callback_query_id") == qid]
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-        """Wait until ``predicate()`` is truthy (re-checked on every API call); returns its value."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with self._changed:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; calls: {[c.method for c in self.calls][-30:]}")
-                try:
-                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-                except TimeoutError:
-                    pass
+        """Wait until ``predicate()`` is truthy (re-checked on every API call); returns its value.
 
-    def _notify(self) -> None:
-        async def wake() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        asyncio.get_running_loop().create_task(wake())
+        The base's :meth:`PlatformServer.wait_until` under this fake's old name."""
+        return await self.wait_until(predicate, timeout, what)
 
     # -- HTTP ------------------------------------------------------------------
     async def _params(self, request: web.Request) -> tuple[dict[str, Any], dict[str, tuple[str, bytes]]]:
@@ -445,35 +427,30 @@ class FakeBotAPI:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         params, uploads = await self._params(request)
-        call = Call(method, params)
-        self.calls.append(call)
+        call = self.record(method, params)
         try:
             if method in self.unsupported:
                 raise ApiError(404, "Not Found")
             self._check_flood(call)
-            failures = self._failures.get(method, [])
-            for f in failures:
-                if f.when is None or f.when(params):
-                    failures.remove(f)
-                    self._start_flood(call, f)
-                    raise ApiError(f.code, f.description, f.retry_after)
-            handler = getattr(self, f"_m_{method}", None)
-            if handler is None:
-                raise ApiError(404, "Not Found")
-            if method == "getUpdates":
-                result = await handler(params, request)
-            else:
-                result = handler(params, uploads) if method == "sendDocument" else handler(params)
+            failure = self.take_failure(method, params)
+            if failure is not None:
+                raise self._start_flood(call, _api_error(failure))
+            result = await self.dispatch(method, BotRequest(params, uploads, request))
+        except UnknownMethod:
+            return self._answer({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
         except ApiError as exc:
-            self._notify()
-            return web.json_response(exc.payload(), status=exc.code)
-        self._notify()
-        return web.json_response({"ok": True, "result": result})
+            return self._answer(exc.payload(), exc.code)
+        return self._answer({"ok": True, "result": result})
 
-    def _start_flood(self, call: Call, failure: Failure) -> None:
+    def _answer(self, body: dict[str, Any], status: int = 200) -> web.Response:
+        self._poke()  # the call changed what a chat shows: wake the waiters again
+        return web.json_response(body, status=status)
+
+    def _start_flood(self, call: Call, error: ApiError) -> ApiError:
         chat = call.params.get("chat_id")
-        if self.flood_control and failure.code == 429 and failure.retry_after and isinstance(chat, int):
-            self._flood_until[chat] = max(self._flood_until.get(chat, 0.0), call.at + failure.retry_after)
+        if self.flood_control and error.code == 429 and error.retry_after and isinstance(chat, int):
+            self._flood_until[chat] = max(self._flood_until.get(chat, 0.0), call.at + error.retry_after)
+        return error
 
     def _check_flood(self, call: Call) -> None:
         chat = call.params.get("chat_id")
@@ -488,8 +465,7 @@ class FakeBotAPI:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         path = request.match_info["path"]
-        self.calls.append(Call("download", {"path": path}))
-        self._notify()
+        self.record("download", {"path": path})
         if path in self._held:
             await self._held[path].wait()
         for file_path, data in self.files.values():
@@ -498,18 +474,18 @@ class FakeBotAPI:
         return web.Response(status=404)
 
     # -- methods ---------------------------------------------------------------
-    def _m_getMe(self, p: dict[str, Any]) -> dict[str, Any]:
+    def m_getMe(self, p: BotRequest) -> dict[str, Any]:
         return self.me()
 
-    def _m_deleteWebhook(self, p: dict[str, Any]) -> bool:
+    def m_deleteWebhook(self, p: BotRequest) -> bool:
         self.webhook = None
         return True
 
-    def _m_setWebhook(self, p: dict[str, Any]) -> bool:
-        self.webhook = p
+    def m_setWebhook(self, p: BotRequest) -> bool:
+        self.webhook = dict(p)
         return True
 
-    def _m_setMyCommands(self, p: dict[str, Any]) -> bool:
+    def m_setMyCommands(self, p: BotRequest) -> bool:
         commands = p.get("commands")
         if not isinstance(commands, list):
             raise ApiError(400, "Bad Request: commands must be a list")
@@ -520,22 +496,16 @@ class FakeBotAPI:
         self.commands = commands
         return True
 
-    def _m_close(self, p: dict[str, Any]) -> bool:
+    def m_close(self, p: BotRequest) -> bool:
         return True
 
-    async def _m_getUpdates(self, p: dict[str, Any], request: web.Request | None = None) -> list[dict[str, Any]]:
+    async def m_getUpdates(self, p: BotRequest) -> list[dict[str, Any]]:
         offset = int(p.get("offset") or 0)
         timeout = float(p.get("timeout") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with self._changed:
-            while not self._updates and not self._replays and not self._closing and loop.time() < deadline:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
-                except TimeoutError:
-                    break
+        await self.watch(lambda: self._updates or self._replays, timeout)  # the long poll
+        request = p.http
         gone = request is not None and (request.transport is None or request.transport.is_closing())
         if self._replays and not gone:  # handed out once, before anything newer, whatever the offset says
             replays, self._replays = self._replays, []
@@ -566,7 +536,7 @@ class FakeBotAPI:
                 return m
         raise ApiError(400, "Bad Request: message to edit not found")
 
-    def _m_sendMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+    def m_sendMessage(self, p: BotRequest) -> dict[str, Any]:
         chat_id = self._chat_id(p)
         text = str(p.get("text", ""))
         entities = p.get("entities") or []
@@ -587,7 +557,7 @@ class FakeBotAPI:
         self.messages.setdefault(chat_id, []).append(m)
         return self.message_json(m)
 
-    def _m_sendMessageDraft(self, p: dict[str, Any]) -> bool:
+    def m_sendMessageDraft(self, p: BotRequest) -> bool:
         chat_id = self._chat_id(p)
         if chat_id < 0:
             raise ApiError(400, "Bad Request: drafts are available in private chats only")
@@ -600,7 +570,7 @@ class FakeBotAPI:
         self.drafts.append(Draft(chat_id, int(p["draft_id"]), text, entities, p.get("message_thread_id")))
         return True
 
-    def _m_editMessageText(self, p: dict[str, Any]) -> dict[str, Any]:
+    def m_editMessageText(self, p: BotRequest) -> dict[str, Any]:
         chat_id = self._chat_id(p)
         m = self._find(chat_id, p.get("message_id"))
         text = str(p.get("text", ""))
@@ -617,7 +587,7 @@ class FakeBotAPI:
         m.history.append(text)
         return self.message_json(m)
 
-    def _m_editMessageReplyMarkup(self, p: dict[str, Any]) -> dict[str, Any]:
+    def m_editMessageReplyMarkup(self, p: BotRequest) -> dict[str, Any]:
         m = self._find(self._chat_id(p), p.get("message_id"))
         markup = p.get("reply_markup")
         if markup == m.reply_markup:
@@ -625,17 +595,17 @@ class FakeBotAPI:
         m.reply_markup = markup
         return self.message_json(m)
 
-    def _m_sendChatAction(self, p: dict[str, Any]) -> bool:
+    def m_sendChatAction(self, p: BotRequest) -> bool:
         self.chat_actions.append((self._chat_id(p), str(p.get("action"))))
         return True
 
-    def _m_answerCallbackQuery(self, p: dict[str, Any]) -> bool:
+    def m_answerCallbackQuery(self, p: BotRequest) -> bool:
         if not p.get("callback_query_id"):
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
-        self.callback_answers.append(p)
+        self.callback_answers.append(dict(p))
         return True
 
-    def _m_getFile(self, p: dict[str, Any]) -> dict[str, Any]:
+    def m_getFile(self, p: BotRequest) -> dict[str, Any]:
         file_id = str(p.get("file_id", ""))
         if file_id not in self.files:
             raise ApiError(400, "Bad Request: invalid file_id")
@@ -645,11 +615,11 @@ class FakeBotAPI:
             out["file_path"] = path
         return out
 
-    def _m_sendDocument(self, p: dict[str, Any], uploads: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+    def m_sendDocument(self, p: BotRequest) -> dict[str, Any]:
         chat_id = self._chat_id(p)
-        if "document" not in uploads:
+        if "document" not in p.uploads:
             raise ApiError(400, "Bad Request: there is no document in the request")
-        filename, data = uploads["document"]
+        filename, data = p.uploads["document"]
         caption = p.get("caption")
         if caption is not None:
             self._check_text(caption, p.get("caption_entities") or [], limit=1024, what="message caption")

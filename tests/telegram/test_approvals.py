@@ -75,13 +75,16 @@ async def test_an_admin_may_answer_for_someone_else(
     make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
 ) -> None:
     fake_api.enqueue(ToolCall("Bash", {"command": "echo ran > by_admin.txt", "description": "write a file"}))
-    await make_bot(access={"allow_all": False, "allowlist": ["telegram:42"], "admins": ["telegram:43"]})
+    bot = await make_bot(access={"allow_all": False, "allowlist": ["telegram:42"], "admins": ["telegram:43"]})
     bot_api.say(TEAM, ADA, f"{MENTION} please write the file")
     prompt = await prompt_in(bot_api, TEAM["id"])
     pressed = bot_api.press(BOB, prompt, button(prompt, "s"))
     [answer] = await bot_api.wait_for(lambda: bot_api.answers_for(pressed))
     assert not answer.get("show_alert")
     await bot_api.wait_for(lambda: "Allowed for this session by Bob" in prompt.text)
+    await bot_api.wait_for(lambda: [t for t in bot_api.texts(TEAM["id"]) if "tool result:" in t], what="the reply")
+    root = bot.agent.workspaces.root(ConversationKey("telegram", f"chat{TEAM['id']}"))
+    assert (root / "by_admin.txt").read_text() == "ran\n"  # the tool ran on the admin's say-so
 
 
 async def test_unknown_button_data_is_answered_and_ignored(

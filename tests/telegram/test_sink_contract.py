@@ -58,6 +58,10 @@ class TelegramHarness:
     async def rate_limit_next(self, op: str, retry_after: float) -> None:
         self.api.fail(_METHODS[self.kind][op], 429, retry_after=max(1, round(retry_after)))
 
+    async def api_calls(self) -> int:
+        changing = {"sendMessage", "editMessageText", "sendMessageDraft", "sendDocument"}
+        return len([c for c in self.api.calls if c.method in changing])
+
     @property
     def drafts(self) -> bool:
         return self.kind == "private"

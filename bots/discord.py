@@ -1,0 +1,90 @@
+"""The Discord server bot: Claude Code in DMs, server threads and forum posts.
+
+Policies:
+
+* DMs: every message is for the bot; one session per user (``discord:<user id>``,
+  workspace ``discord/<user id>``). ``dms: false`` turns DMs off.
+* Servers: a message that mentions the bot (not ``@everyone``), or replies to one of
+  its messages, opens a thread from it and is answered there; the thread is one
+  session (``discord:guild<server id>:<thread id>``; the server's threads share its
+  workspace ``discord/guild<server id>``), followed without further mentions. A
+  forum post is a thread like any other. Other channel chatter is never forwarded.
+  ``guilds`` / ``channels`` restrict the bot to some servers / channels (a thread
+  counts as its channel).
+* Access: ``access.allowlist`` entries ``discord:<user id>`` and
+  ``discord:role:<role id>`` (members holding the role; in DMs, roles in the
+  servers the bot shares with them); admins likewise.
+"""
+
+from __future__ import annotations
+
+from adapters.discord import PLATFORM, DiscordAdapter, DiscordConfig, DiscordPlace
+from core import ConversationKey
+
+from .base import BotSettings, ChatBot
+
+
+class DiscordSettings(DiscordConfig, BotSettings):
+    """``bots.<name>:`` keys of a ``kind: discord`` bot (see adapters/discord/config.py)."""
+
+
+def conversation_key(
+    place: DiscordPlace,
+    *,
+    dms: bool = True,
+    guilds: frozenset[str] = frozenset(),
+    channels: frozenset[str] = frozenset(),
+) -> ConversationKey | None:
+    """The conversation a message belongs to, or None when the bot should not answer it.
+
+    A thread message without a mention is passed on too: the dispatcher answers it only
+    when that thread is a conversation already (the bot was mentioned there, or opened it).
+    """
+    if place.direct:
+        return ConversationKey(PLATFORM, place.user_id) if dms else None
+    if guilds and place.guild_id not in guilds:
+        return None
+    if channels and not ({place.channel_id, place.parent_id} & channels):
+        return None
+    owner = f"guild{place.guild_id}"
+    if place.thread_id is not None:
+        return ConversationKey(PLATFORM, owner, place.thread_id)
+    if place.mentioned or place.reply_to_bot:
+        return ConversationKey(PLATFORM, owner, place.anchor)  # the thread opened from it has the anchor's id
+    return None
+
+
+class DiscordBot(ChatBot):
+    kind = "discord"
+    platform = PLATFORM
+    Settings = DiscordSettings
+    Adapter = DiscordAdapter
+    settings: DiscordSettings
+    adapter: DiscordAdapter
+
+    def route(self, place: DiscordPlace) -> ConversationKey | None:
+        s = self.settings
+        return conversation_key(
+            place,
+            dms=s.dms,
+            guilds=frozenset(str(g) for g in s.guilds),
+            channels=frozenset(str(c) for c in s.channels),
+        )
+
+    def describe(self) -> str:
+        s = self.settings
+        where = f"{len(s.guilds)} server(s)" if s.guilds else "every server it is in"
+        content = "message content intent" if s.message_content else "no message content intent"
+        return f"{self.name} (discord, gateway; {where}; {content})"
+
+    def warnings(self) -> list[str]:
+        out = super().warnings()
+        if not self.settings.message_content:
+            out.append(
+                f"bots.{self.name}.message_content is false: in server threads the bot only reads messages that "
+                "mention it (DMs and mentions work as usual)."
+            )
+        return out
+
+
+BOT = DiscordBot

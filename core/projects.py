@@ -1,0 +1,201 @@
+"""Projects: a place (a channel, a group, someone's DMs) works on a real repository.
+
+``projects:`` binds a directory to places (``slack:C0123``, ``telegram:-100123``,
+``discord:guild/123``...). A conversation in a bound place works in that project
+instead of its own empty workspace; file tools and the Bash sandbox are confined
+to the project's directory the same way. When the project is a git repository
+(``mode: worktree``, the default) each conversation gets a ``git worktree`` of
+its own on branch ``ccbridge/<conversation>``, created on its first turn, so two
+threads working at once never edit the same files. Worktrees of conversations
+idle past ``retention`` are removed (never while a turn runs); their branches
+stay, and the worktree comes back from its branch on the next turn. Admins may
+switch a place to another project from the chat (``/project``), kept in the store.
+
+All git work runs ``git`` as a subprocess, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ProjectSettings
+from .errors import CCBridgeError, ConfigError
+from .keys import ConversationKey
+from .store import Conversation, ConversationStore
+from .workspace import owner_dirname
+
+log = logging.getLogger(__name__)
+
+OVERRIDE_PREFIX = "project:"
+NONE = "-"  # an override meaning "no project here"
+_BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
+GIT_TIMEOUT = 60.0
+
+
+class GitError(CCBridgeError):
+    """A git command failed; the message is git's own."""
+
+
+@dataclass(frozen=True)
+class Workplace:
+    """Where a conversation works: its root directory, and its project and branch when it has one."""
+
+    root: Path
+    project: str | None = None
+    branch: str | None = None
+    repository: Path | None = None  # the main checkout (its .git takes the worktree's writes)
+
+
+async def git(cwd: Path, *args: str, check: bool = True) -> str:
+    """Run ``git`` in ``cwd``; its stdout. Raises :class:`GitError` with git's message when it fails."""
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd)},
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT:g}s") from None
+    if check and proc.returncode != 0:
+        raise GitError(err.decode(errors="replace").strip() or f"git {args[0]} failed ({proc.returncode})")
+    return out.decode(errors="replace")
+
+
+def branch_for(key: ConversationKey) -> str:
+    """``ccbridge/<conversation>``: readable, valid for git, distinct per conversation."""
+    parts = [p for p in (key.bot, key.platform, key.owner, key.thread) if p]
+    readable = _BRANCH_UNSAFE.sub("-", "-".join(parts)).strip("-./")[:60] or "conversation"
+    digest = hashlib.sha256(str(key).encode()).hexdigest()[:8]
+    return f"ccbridge/{readable}-{digest}"
+
+
+class Projects:
+    def __init__(self, settings: dict[str, ProjectSettings], base_dir: Path, store: ConversationStore) -> None:
+        for name, project in settings.items():
+            if not project.path.is_dir():
+                raise ConfigError(f"{project.path} is not an existing directory", key=f"projects.{name}.path")
+        self.settings = dict(settings)
+        self.worktrees = base_dir / "_worktrees"
+        self.store = store
+        self._repos: dict[str, bool] = {}
+        self._lock = asyncio.Lock()  # git worktree add/remove on one repository at a time
+
+    def __bool__(self) -> bool:
+        return bool(self.settings)
+
+    # -- bindings --------------------------------------------------------------
+    async def project_for(self, places: list[str], scope: str | None = None) -> str | None:
+        """The project bound to the first of ``places`` that has one (an admin's switch wins over the config)."""
+        for place in places:
+            override = await self._override(place, scope)
+            if override is not None:
+                return None if override == NONE else override
+            for name, project in self.settings.items():
+                if place in project.places:
+                    return name
+        return None
+
+    async def _override(self, place: str, scope: str | None) -> str | None:
+        try:
+            value = await self.store.get_meta(f"{OVERRIDE_PREFIX}{scope or '-'}:{place}")
+        except NotImplementedError:
+            return None
+        return value if value == NONE or value in self.settings else None
+
+    async def switch(self, place: str, project: str | None, scope: str | None = None) -> None:
+        """Bind ``place`` to ``project`` (None: to no project) from now on."""
+        if project is not None and project not in self.settings:
+            raise ConfigError(f"no project named {project!r} (configured: {', '.join(self.settings) or 'none'})")
+        await self.store.put_meta(f"{OVERRIDE_PREFIX}{scope or '-'}:{place}", project or NONE)
+
+    # -- where a conversation works --------------------------------------------
+    async def is_repository(self, name: str) -> bool:
+        if name not in self._repos:
+            out = await git(self.settings[name].path, "rev-parse", "--is-inside-work-tree", check=False)
+            self._repos[name] = out.strip() == "true"
+        return self._repos[name]
+
+    def worktree_path(self, name: str, key: ConversationKey) -> Path:
+        return self.worktrees / owner_dirname(name) / hashlib.sha256(str(key).encode()).hexdigest()[:16]
+
+    async def workplace(self, name: str, key: ConversationKey) -> Workplace:
+        """The conversation's directory in project ``name``: its worktree (created if missing), or the checkout."""
+        project = self.settings[name]
+        if project.mode == "shared" or not await self.is_repository(name):
+            return Workplace(project.path.resolve(), name)
+        path = self.worktree_path(name, key)
+        branch = branch_for(key)
+        repo = project.path.resolve()
+        if not (path / ".git").exists():
+            async with self._lock:
+                if not (path / ".git").exists():
+                    await self._add_worktree(repo, path, branch)
+        return Workplace(path, name, branch, repo)
+
+    async def _add_worktree(self, repo: Path, path: Path, branch: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        await git(repo, "worktree", "prune")
+        exists = (await git(repo, "branch", "--list", branch)).strip()
+        if exists:
+            await git(repo, "worktree", "add", str(path), branch)
+        else:
+            await git(repo, "worktree", "add", "-b", branch, str(path))
+        log.info("project %s: worktree %s on branch %s", repo.name, path, branch)
+
+    async def diff(self, place: Workplace) -> str:
+        """The conversation's changes: against its branch's start (committed) and in the worktree (not yet)."""
+        if place.branch is None or place.repository is None:
+            if place.project and await self.is_repository(place.project):
+                return await git(place.root, "diff", "HEAD") + await _untracked(place.root)
+            return ""
+        base = (await git(place.root, "merge-base", "HEAD", await self._main_head(place.repository))).strip()
+        committed = await git(place.root, "diff", base, "HEAD")
+        working = await git(place.root, "diff", "HEAD")
+        return committed + working + await _untracked(place.root)
+
+    @staticmethod
+    async def _main_head(repo: Path) -> str:
+        return (await git(repo, "rev-parse", "HEAD")).strip()
+
+    async def remove_idle(self, conversations: list[Conversation], running: set[ConversationKey]) -> int:
+        """Remove the worktrees of conversations idle past their project's retention; branches stay."""
+        removed = 0
+        now = time.time()
+        for conv in conversations:
+            name = conv.metadata.get("project")
+            if name not in self.settings or conv.key in running or conv.status == "running":
+                continue
+            path = self.worktree_path(name, conv.key)
+            if not path.exists() or now - conv.last_active_at < self.settings[name].retention:
+                continue
+            async with self._lock:
+                if conv.key in running:
+                    continue
+                await git(self.settings[name].path, "worktree", "remove", "--force", str(path))
+            removed += 1
+            log.info(
+                "project %s: removed the idle worktree of %s (branch %s kept)", name, conv.key, branch_for(conv.key)
+            )
+        return removed
+
+
+async def _untracked(root: Path) -> str:
+    """New files git does not know yet, shown as a diff would show them."""
+    names = [n for n in (await git(root, "ls-files", "--others", "--exclude-standard")).splitlines() if n]
+    out = []
+    for name in names:
+        diff = await git(root, "diff", "--no-index", "--", "/dev/null", name, check=False)
+        out.append(diff)
+    return "".join(out)

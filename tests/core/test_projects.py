@@ -1,0 +1,193 @@
+"""Projects: a bound place works on a real repository, each conversation in its own worktree."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core import Agent, ConfigError, ConversationKey, Sections, UserRef
+from core.dispatcher import Dispatcher, IncomingMessage
+from core.projects import branch_for
+from tests.fakes.anthropic_api import FakeAnthropicAPI, ToolCall
+from tests.fakes.recording_sink import RecordingSink
+
+CHANNEL = "C0PAY"
+
+
+def repo(path: Path) -> Path:
+    path.mkdir(parents=True)
+    run = lambda *a: subprocess.run(["git", *a], cwd=path, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q", "-b", "main")
+    run("config", "user.email", "t@example.com")
+    run("config", "user.name", "t")
+    (path / "README.md").write_text("payments\n")
+    run("add", ".")
+    run("commit", "-q", "-m", "init")
+    return path
+
+
+def git_log(path: Path, branch: str) -> str:
+    return subprocess.run(["git", "log", "--oneline", branch], cwd=path, capture_output=True, text=True).stdout
+
+
+def branches(path: Path) -> list[str]:
+    out = subprocess.run(["git", "branch", "--format=%(refname:short)"], cwd=path, capture_output=True, text=True)
+    return out.stdout.split()
+
+
+@pytest.fixture
+def payments(tmp_path: Path) -> Path:
+    return repo(tmp_path / "payments")
+
+
+@pytest.fixture
+def project_sections(make_sections: Callable[..., Sections], payments: Path) -> Sections:
+    return make_sections(
+        access={"allow_all": False, "allowlist": ["chat:*"], "admins": ["chat:boss"]},
+        projects={"payments": {"path": str(payments), "places": [f"chat:{CHANNEL}"]}},
+        agent={"allowed_tools": ["Bash"]},
+    )
+
+
+def msg(text: str, thread: str | None = None, user: str = "alice", owner: str = CHANNEL) -> IncomingMessage:
+    return IncomingMessage(ConversationKey("chat", owner, thread), UserRef(user), text, RecordingSink())
+
+
+async def say(
+    d: Dispatcher, text: str, thread: str | None = None, user: str = "alice", owner: str = CHANNEL
+) -> list[str]:
+    m = msg(text, thread, user, owner)
+    await d.handle(m)
+    return m.reply.visible()  # type: ignore[attr-defined]
+
+
+async def test_two_threads_work_in_two_worktrees_on_two_branches(
+    project_sections: Sections, fake_api: FakeAnthropicAPI, payments: Path
+) -> None:
+    fake_api.rules["write in one"] = [ToolCall("Write", {"file_path": "notes.md", "content": "one\n"})]
+    fake_api.rules["write in two"] = [ToolCall("Write", {"file_path": "notes.md", "content": "two\n"})]
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        await asyncio.gather(say(d, "write in one", "t1"), say(d, "write in two", "t2"))
+        one = await agent.conversations.get(ConversationKey("chat", CHANNEL, "t1"))
+        two = await agent.conversations.get(ConversationKey("chat", CHANNEL, "t2"))
+        assert one and two and one.metadata["project"] == two.metadata["project"] == "payments"
+        root1, root2 = Path(one.metadata["root"]), Path(two.metadata["root"])
+        assert root1 != root2 and (root1 / "README.md").exists()  # real checkouts of the repository
+        assert (root1 / "notes.md").read_text() == "one\n" and (root2 / "notes.md").read_text() == "two\n"
+        assert not (payments / "notes.md").exists()  # the main checkout is untouched
+        assert not agent.workspaces.root(one.key).exists()  # not the per-chat workspace either
+        assert {one.metadata["branch"], two.metadata["branch"]} <= set(branches(payments))
+        status = await say(d, "/status", "t1")
+        assert f"branch `{branch_for(one.key)}`" in status[0]
+        diff = await say(d, "/diff", "t1")
+        assert "+one" in diff[0] and "+two" not in diff[0]
+
+
+async def test_a_write_outside_the_project_is_refused(
+    project_sections: Sections, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.md"
+    fake_api.rules["escape"] = [ToolCall("Write", {"file_path": str(outside), "content": "x"})]
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        await say(d, "escape", "t1")
+        assert not outside.exists()
+        result = fake_api.requests[-1].tool_results()[0]
+        assert result.get("is_error") and "outside" in str(result.get("content"))
+
+
+async def test_other_places_keep_their_own_workspace(project_sections: Sections, fake_api: FakeAnthropicAPI) -> None:
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        await say(d, "hello", owner="C0OTHER")
+        conv = await agent.conversations.get(ConversationKey("chat", "C0OTHER"))
+        assert conv is not None and "project" not in conv.metadata
+        assert Path(conv.cwd) == agent.workspaces.root(conv.key)
+
+
+async def test_idle_worktrees_are_removed_and_their_branches_kept(
+    project_sections: Sections, fake_api: FakeAnthropicAPI, payments: Path
+) -> None:
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        await say(d, "hi", "old")
+        await say(d, "hi", "recent")
+        old = await agent.conversations.get(ConversationKey("chat", CHANNEL, "old"))
+        assert old is not None
+        old.last_active_at = time.time() - 30 * 86400
+        await agent.store.put(old)
+        assert await agent.clean_worktrees() == 1
+        assert not Path(old.metadata["root"]).exists()
+        recent = await agent.conversations.get(ConversationKey("chat", CHANNEL, "recent"))
+        assert recent is not None and Path(recent.metadata["root"]).exists()
+        assert old.metadata["branch"] in branches(payments)  # the branch stays
+        await say(d, "back again", "old")  # the next turn brings the worktree back from its branch
+        assert Path(old.metadata["root"]).exists()
+
+
+async def test_sessions_and_resume_return_to_an_earlier_session_with_its_memory(
+    agent: Agent, fake_api: FakeAnthropicAPI
+) -> None:
+    d = Dispatcher(agent)
+    await say(d, "the password is swordfish", owner="alice")
+    await say(d, "/new", owner="alice")
+    await say(d, "something else", owner="alice")
+    listing = (await say(d, "/sessions", owner="alice"))[0]
+    assert "the password is swordfish" in listing and "1." in listing
+    assert "Back in session" in (await say(d, "/resume 1", owner="alice"))[0]
+    await say(d, "what was the password?", owner="alice")
+    assert "swordfish" in str(fake_api.requests[-1].messages)
+    assert "something else" not in str(fake_api.requests[-1].messages)
+
+
+async def test_only_admins_switch_the_project_of_a_place(
+    project_sections: Sections, fake_api: FakeAnthropicAPI
+) -> None:
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        shown = (await say(d, "/project", owner="C0OTHER"))[0]
+        assert "none" in shown and "`payments`" in shown
+        assert "Only admins" in (await say(d, "/project payments", owner="C0OTHER", user="mallory"))[0]
+        assert "now works on project `payments`" in (await say(d, "/project payments", owner="C0OTHER", user="boss"))[0]
+        conv = await agent.conversations.get(ConversationKey("chat", "C0OTHER"))
+        assert conv is not None and conv.metadata["project"] == "payments"
+        # the binding is kept in the store: a new conversation there (a thread) works on it too
+        await say(d, "hi", thread="t9", owner="C0OTHER")
+        thread = await agent.conversations.get(ConversationKey("chat", "C0OTHER", "t9"))
+        assert thread is not None and thread.metadata["project"] == "payments"
+
+
+def test_a_binding_to_a_missing_path_is_a_config_error_naming_the_key(
+    make_sections: Callable[..., Sections], tmp_path: Path
+) -> None:
+    sections = make_sections(projects={"ghost": {"path": str(tmp_path / "nope"), "places": ["chat:C1"]}})
+    with pytest.raises(ConfigError, match=r"^projects\.ghost\.path: .* is not an existing directory"):
+        Agent(sections)
+
+
+async def test_approved_bash_in_a_worktree_can_commit(
+    project_sections: Sections, fake_api: FakeAnthropicAPI, payments: Path
+) -> None:
+    command = "echo fix > fix.txt && git add fix.txt && git -c user.email=c@x -c user.name=c commit -qm fix && git log --oneline | head -1"
+    fake_api.rules["commit it"] = [ToolCall("Bash", {"command": command})]
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        await say(d, "commit it", "t1")
+        conv = await agent.conversations.get(ConversationKey("chat", CHANNEL, "t1"))
+        assert conv is not None
+        log = subprocess.run(
+            ["git", "log", "--oneline", conv.metadata["branch"]], cwd=payments, capture_output=True, text=True
+        )
+        assert "fix" in log.stdout  # committed on the conversation's branch, through the sandbox
+        assert (
+            "fix"
+            not in subprocess.run(
+                ["git", "log", "--oneline", "main"], cwd=payments, capture_output=True, text=True
+            ).stdout
+        )
