@@ -181,13 +181,5 @@ async def test_approved_bash_in_a_worktree_can_commit(
         await say(d, "commit it", "t1")
         conv = await agent.conversations.get(ConversationKey("chat", CHANNEL, "t1"))
         assert conv is not None
-        log = subprocess.run(
-            ["git", "log", "--oneline", conv.metadata["branch"]], cwd=payments, capture_output=True, text=True
-        )
-        assert "fix" in log.stdout  # committed on the conversation's branch, through the sandbox
-        assert (
-            "fix"
-            not in subprocess.run(
-                ["git", "log", "--oneline", "main"], cwd=payments, capture_output=True, text=True
-            ).stdout
-        )
+        assert "fix" in git_log(payments, conv.metadata["branch"])  # committed on its branch, through the sandbox
+        assert "fix" not in git_log(payments, "main")
