@@ -38,6 +38,7 @@ class SlackInbound:
     ts: str
     files: list[dict[str, Any]] = field(default_factory=list)
     direct: bool = False  # written in a DM with the bot
+    mentions: list[str] = field(default_factory=list)  # other people it mentions (<@U...>)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ def is_direct(event: dict[str, Any]) -> bool:
 
 def mentions(text: str, bot_user_id: str) -> bool:
     return f"<@{bot_user_id}>" in text or f"<@{bot_user_id}|" in text
+
+
+_USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+
+
+def mentioned_people(text: str, bot_user_id: str) -> list[str]:
+    """The user ids of ``<@U...>`` mentions in ``text``, the bot's own left out."""
+    return list(dict.fromkeys(u for u in _USER_MENTION.findall(text) if u != bot_user_id))
 
 
 def strip_mentions(text: str, bot_user_id: str) -> str:
@@ -134,4 +143,5 @@ def translate_message(
         ts=ts,
         files=[f for f in event.get("files") or [] if isinstance(f, dict)],
         direct=direct,
+        mentions=mentioned_people(raw, bot.user_id),
     )

@@ -124,6 +124,7 @@ class SlackListeners:
                 mentioned=inbound.mentioned,
                 message_id=inbound.ts,
                 command_prefix=COMMAND_PREFIX,
+                mentions=inbound.mentions,
             )
         )
 
@@ -202,7 +203,7 @@ class SlackListeners:
         team = command.get("team_id")
         user = UserRef(user_id, await self.name(user_id))
         route = self.adapter.route
-        if not self.dispatcher.admits(self.adapter.platform, user):
+        if not await self.dispatcher.admits(self.adapter.platform, user):
             # The dispatcher refuses (once per cooldown), privately: nothing is posted in the channel.
             dm_key = route(SlackPlace(True, user_id, channel, None, "", True))
             if dm_key is not None:

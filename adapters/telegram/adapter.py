@@ -281,6 +281,7 @@ class TelegramAdapter(ChatAdapter[MessageView]):
             files=[f for m in messages for f in files_in(m, bot, local_mode=self.config.local_mode)],
             mentioned=True,
             message_id=str(view.message_id),
+            mentions=list(view.mentions),
         )
 
     def _submit(self, incoming: IncomingMessage, ticket: Any = None) -> None:

@@ -36,6 +36,7 @@ class MessageView:
     replied_to_bot: bool  # a reply to one of the bot's messages
     command: str | None  # "/new" for a command to this bot (or to every bot), else None
     command_to_bot: bool = False  # the command named the bot ("/new@this_bot")
+    mentions: tuple[str, ...] = ()  # ids of people it mentions by name, or whose message it replies to
 
     @property
     def private(self) -> bool:
@@ -71,11 +72,14 @@ def inspect_message(message: Message, me: User) -> MessageView | None:
     mentioned = False
     command: str | None = None
     command_to_bot = False
+    others: list[str] = []
     for entity, fragment in entities.items():
         if entity.type == MessageEntity.MENTION and username and fragment[1:].lower() == username:
             mentioned = True
         elif entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and entity.user.id == me.id:
             mentioned = True
+        elif entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and not entity.user.is_bot:
+            others.append(str(entity.user.id))
         elif entity.type == MessageEntity.BOT_COMMAND and entity.offset == 0:
             name, _, target = fragment.partition("@")
             if not target or target.lower() == username:
@@ -87,6 +91,9 @@ def inspect_message(message: Message, me: User) -> MessageView | None:
         and reply.from_user.id == me.id
         and reply.forum_topic_created is None  # in forums every message "replies" to its topic's first message
     )
+    if reply is not None and reply.from_user is not None and not reply.from_user.is_bot and not replied_to_bot:
+        if reply.forum_topic_created is None and reply.from_user.id != sender.id:
+            others.append(str(reply.from_user.id))
     return MessageView(
         chat_id=message.chat_id,
         chat_type=message.chat.type,
@@ -98,6 +105,7 @@ def inspect_message(message: Message, me: User) -> MessageView | None:
         replied_to_bot=replied_to_bot,
         command=command,
         command_to_bot=command_to_bot,
+        mentions=tuple(dict.fromkeys(others)),
     )
 
 
