@@ -2,8 +2,10 @@
 
 Contract (``tests/contracts/store_contract.py``, a class every backend's test plugs into):
 
-* ``put`` inserts or replaces a conversation by its key; ``get`` returns an equal
-  copy (mutating it does not change the store) or ``None``.
+* ``put`` inserts or replaces a conversation by its key — unless the stored record
+  carries a higher ``fence`` (a newer owner wrote it): then it raises
+  :class:`~core.errors.Fenced` and changes nothing; ``get`` returns an equal copy
+  (mutating it does not change the store) or ``None``.
 * ``find_session`` finds a conversation by its current Claude Code session id.
 * ``list`` returns conversations newest-active first, filtered by any of
   platform / owner / thread / bot (:class:`ListFilter`).
@@ -20,6 +22,9 @@ Contract (``tests/contracts/store_contract.py``, a class every backend's test pl
   the first time, False while an earlier claim is within its ttl.
 * ``put_meta`` / ``get_meta`` / ``delete_meta`` / ``list_meta(prefix)`` keep small named
   values (access granted in the chat, for instance), shared by every instance on the store.
+* ``add_meta(name, amount)`` adds an integer to the named value (absent: 0) atomically, also
+  between instances, and returns the new total (spend per user, for instance); the value reads
+  back as its decimal text through ``get_meta`` / ``list_meta``.
 * ``ping(write=...)`` raises :class:`~core.errors.StoreUnavailable` when the
   backend cannot be reached (or, with ``write=True``, written).
 * Failures raise :class:`~core.errors.StoreError`;
@@ -115,6 +120,10 @@ class ConversationStore(ABC):
 
     async def list_meta(self, prefix: str) -> dict[str, str]:
         """Every named value whose name starts with ``prefix``."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep named values")
+
+    async def add_meta(self, name: str, amount: int) -> int:
+        """Add ``amount`` to the integer kept under ``name`` (0 when absent), atomically; the new total."""
         raise NotImplementedError(f"{type(self).__name__} does not keep named values")
 
     @abstractmethod

@@ -27,6 +27,7 @@ CONVERSATION_FIELDS = (
     "instance_id",
     "total_cost_usd",
     "cli_cost_usd",
+    "fence",
 )
 TURN_FIELDS = (
     "turn_id",
@@ -64,6 +65,7 @@ def conversation_to_row(conv: Conversation) -> dict[str, Any]:
         "instance_id": conv.instance_id,
         "total_cost_usd": conv.total_cost_usd,
         "cli_cost_usd": conv.cli_cost_usd,
+        "fence": conv.fence,
     }
 
 
@@ -81,6 +83,7 @@ def conversation_from_row(row: dict[str, Any]) -> Conversation:
         instance_id=row.get("instance_id") or None,
         total_cost_usd=float(row.get("total_cost_usd") or 0.0),
         cli_cost_usd=float(row.get("cli_cost_usd") or 0.0),
+        fence=int(row.get("fence") or 0),
     )
 
 

@@ -8,6 +8,7 @@ import uuid
 from collections import OrderedDict
 from typing import Unpack
 
+from ..errors import Fenced
 from ..keys import ConversationKey
 from .base import ConversationStore, ListFilter, check_filter
 from .records import Conversation, TurnRecord
@@ -36,6 +37,9 @@ class MemoryStore(ConversationStore):
         return copy.deepcopy(conv) if conv else None
 
     async def put(self, conversation: Conversation) -> None:
+        current = self._conversations.get(conversation.key)
+        if current is not None and current.fence > conversation.fence:
+            raise Fenced(f"{conversation.key} has a newer owner (fence {current.fence} > {conversation.fence})")
         self._conversations[conversation.key] = copy.deepcopy(conversation)
 
     async def delete(self, key: ConversationKey) -> bool:
@@ -98,3 +102,8 @@ class MemoryStore(ConversationStore):
 
     async def list_meta(self, prefix: str) -> dict[str, str]:
         return {k: v for k, v in self._meta.items() if k.startswith(prefix)}
+
+    async def add_meta(self, name: str, amount: int) -> int:
+        total = int(self._meta.get(name, "0")) + int(amount)
+        self._meta[name] = str(total)
+        return total

@@ -30,6 +30,7 @@ class Conversation:
     instance_id: str | None = None  # the instance running (or that last ran) its turn
     total_cost_usd: float = 0.0  # the current session's spend: the sum of its turns' costs
     cli_cost_usd: float = 0.0  # the session's cumulative cost as Claude Code last reported it
+    fence: int = 0  # the owning instance's fencing token when it was written (several instances)
 
 
 @dataclass

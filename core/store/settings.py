@@ -11,10 +11,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
 
 TranscriptMode = Literal["store", "local"]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``redis://user:***@host:6379/0``), for logs and errors."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparsable URL>"
 
 
 class _StoreBase(BaseModel):
@@ -59,18 +73,39 @@ class RedisStoreSettings(_StoreBase):
 
 
 class PostgresStoreSettings(_StoreBase):
+    """``dsn`` (or ``$DATABASE_URL``); or the separate fields ``host`` / ``port`` / ``user`` /
+    ``password`` / ``database`` (the shape of the seed that kept sessions in PostgreSQL),
+    which make the DSN ``postgresql://user:password@host:port/database``."""
+
     backend: Literal["postgres"] = "postgres"
     dsn: SecretStr | None = Field(None, description="postgresql:// DSN; default: $DATABASE_URL.")
-    pool_min: int = Field(1, ge=0)
-    pool_max: int = Field(10, gt=0)
+    pool_min: int = Field(1, ge=0, validation_alias=AliasChoices("pool_min", "min_size"))
+    pool_max: int = Field(10, gt=0, validation_alias=AliasChoices("pool_max", "max_size"))
+    host: str | None = None
+    port: int | None = Field(None, gt=0, lt=65536)
+    user: str | None = None
+    password: SecretStr | None = None
+    database: str | None = Field(None, validation_alias=AliasChoices("database", "dbname", "db"))
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
 
     @model_validator(mode="after")
     def _dsn_from_env(self) -> PostgresStoreSettings:
+        if self.dsn is None and self.host:
+            self.dsn = SecretStr(self._dsn_of_fields())
         if self.dsn is None and os.environ.get("DATABASE_URL"):
             self.dsn = SecretStr(os.environ["DATABASE_URL"])
         if self.dsn is None or not self.dsn.get_secret_value().strip():
             raise ValueError("store.dsn is required for the postgres backend (or set DATABASE_URL)")
+        if self.pool_max < max(1, self.pool_min):
+            raise ValueError("store.pool_max must be at least store.pool_min")
         return self
+
+    def _dsn_of_fields(self) -> str:
+        user = quote(self.user or "", safe="")
+        password = quote(self.password.get_secret_value(), safe="") if self.password else ""
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        port = f":{self.port}" if self.port else ""
+        return f"postgresql://{auth}{self.host}{port}/{quote(self.database or '', safe='')}"
 
     def transcript_mode(self) -> TranscriptMode:
         return self.transcripts or "store"

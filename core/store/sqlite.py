@@ -21,7 +21,7 @@ from typing import Any, Unpack
 
 import aiosqlite
 
-from ..errors import StoreError, StoreUnavailable
+from ..errors import Fenced, StoreError, StoreUnavailable
 from ..keys import ConversationKey
 from .base import ConversationStore, ListFilter, check_filter
 from .codec import (
@@ -84,6 +84,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS turns_running ON turns(status) WHERE status = 'running';
     CREATE TABLE IF NOT EXISTS seen_keys (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
     CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    """
+    ALTER TABLE conversations ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    """,
+    # the transcript store's tables (core.transcripts.sqlite)
+    """
+    CREATE TABLE IF NOT EXISTS transcript_sessions (
+        project_key TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        subpath TEXT NOT NULL DEFAULT '',
+        mtime INTEGER NOT NULL,
+        PRIMARY KEY (project_key, session_id, subpath)
+    );
+    CREATE TABLE IF NOT EXISTS transcript_entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_key TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        subpath TEXT NOT NULL DEFAULT '',
+        uuid TEXT,
+        entry TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS transcript_entries_key ON transcript_entries(project_key, session_id, subpath, id);
+    CREATE UNIQUE INDEX IF NOT EXISTS transcript_entries_uuid
+        ON transcript_entries(project_key, session_id, subpath, uuid) WHERE uuid IS NOT NULL;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -189,6 +213,11 @@ class SQLiteStore(ConversationStore):
                 pass
             raise _classify(exc, "SQLite write failed") from exc
 
+    #: for the transcript store sharing this database (:mod:`core.transcripts.sqlite`): a query, and
+    #: statements run in one transaction (returning the first one's row count), with this store's checks
+    fetch = _fetch
+    write = _write
+
     # -- the contract ----------------------------------------------------------
     async def ping(self, *, write: bool = False) -> None:
         if self._db is None:
@@ -214,9 +243,16 @@ class SQLiteStore(ConversationStore):
         row = conversation_to_row(conversation)
         cols = ", ".join(_CONV_COLUMNS)
         marks = ", ".join("?" for _ in _CONV_COLUMNS)
-        await self._write(
-            (f"INSERT OR REPLACE INTO conversations ({cols}) VALUES ({marks})", tuple(row[c] for c in _CONV_COLUMNS))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _CONV_COLUMNS if c != "key")
+        written = await self._write(
+            (
+                f"INSERT INTO conversations ({cols}) VALUES ({marks}) ON CONFLICT(key) DO UPDATE SET {updates} "
+                "WHERE excluded.fence >= conversations.fence",
+                tuple(row[c] for c in _CONV_COLUMNS),
+            )
         )
+        if written == 0:
+            raise Fenced(f"{conversation.key} has a newer owner (its fence is above {conversation.fence})")
 
     async def delete(self, key: ConversationKey) -> bool:
         existed = await self._write(
@@ -290,6 +326,18 @@ class SQLiteStore(ConversationStore):
             "SELECT name, value FROM meta WHERE name >= ? AND name < ?", (start, start + "\U0010ffff")
         )
         return {str(r["name"])[len(_USER_META) :]: str(r["value"]) for r in rows}
+
+    async def add_meta(self, name: str, amount: int) -> int:
+        full = _USER_META + name
+        await self._write(  # one statement: atomic between processes sharing the file too
+            (
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + excluded.value AS TEXT)",
+                (full, str(int(amount))),
+            )
+        )
+        rows = await self._fetch("SELECT value FROM meta WHERE name = ?", (full,))
+        return int(rows[0]["value"]) if rows else int(amount)
 
     async def claim_key(self, key: str, ttl: float) -> bool:
         now = time.time()

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from core import ConversationKey, ToolCallRecord
+from core.errors import Fenced
 from core.store import Conversation, ConversationStore, TurnRecord
 
 KEY = ConversationKey("telegram", "42")
@@ -36,6 +37,15 @@ def turn(key: ConversationKey = KEY, text: str = "hi", **kw: object) -> TurnReco
 
 class StoreContract:
     """Every test here runs against the subclass's ``store`` fixture."""
+
+    async def test_a_stale_owners_write_is_fenced_off(self, store: ConversationStore) -> None:
+        await store.put(conv(session="s-1", fence=2))
+        with pytest.raises(Fenced):
+            await store.put(conv(session="stale", fence=1))
+        assert (await store.get(KEY)).session_id == "s-1"  # type: ignore[union-attr]
+        await store.put(conv(session="s-2", fence=2))  # the same owner again: fine
+        await store.put(conv(session="s-3", fence=3))  # a newer owner: fine
+        assert (await store.get(KEY)).session_id == "s-3"  # type: ignore[union-attr]
 
     async def test_get_missing_returns_none(self, store: ConversationStore) -> None:
         assert await store.get(KEY) is None
@@ -223,3 +233,14 @@ class MetaContract:
         assert list(await store.list_meta("grant:tg:")) == ["grant:tg:telegram:42"]
         assert await store.store_id()  # the store's own values are not among them
         assert "store_id" not in await store.list_meta("")
+
+    async def test_added_amounts_are_summed_atomically(self, store: ConversationStore) -> None:
+        assert await store.add_meta("spend:telegram:42:day", 1500) == 1500
+        assert await store.add_meta("spend:telegram:42:day", -200) == 1300
+        # concurrent adds (one connection pool, or several instances) lose none
+        await asyncio.gather(*(store.add_meta("spend:telegram:42:day", 10) for _ in range(20)))
+        assert await store.get_meta("spend:telegram:42:day") == "1500"
+        assert await store.list_meta("spend:telegram:") == {"spend:telegram:42:day": "1500"}
+        assert await store.add_meta("spend:other", 0) == 0
+        assert await store.delete_meta("spend:telegram:42:day") is True
+        assert await store.add_meta("spend:telegram:42:day", 7) == 7
