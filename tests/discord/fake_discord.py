@@ -76,13 +76,16 @@ a GUILD_CREATE lists only the bot as a member (so discord.py chunks with op 8).
 
 Scripting and state
 -------------------
-Set up with :meth:`add_guild` / :meth:`add_channel` / :meth:`add_role` /
-:meth:`add_member` / :meth:`add_user` / :meth:`dm_channel` / :meth:`host_file`; act as
-users with :meth:`user_message`, :meth:`user_reaction`, :meth:`slash_command` and
-:meth:`press` (each dispatches over the gateway and returns once the frame is written,
-or queued when the client is away); break things with :meth:`disconnect`,
-:meth:`request_reconnect`, :meth:`invalidate_session` and :meth:`hold_gateway`. Read
-:attr:`messages` (per channel, with edit history, uploads, components, reactions),
+Set up with :meth:`add_guild` / :meth:`add_channel` / :meth:`add_thread` (optionally
+started from a message) / :meth:`add_role` / :meth:`add_member` / :meth:`add_user` /
+:meth:`dm_channel` / :meth:`host_file`; act as users with :meth:`user_message`,
+:meth:`user_reaction`, :meth:`slash_command` and :meth:`press` (``stale=True``: a button
+the message showed earlier, as a client that has not refreshed sends it), each
+dispatching over the gateway and returning once the frame is written (or queued when the
+client is away); :meth:`redeliver` dispatches a message again (a duplicate delivery);
+break things with :meth:`disconnect`, :meth:`request_reconnect`,
+:meth:`invalidate_session` and :meth:`hold_gateway`. Read :attr:`messages` (per channel,
+with edit history, uploads, components — ``shown_components``: all it ever showed —, reactions),
 :attr:`threads`, :attr:`interactions` (callbacks, original response, followups),
 :attr:`typing`, :attr:`command_syncs`, :attr:`sessions` and :attr:`connections`.
 
@@ -581,6 +584,7 @@ class Message:
     thread_id: int | None = None  # the thread started from this message
     reactions: dict[str, set[int]] = field(default_factory=dict)  # emoji -> user ids
     history: list[str] = field(default_factory=list)  # every content it showed, oldest first
+    shown_components: list[dict[str, Any]] = field(default_factory=list)  # every component it ever showed
     edits: list[dict[str, Any]] = field(default_factory=list)  # every edit body, in order
     edited_at: float | None = None
     deleted: bool = False
@@ -620,6 +624,12 @@ class Message:
 
     def component(self, custom_id: str) -> dict[str, Any] | None:
         return next((c for c in self.all_components() if c.get("custom_id") == custom_id), None)
+
+    def remember_components(self) -> None:
+        """Keep the components shown now (a client that has not refreshed still shows them later)."""
+        for item in self.all_components():
+            if item.get("custom_id") and item not in self.shown_components:
+                self.shown_components.append(dict(item))
 
     def payload(self, *, gateway_member: dict[str, Any] | None = None, depth: int = 0) -> dict[str, Any]:
         """The message object; ``gateway_member`` makes it a MESSAGE_CREATE (``guild_id``, ``member``)."""
@@ -1041,13 +1051,35 @@ class FakeDiscord(PlatformServer):
         return Channel(self.ids.next(), type, name, guild_id=guild.id, position=len(guild.channels), topic=topic)
 
     def add_thread(
-        self, name: str, parent: Channel, *, owner: User | None = None, private: bool = False, archived: bool = False
+        self,
+        name: str,
+        parent: Channel,
+        *,
+        owner: User | None = None,
+        private: bool = False,
+        archived: bool = False,
+        starter: Message | None = None,
+        announce: bool = False,
     ) -> Channel:
-        """A thread that already exists (it shows in GUILD_CREATE's ``threads`` when active)."""
+        """A thread that already exists (it shows in GUILD_CREATE's ``threads`` when active).
+
+        With ``starter`` it was started from that message of ``parent`` (it has the message's id, and
+        starting another thread from the message is error 160004). With ``announce`` it was just
+        made by ``owner`` (a forum post, say): THREAD_CREATE is dispatched; otherwise nothing is.
+        """
         kind = ChannelType.PRIVATE_THREAD if private else ChannelType.PUBLIC_THREAD
-        thread = Channel(self.ids.next(), kind, name, guild_id=parent.guild_id, parent_id=parent.id, archived=archived)
+        thread_id = starter.id if starter is not None else self.ids.next()
+        thread = Channel(thread_id, kind, name, guild_id=parent.guild_id, parent_id=parent.id, archived=archived)
         thread.owner_id = (owner or self.owner).id
+        if starter is not None:
+            if starter.thread_id is not None or starter.channel_id != parent.id:
+                raise AssertionError("the starter must be a message of the parent without a thread")
+            thread.starter_message_id = starter.id
+            starter.thread_id = thread.id
         self._add_channel(thread)
+        if announce:
+            data = {**thread.payload(), "newly_created": True}
+            self._emit("THREAD_CREATE", data, guild_id=thread.guild_id, intent=Intents.GUILDS)
         return thread
 
     def add_role(self, name: str, *, guild: Guild | None = None, permissions: int = 0) -> Role:
@@ -1142,6 +1174,11 @@ class FakeDiscord(PlatformServer):
         await self._deliver(self._emit_message("MESSAGE_CREATE", message))
         return message
 
+    async def redeliver(self, message: Message | int) -> None:
+        """Dispatch a person's MESSAGE_CREATE again (a duplicate delivery, as after a replay); returns once written."""
+        msg = self._message_of(message)
+        await self._deliver(self._emit_message("MESSAGE_CREATE", msg))
+
     async def user_reaction(self, message: Message | int, user: User | Member, emoji: str) -> None:
         """A person reacts to ``message``: MESSAGE_REACTION_ADD."""
         msg = self._message_of(message)
@@ -1205,14 +1242,19 @@ class FakeDiscord(PlatformServer):
         user: User | Member,
         message: Message | int | None = None,
         values: Sequence[str] | None = None,
+        stale: bool = False,
     ) -> Interaction:
         """A person presses the button (or picks ``values`` in the select) ``custom_id``: INTERACTION_CREATE type 3.
 
         ``message`` defaults to the newest bot message carrying that component; a missing
         or disabled component is refused, as the Discord client would not let anyone click it.
+        With ``stale`` the component may be one the message showed earlier (a client that
+        has not refreshed yet still shows it); the interaction carries the message as it is now.
         """
         msg = self._message_of(message) if message is not None else self._message_with(custom_id)
         component = msg.component(custom_id)
+        if component is None and stale:
+            component = next((c for c in msg.shown_components if c.get("custom_id") == custom_id), None)
         if component is None:
             raise AssertionError(f"message {msg.id} has no component {custom_id!r}")
         if component.get("disabled"):
@@ -2179,7 +2221,7 @@ class FakeDiscord(PlatformServer):
     def _attachment_payload(
         self, attachment_id: int, channel_id: int, filename: str, size: int, ctype: str
     ) -> dict[str, Any]:
-        path = f"attachments/{channel_id}/{attachment_id}/{quote(filename)}"
+        path = f"attachments/{channel_id}/{attachment_id}/{quote(filename, safe='')}"
         expires = int(time.time()) + 86400
         sig = f"?ex={expires:x}&is={int(time.time()):x}&hm={hashlib.sha256(path.encode()).hexdigest()}&"
         return {
@@ -2210,6 +2252,7 @@ class FakeDiscord(PlatformServer):
             nonce=body.get("nonce"),
         )
         message.history.append(message.content)
+        message.remember_components()
         self._resolve_mentions(message, channel)
         return message
 
@@ -2241,6 +2284,7 @@ class FakeDiscord(PlatformServer):
             message.embeds = list(body["embeds"] or [])
         if "components" in body:
             message.components = list(body["components"] or [])
+            message.remember_components()
         if "flags" in body and body["flags"] is not None:
             keep = message.flags & (MessageFlag.EPHEMERAL | MessageFlag.LOADING)
             message.flags = int(body["flags"]) | keep
@@ -2297,8 +2341,13 @@ class FakeDiscord(PlatformServer):
 
     def _rest_message(self, message: Message, *, gateway_member: dict[str, Any] | None = None) -> dict[str, Any]:
         out = message.payload(gateway_member=gateway_member)
-        if message.thread_id is not None and message.thread_id in self.channels:
-            out["thread"] = self.channels[message.thread_id].payload()
+        for shown, msg in ((out, message), (out.get("referenced_message"), message.reference)):
+            if shown is None or msg is None or msg.thread_id is None:
+                continue
+            if msg.thread_id in self.channels:  # the full thread object, as Discord sends it
+                shown["thread"] = self.channels[msg.thread_id].payload()
+            else:
+                shown.pop("thread", None)
         return out
 
     # -- helpers: lookups ----------------------------------------------------------------

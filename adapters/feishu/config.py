@@ -1,0 +1,136 @@
+"""The Feishu / Lark adapter's own settings (``bots.<name>:`` entries of kind ``feishu``).
+
+One bot works on Feishu (China, ``open.feishu.cn``) or Lark (international,
+``open.larksuite.com``): ``domain`` picks the Open Platform, everything else is the same.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+FEISHU_DOMAIN = "https://open.feishu.cn"
+LARK_DOMAIN = "https://open.larksuite.com"
+DOMAINS = {"feishu": FEISHU_DOMAIN, "lark": LARK_DOMAIN}
+
+#: Feishu's limit for a card (and a post) is 30 KB; a character is at most 3 bytes of it here
+#: (see :func:`adapters.feishu.cards.card_measure`), so 9,000 characters always fit with room for the card.
+MAX_CARD_CHARS = 9000
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class FeishuConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = Field(description="App ID of the custom app (cli_...), Developer Console > Credentials.")
+    app_secret: SecretStr = Field(description="App Secret of the app; keep it in the environment (FEISHU_APP_SECRET).")
+    domain: str = Field(
+        "feishu",
+        validate_default=True,
+        description="feishu (open.feishu.cn, China) | lark (open.larksuite.com, international) | an https:// URL.",
+    )
+    mode: Literal["long_connection", "callback"] = Field(
+        "long_connection",
+        description="long_connection: lark-oapi's WebSocket client (no public URL); callback: an HTTP endpoint.",
+    )
+    host: str = Field("0.0.0.0", description="callback mode: address to listen on.")
+    port: int = Field(9000, ge=0, le=65535, description="callback mode: port (0 = any free port).")
+    path: str = Field("/feishu/events", description="callback mode: the Request URL path (events and card actions).")
+    encrypt_key: SecretStr | None = Field(
+        None, description="Encrypt Key (Events & Callbacks > Encryption Strategy): signed, AES-encrypted callbacks."
+    )
+    verification_token: SecretStr | None = Field(
+        None, description="Verification Token (same page); callback mode refuses requests carrying another."
+    )
+    max_request_age: float = Field(
+        300.0, gt=0, description="callback mode: seconds a signed request's timestamp may be off (replays: 401)."
+    )
+    streaming: bool = Field(
+        True, description="Stream replies with CardKit (cardkit:card:write); false: update a card by message patch."
+    )
+    card_update_interval: float = Field(
+        0.3, ge=0.15, le=10, description="Seconds between two updates of a streaming card (Feishu allows 10/s)."
+    )
+    max_card_chars: int = Field(
+        8000, ge=500, le=MAX_CARD_CHARS, description="Characters per card; longer replies continue in a new card."
+    )
+    working_reaction: str | None = Field(
+        "Typing", description="Emoji reaction on the message being answered while Claude works ('' = none)."
+    )
+    api_timeout: float = Field(30.0, gt=0, description="Seconds one Open Platform request may take.")
+    api_workers: int = Field(16, ge=2, le=128, description="Threads for lark-oapi's blocking HTTP calls.")
+    connect_timeout: float = Field(
+        15.0, gt=0, description="long_connection: seconds start-up waits for the first connection."
+    )
+
+    @field_validator("encrypt_key", "verification_token", "working_reaction", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """``""`` (e.g. ``${FEISHU_ENCRYPT_KEY:-}`` with the variable unset) means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("is empty: give the App ID (cli_...) from the Developer Console, e.g. via FEISHU_APP_ID")
+        return value
+
+    @field_validator("app_secret")
+    @classmethod
+    def _app_secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value().strip()
+        if not secret:
+            raise ValueError("is empty: give the App Secret, e.g. app_secret: ${FEISHU_APP_SECRET}")
+        return SecretStr(secret)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        name = value.strip().lower()
+        if name in DOMAINS:
+            return DOMAINS[name]
+        parts = urlsplit(value.strip())
+        host = parts.hostname or ""
+        if parts.scheme not in ("https", "http") or not host:
+            raise ValueError("must be feishu, lark or an https:// URL of the Open Platform")
+        if parts.scheme == "http" and not is_loopback(host):
+            raise ValueError("must use https:// (plain http only for a loopback address)")
+        if parts.username or parts.password or parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError("must be an origin such as https://open.feishu.cn (no path, query or credentials)")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/' (got {value!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _callback_needs_a_secret(self) -> FeishuConfig:
+        if self.mode == "callback" and self.verification_token is None and self.encrypt_key is None:
+            raise ValueError(
+                "callback mode needs verification_token (and preferably encrypt_key): without them anyone "
+                "could post events to the endpoint"
+            )
+        return self
+
+    @property
+    def platform_name(self) -> str:
+        """Feishu or Lark, for log lines and docs."""
+        return "Lark" if self.domain == LARK_DOMAIN else "Feishu"

@@ -1,0 +1,207 @@
+"""Receiving over lark-oapi's long connection (``lark.ws.Client``) without touching the bot's event loop.
+
+lark-oapi's ws client is built for a program that does nothing else:
+``lark_oapi.ws.client`` grabs a module-level event loop at import time, and
+``Client.start()`` blocks in ``loop.run_until_complete`` on it forever. So:
+
+* the client is built and started in a thread of its own, on a fresh loop of that
+  thread; the bot's loop never runs an SDK task and is never blocked by one;
+* the module global ``loop`` is replaced (once, process-wide) by :class:`ThreadLoops`,
+  which answers for the loop of the *calling* thread: each long connection runs on
+  its own loop, so several Feishu/Lark bots can share one process;
+* the SDK has no stop method: :meth:`LongConnection.stop` stops that loop from
+  outside (repeatedly: ``start()`` runs several ``run_until_complete`` in a row),
+  cancels the SDK's tasks, closes the socket and the loop.
+
+The SDK answers (acks) an event frame only when its handler returns, and Feishu
+pushes an event again when it is not acked within 3 s. The handler
+(:class:`PayloadHandler`) therefore only hands the event body to the bot's loop and
+returns: every event is acked at once (unknown event types too, instead of lark-oapi's
+500 that would make Feishu push them again). Card action callbacks are the one thing
+answered with a body (a toast): their handler waits a short, bounded time for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lark_oapi as lark
+import lark_oapi.ws.client as ws_client_module
+
+log = logging.getLogger(__name__)
+
+Payload = Callable[[dict[str, Any]], Any]
+
+
+class ThreadLoops:
+    """Stands in for ``lark_oapi.ws.client.loop``: each thread sees the loop it bound (else the original)."""
+
+    def __init__(self, fallback: asyncio.AbstractEventLoop | None) -> None:
+        self._fallback = fallback
+        self._local = threading.local()
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._local.loop = loop
+
+    def current(self) -> asyncio.AbstractEventLoop:
+        loop = getattr(self._local, "loop", None) or self._fallback
+        if loop is None:
+            raise RuntimeError("no event loop bound for lark-oapi's ws client in this thread")
+        return loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current(), name)
+
+
+_install_lock = threading.Lock()
+
+
+def thread_loops() -> ThreadLoops:
+    """The :class:`ThreadLoops` behind ``lark_oapi.ws.client.loop`` (installed on first use)."""
+    with _install_lock:
+        current = ws_client_module.loop
+        if isinstance(current, ThreadLoops):
+            return current
+        loops = ThreadLoops(current)
+        ws_client_module.loop = loops  # type: ignore[assignment]
+        return loops
+
+
+class PayloadHandler(lark.EventDispatcherHandler):
+    """The event handler lark.ws.Client calls (``_do_without_validation``) with each event's raw payload.
+
+    The body goes to ``on_payload`` as a dict; what it returns (None, or a card
+    callback's answer) becomes the ack's data.
+    """
+
+    def __init__(self, on_payload: Payload) -> None:
+        super().__init__()
+        self._on_payload = on_payload
+
+    def _do_without_validation(self, payload: bytes) -> Any:
+        try:
+            body = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            log.warning("Feishu: skipping a long-connection payload that is not JSON")
+            return None
+        if not isinstance(body, dict):
+            return None
+        return self._on_payload(body)
+
+
+class LongConnection:
+    """One ``lark.ws.Client`` in its own thread and event loop."""
+
+    def __init__(
+        self,
+        app_id: str,
+        app_secret: str,
+        domain: str,
+        on_payload: Payload,
+        *,
+        log_level: lark.LogLevel = lark.LogLevel.WARNING,
+    ) -> None:
+        self._make: Callable[[], Any] = lambda: lark.ws.Client(
+            app_id,
+            app_secret,
+            event_handler=PayloadHandler(on_payload),
+            domain=domain,
+            auto_reconnect=True,
+            log_level=log_level,
+        )
+        self.client: Any = None
+        self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._built = threading.Event()
+        self._stopping = False
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def connected(self) -> bool:
+        """A WebSocket is open right now (lark-oapi keeps it in ``_conn``)."""
+        return self.alive and getattr(self.client, "_conn", None) is not None
+
+    def start(self) -> None:
+        loops = thread_loops()
+        self._thread = threading.Thread(target=self._run, args=(loops,), name="feishu-long-connection", daemon=True)
+        self._thread.start()
+        self._built.wait(10)
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait until the first connection is up; raises what the SDK raised; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise self.error
+            if self.connected:
+                return True
+            if not self.alive:
+                break
+            await asyncio.sleep(0.05)
+        if self.error is not None:
+            raise self.error
+        return self.connected
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the SDK's loop, close its connection and tasks, join the thread (blocking: use a thread)."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            loop = self.loop
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed in between
+                    loop.call_soon_threadsafe(loop.stop)
+            thread.join(0.05)
+        if thread.is_alive():
+            log.warning("Feishu: the long-connection thread did not stop within %gs", timeout)
+        self._thread = None
+
+    def _run(self, loops: ThreadLoops) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loops.bind(loop)
+        self.loop = loop
+        try:
+            self.client = self._make()  # its ExpiringCache schedules a task on the current (this) loop
+            self._built.set()
+            self.client.start()  # returns only by raising (RuntimeError once the loop is stopped)
+        except BaseException as exc:  # reported through self.error
+            if not (self._stopping and isinstance(exc, RuntimeError)):
+                log.error("Feishu: the long connection failed: %r", exc)
+                self.error = exc
+        finally:
+            self._built.set()
+            self._shutdown(loop)
+            loops.bind(None)
+            asyncio.set_event_loop(None)
+
+    def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Cancel the SDK's tasks first: once the socket closes, its receive loop would
+        # otherwise start reconnecting (a new endpoint call and handshake) mid-shutdown.
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        conn = getattr(self.client, "_conn", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.wait_for(conn.close(), 2))
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
