@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from adapters.http_api import ApiSettings, create_app
+from adapters.http_api.context import ApiContext
 from core import ConfigError
 
 from .base import Bot, BotSettings
@@ -47,15 +48,33 @@ class HttpApiBot(Bot):
     Settings = HttpApiSettings
     chat_platform = False
     settings: HttpApiSettings
+    _ctx: ApiContext | None = None  # the running app's, once served
 
     def describe(self) -> str:
         s = self.settings
         auth = "anonymous" if s.anonymous else f"{len(s.api_keys)} API key(s)"
-        return f"{self.name} (http_api on http://{s.host}:{s.port}, {auth})"
+        admin = f", {len(s.admin_keys)} admin key(s)" if s.admin_keys else ""
+        return f"{self.name} (http_api on http://{s.host}:{s.port}, {auth}{admin})"
+
+    def reload(self, settings: BotSettings) -> list[str]:
+        """Keys, users, admin keys and the turn timeout change at once; the rest needs a restart."""
+        assert isinstance(settings, HttpApiSettings)
+        if self._ctx is None:  # not serving yet: the server starts with these
+            self.settings = settings
+            return []
+        before = set(self.warnings())
+        pending = self._ctx.reconfigure(settings)
+        running = self._ctx.settings
+        assert isinstance(running, HttpApiSettings)
+        self.settings = running
+        for warning in self.warnings():
+            if warning not in before:
+                log.warning("%s: %s", self.name, warning)
+        return [f"bots.{self.name}.{name}" for name in pending]
 
     def warnings(self) -> list[str]:
         s = self.settings
-        out = []
+        out = super().warnings()
         if s.anonymous:
             out.append(
                 "allow_anonymous is set and there are no api_keys: anyone who can reach "
@@ -63,6 +82,13 @@ class HttpApiBot(Bot):
             )
         if any(len(k.get_secret_value()) < SHORT_KEY for k in s.api_keys):
             out.append(f"some api_keys are shorter than {SHORT_KEY} characters; use long random keys.")
+        if any(len(k.key.get_secret_value()) < SHORT_KEY for k in s.admin_keys):
+            out.append(f"some admin_keys are shorter than {SHORT_KEY} characters; use long random keys.")
+        if s.admin_bots and self.agent.sections.store.backend == "memory":
+            out.append(
+                "admin_bots is set but the store is in memory: grants made through /admin/users "
+                "never reach those bots (use a store they share)."
+            )
         if not s.allowed_users:
             out.append("allowed_users is empty: API callers may act as any user_id.")
         if s.callback_allow_private and s.callback_secret is not None:
@@ -71,7 +97,8 @@ class HttpApiBot(Bot):
 
     def server(self) -> uvicorn.Server:
         s = self.settings
-        app = create_app(self.agent, s)
+        app = create_app(self.agent, s, reload=self.reloader, bot_access=lambda name: self.bots_access.get(name))
+        self._ctx = app.state.ctx
         config = uvicorn.Config(
             app,
             host=s.host,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,20 +12,37 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from core import Agent
 
-from . import approvals, chat, compat, probes, sessions
+from . import approvals, chat, compat, files, metrics, probes, sessions, v2
+from .admin import router as admin_router
 from .auth import ApiKeys, UserAllowlist
 from .callbacks import CallbackSender
-from .context import ApiContext
-from .errors import detail_errors_for, install_error_handlers
+from .context import ApiContext, BotAccess, Reload, admin_keys
+from .docs import ASSET_PACKAGE, install_docs
+from .errors import compat_errors_for, install_error_handlers
 from .limits import BodySizeLimit, TurnSlots
+from .probes import API_VERSION, SERVICE_NAME
 from .settings import ApiSettings
 from .tasks import TaskRegistry
 
-API_VERSION = "1.0.0"
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Claude Code sessions over HTTP: the same sessions as the chat bots and the library API.
+
+* `/api/v1`: claude-agent-http's API (sessions, chat, SSE stream), plus ccbridge's extras:
+  approvals, async tasks with signed callbacks, history, files, `user_id`-addressed default sessions.
+* `/api/v2`: ccbridge's own session objects, and a stream where every event is named.
+* `/chat`, `/chat/stream`, `/chat/async`, `/task/{id}`, `/session/{id}`: claude-code-server's routes.
+"""
 
 
-def create_app(agent: Agent, settings: ApiSettings) -> FastAPI:
-    """The HTTP API over ``agent`` (started and closed by the caller)."""
+def create_app(
+    agent: Agent, settings: ApiSettings, *, reload: Reload | None = None, bot_access: BotAccess | None = None
+) -> FastAPI:
+    """The HTTP API over ``agent`` (started and closed by the caller).
+
+    For ``/admin`` (run_bot hands its own in): ``reload`` re-reads the config file; ``bot_access`` is
+    the ``access`` section of a configured bot by name (default: ``agent``'s for every bot).
+    """
     sender = None
     if settings.callback_secret is not None:
         sender = CallbackSender(
@@ -39,6 +58,10 @@ def create_app(agent: Agent, settings: ApiSettings) -> FastAPI:
         users=UserAllowlist(settings.allowed_users),
         slots=TurnSlots(settings.max_concurrent_turns),
         tasks=TaskRegistry(settings.max_tasks, settings.task_ttl, sender),
+        admins=admin_keys(settings),
+        admin_routes=bool(settings.admin_keys),
+        reload=reload,
+        bot_access=bot_access,
     )
 
     @asynccontextmanager
@@ -48,21 +71,33 @@ def create_app(agent: Agent, settings: ApiSettings) -> FastAPI:
         finally:
             await ctx.tasks.shutdown()
 
+    local_docs = settings.docs and importlib.util.find_spec(ASSET_PACKAGE) is not None
+    if settings.docs and not local_docs:
+        log.warning(
+            "%s is not installed: /docs loads Swagger UI from a CDN (pip install 'ccbridge[http]')", ASSET_PACKAGE
+        )
     app = FastAPI(
-        title="ccbridge HTTP API",
+        title=SERVICE_NAME,
         version=API_VERSION,
-        description="Claude Code sessions over HTTP: the same sessions as the chat bots and the library API.",
+        description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if settings.docs else None,
+        docs_url="/docs" if settings.docs and not local_docs else None,  # CDN assets only as a fallback
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (probes, sessions, chat, approvals, compat):
+    if local_docs:
+        install_docs(app, title=SERVICE_NAME)
+    for module in (probes, metrics, sessions, files, chat, approvals, v2, compat):
         app.include_router(module.router)
+    if ctx.admin_routes:  # no admin endpoints without an admin key
+        app.include_router(admin_router)
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_body_bytes, detail_errors=detail_errors_for(compat.router.routes)
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        compat_errors=compat_errors_for(compat.router.routes),
+        limit_for=files.body_limit_for(agent.sections.workspace.max_upload_mb),
     )
     if settings.cors_origins:
         app.add_middleware(

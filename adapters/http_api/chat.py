@@ -1,37 +1,46 @@
 """``/api/v1/chat`` in three modes: sync, SSE stream, async task (+ signed callback).
 
-A message addresses a session by ``session_id``, or just by ``user_id`` (that
-user's default session). Approval requests are refused in sync and async mode
-unless ``approval_mode`` is ``"ask"``; then they wait for ``POST
-/api/v1/approvals/{id}`` (listed by ``GET /api/v1/approvals`` and in the task).
+A message (``message`` or ``text``) addresses a session by ``session_id`` (claude-agent-http's
+way: the session's user speaks), or just by ``user_id`` (that user's default session).
+Approval requests are refused in sync and async mode unless ``approval_mode`` is ``"ask"``;
+then they wait for ``POST /api/v1/approvals/{id}`` (listed by ``GET /api/v1/approvals`` and
+in the task). A client that disconnects stops its turn (sync and stream alike).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse
+
+from core import ConversationKey
 
 from .auth import require_api_key
 from .common import Ctx, OwnerQuery, errors
+from .context import ApiContext
 from .errors import ApiError
+from .files import attachments_for
 from .models import AsyncChatRequest, ChatRequest, ChatResponse, TaskAccepted, TaskStatus, chat_out
-from .sse import v1_stream
+from .sse import Render, sse_stream, v1_render
 from .tasks import task_out
-from .turns import TurnOutcome, TurnRunner, error_status
+from .turns import ApprovalModeName, TurnOutcome, TurnRunner, error_status
 
 router = APIRouter(prefix="/api/v1", tags=["chat"], dependencies=[Depends(require_api_key)])
 
-TURN_ERRORS = errors(403, 404, 429, 502, 503, 504)
-SSE_DOC: dict[int | str, dict[str, Any]] = {
+TURN_ERRORS = errors(400, 403, 404, 429, 502, 503, 504)
+V1_SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "Server-sent events: text_delta, tool_use, tool_result, approval_request, "
-        "approval_resolved, file, then done or error (each data is a JSON object).",
+        "description": "Server-sent events; each data is a JSON object with a type. claude-agent-http's types "
+        "(text_delta, tool_use, done, error) are unnamed events; ccbridge's others are named: tool_result, "
+        "approval_request, approval_resolved, file, retry, waiting.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
+CLIENT_GONE = 499  # nginx's "client closed request": never seen by the client, it left
 
 
 def raise_for_outcome(outcome: TurnOutcome) -> None:
@@ -43,48 +52,88 @@ def raise_for_outcome(outcome: TurnOutcome) -> None:
     )
 
 
-async def finish(runner: TurnRunner) -> TurnOutcome:
-    """Wait for the turn; if the request is abandoned, stop the turn."""
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection (the body is already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def finish(runner: TurnRunner, request: Request | None = None) -> TurnOutcome:
+    """Wait for the turn. If the client disconnects (or the request is cancelled), stop the turn:
+    it is interrupted and recorded, and its concurrency slot is freed."""
     try:
-        return await runner.result()
+        if request is None:
+            return await runner.result()
+        result = asyncio.ensure_future(runner.result())
+        gone = asyncio.ensure_future(_disconnected(request))
+        try:
+            await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (result, gone):
+                if not task.done():
+                    task.cancel()
+            await asyncio.wait({gone})
+        if result.done() and not result.cancelled():
+            return result.result()
+        raise ApiError(CLIENT_GONE, "client_closed_request", "the client closed the connection; the turn was stopped")
     finally:
         with anyio.CancelScope(shield=True):
             await runner.close()
 
 
-@router.post("/chat", responses=TURN_ERRORS)
-async def chat(body: ChatRequest, ctx: Ctx) -> ChatResponse:
-    """Run one turn and answer with its result."""
+async def turn_starter(
+    ctx: ApiContext, body: ChatRequest, approval_mode: ApprovalModeName
+) -> tuple[ConversationKey, Callable[[], TurnRunner]]:
+    """Check the request, find its conversation and attachments; the function that starts the turn."""
+    body.check()
     key = await ctx.chat_key(body.user_id, body.session_id)
-    runner = ctx.start_turn(
-        key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "deny", timeout=body.timeout
-    )
-    outcome = await finish(runner)
+    attachments = await attachments_for(ctx, key, body.attachments) if body.attachments else None
+
+    def start() -> TurnRunner:
+        return ctx.start_turn(
+            key,
+            body.prompt,
+            session_id=body.session_id,
+            approval_mode=body.approval_mode or approval_mode,
+            timeout=body.timeout,
+            attachments=attachments,
+        )
+
+    return key, start
+
+
+async def start_chat(ctx: ApiContext, body: ChatRequest, approval_mode: ApprovalModeName) -> TurnRunner:
+    _, start = await turn_starter(ctx, body, approval_mode)
+    return start()
+
+
+def stream_response(runner: TurnRunner, render: Render) -> EventSourceResponse:
+    return EventSourceResponse(sse_stream(runner, render), ping=15)
+
+
+@router.post("/chat", responses=TURN_ERRORS)
+async def chat(body: ChatRequest, ctx: Ctx, request: Request) -> ChatResponse:
+    """Run one turn and answer with its result (disconnecting stops the turn)."""
+    runner = await start_chat(ctx, body, "deny")
+    outcome = await finish(runner, request)
     raise_for_outcome(outcome)
     return chat_out(outcome)
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse, responses={**TURN_ERRORS, **SSE_DOC})
+@router.post("/chat/stream", response_class=EventSourceResponse, responses={**TURN_ERRORS, **V1_SSE_DOC})
 async def chat_stream(body: ChatRequest, ctx: Ctx) -> EventSourceResponse:
-    """Run one turn and stream its events; disconnecting stops the turn."""
-    key = await ctx.chat_key(body.user_id, body.session_id)
-    runner = ctx.start_turn(
-        key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "ask", timeout=body.timeout
-    )
-    return EventSourceResponse(v1_stream(runner), ping=15)
+    """Run one turn and stream its events (claude-agent-http's stream, plus ccbridge's named events);
+    disconnecting stops the turn. ``/api/v2/chat/stream`` names every event."""
+    return stream_response(await start_chat(ctx, body, "ask"), v1_render)
 
 
-@router.post("/chat/async", status_code=202, responses={**TURN_ERRORS, **errors(400)})
+@router.post("/chat/async", status_code=202, responses=TURN_ERRORS)
 async def chat_async(body: AsyncChatRequest, ctx: Ctx) -> TaskAccepted:
     """Start a turn in the background; poll the task, or receive it at ``callback_url``."""
-    key = await ctx.chat_key(body.user_id, body.session_id)
-    task = ctx.tasks.submit(
-        lambda: ctx.start_turn(
-            key, body.text, session_id=body.session_id, approval_mode=body.approval_mode or "deny", timeout=body.timeout
-        ),
-        key.owner,
-        str(body.callback_url) if body.callback_url else None,
-    )
+    key, start = await turn_starter(ctx, body, "deny")
+    task = ctx.tasks.submit(start, key.owner, str(body.callback_url) if body.callback_url else None)
     return TaskAccepted(task_id=task.id, status=task.status, status_url=f"/api/v1/tasks/{task.id}")
 
 

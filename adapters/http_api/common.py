@@ -19,9 +19,14 @@ OwnerQuery = Annotated[
     Query(min_length=1, max_length=USER_ID_MAX, description="When given, the resource must belong to this user."),
     AfterValidator(lambda v: None if v is None else check_user_id(v)),
 ]
+UserFilterQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=USER_ID_MAX, description="Only this user's."),
+    AfterValidator(lambda v: None if v is None else check_user_id(v)),
+]
 
 _DESCRIPTIONS = {
-    400: "Bad request (e.g. a subdir with '..')",
+    400: "Bad request (e.g. a path with '..')",
     401: "Missing or invalid API key",
     403: "The user is not allowed, or the resource is another user's",
     404: "Not found",
@@ -41,6 +46,6 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorEnvelope, "description": _DESCRIPTIONS[s]} for s in sorted({401, 413, 422, *statuses})}
 
 
-def detail_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def compat_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The same, for the compat routes' ``{"detail": ...}`` errors."""
     return {s: {"model": DetailError, "description": _DESCRIPTIONS[s]} for s in sorted({401, 413, 422, *statuses})}

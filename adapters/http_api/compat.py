@@ -1,8 +1,11 @@
 """The routes of claude-code-server clients: ``/chat``, ``/chat/stream``, ``/chat/async``,
-``/task/{id}``, ``/session/{id}/history`` and ``DELETE /session/{id}``.
+``/task/{id}``, ``/session/{id}/history`` and ``DELETE /session/{id}`` (``/health`` is in
+:mod:`.probes`).
 
-Same bodies as those clients send and expect (``message``/``user_id``/``session_id`` in,
-``content``/``session_id``/``claude_session_id``/``success`` out). Session ids:
+Same bodies as those clients send and expect (``message``/``user_id``/``session_id``/
+``response_mode`` in, ``content``/``session_id``/``claude_session_id``/``success`` out).
+``POST /chat`` honours ``response_mode`` (``stream``: the ``/chat/stream`` events; ``async``:
+the ``/chat/async`` answer); the other two routes are their own mode. Session ids:
 
 * omitted or ``user_<user_id>``: the user's default session (shared with ``/api/v1``);
 * a session id of ``/api/v1/sessions``: that session;
@@ -22,7 +25,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
@@ -30,10 +34,10 @@ from core import ConversationKey, TextDelta
 from core.store import Conversation
 
 from .auth import require_api_key
-from .chat import SSE_DOC, finish, raise_for_outcome
-from .common import Ctx, OwnerQuery, detail_errors
+from .chat import finish, raise_for_outcome
+from .common import Ctx, OwnerQuery, compat_errors
 from .context import PLATFORM, ApiContext
-from .errors import ApiError, DetailErrorsRoute
+from .errors import ApiError, CompatErrorsRoute
 from .models import MessageText, UserId, tool_calls_out, utc
 from .sse import sse_stream
 from .tasks import Task
@@ -43,7 +47,7 @@ router = APIRouter(
     tags=["compat (claude-code-server)"],
     deprecated=True,
     dependencies=[Depends(require_api_key)],
-    route_class=DetailErrorsRoute,
+    route_class=CompatErrorsRoute,
 )
 DEFAULT_PREFIX = "user_"
 # Users sharing one session name (each has their own session under it); enough to find the allowed ones.
@@ -57,7 +61,9 @@ class CompatChatRequest(BaseModel):
     user_id: UserId
     session_id: str | None = Field(None, min_length=1, max_length=128)
     response_mode: Literal["sync", "stream", "async"] | None = Field(
-        None, description="Accepted for compatibility; the route decides the mode."
+        None,
+        description="On POST /chat: sync (default), stream (SSE) or async (a task id). The other routes "
+        "are their own mode.",
     )
     timeout: float | None = Field(None, gt=0, le=86400)
 
@@ -180,6 +186,7 @@ def compat_response(outcome: TurnOutcome, session_label: str) -> CompatChatRespo
         error=outcome.error,
         metadata={
             "cost_usd": outcome.cost_usd,
+            "session_cost_usd": outcome.session_cost_usd,
             "duration_ms": outcome.duration_ms,
             "num_turns": outcome.num_turns,
             "usage": outcome.usage,
@@ -200,21 +207,47 @@ def start_turn(ctx: ApiContext, body: CompatChatRequest, key: ConversationKey, s
 
 
 # -- routes ----------------------------------------------------------------------
-@router.post("/chat", responses=detail_errors(403, 429, 504))
-async def compat_chat(body: CompatChatRequest, ctx: Ctx) -> CompatChatResponse:
-    """Sync chat. Agent failures answer 200 with ``success: false``; a timeout is a 504."""
-    outcome = await finish(await start(ctx, body))
-    if outcome.error_kind in ("timeout", "not_found", "internal"):
+COMPAT_SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "With response_mode 'stream': the events of /chat/stream; with 'async': the answer of "
+        "/chat/async (a task id).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events: message (a piece of the reply, as text), then done "
+        '({"session_id", "claude_session_id"}) or error ({"error"}).',
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+# Failures that are no answer at all (agent failures answer 200 with success: false, as that server did).
+RAISED = ("timeout", "not_found", "internal", "store", "unavailable")
+
+
+@router.post(
+    "/chat", response_model=CompatChatResponse, responses={**compat_errors(403, 429, 503, 504), **COMPAT_SSE_DOC}
+)
+async def compat_chat(body: CompatChatRequest, ctx: Ctx, request: Request) -> Any:
+    """Chat in the ``response_mode`` asked for: sync (default; agent failures answer 200 with
+    ``success: false``, a timeout is a 504), ``stream`` or ``async``. Disconnecting stops the turn."""
+    if body.response_mode == "stream":
+        return await compat_chat_stream(body, ctx)
+    if body.response_mode == "async":
+        accepted = await compat_chat_async(body, ctx)
+        return JSONResponse(accepted.model_dump(mode="json"))
+    outcome = await finish(await start(ctx, body), request)
+    if outcome.error_kind in RAISED:
         raise_for_outcome(outcome)
     return compat_response(outcome, label(body))
 
 
-@router.post("/chat/stream", response_class=EventSourceResponse, responses={**detail_errors(403, 429), **SSE_DOC})
+@router.post("/chat/stream", response_class=EventSourceResponse, responses={**compat_errors(403, 429), **STREAM_DOC})
 async def compat_chat_stream(body: CompatChatRequest, ctx: Ctx) -> EventSourceResponse:
     """Events: ``message`` (a piece of text), then ``done`` or ``error``."""
     session_label = label(body)
 
-    def render(runner: TurnRunner, event: object) -> tuple[str, dict[str, Any] | str] | None:
+    def render(runner: TurnRunner, event: object) -> tuple[str | None, dict[str, Any] | str] | None:
         if isinstance(event, TextDelta):
             return "message", event.text
         if isinstance(event, TurnOutcome):
@@ -226,7 +259,7 @@ async def compat_chat_stream(body: CompatChatRequest, ctx: Ctx) -> EventSourceRe
     return EventSourceResponse(sse_stream(await start(ctx, body), render), ping=15)
 
 
-@router.post("/chat/async", responses=detail_errors(403, 429))
+@router.post("/chat/async", responses=compat_errors(403, 429))
 async def compat_chat_async(body: CompatChatRequest, ctx: Ctx) -> CompatAsyncResponse:
     key, session_id = await chat_target(ctx, body.user_id, body.session_id)
     task = ctx.tasks.submit(
@@ -250,7 +283,7 @@ def compat_task(task: Task) -> CompatTaskStatus:
     )
 
 
-@router.get("/task/{task_id}", responses=detail_errors(404))
+@router.get("/task/{task_id}", responses=compat_errors(404))
 async def compat_get_task(task_id: str, ctx: Ctx) -> CompatTaskStatus:
     task = ctx.tasks.get(task_id)
     if task is None:
@@ -258,7 +291,7 @@ async def compat_get_task(task_id: str, ctx: Ctx) -> CompatTaskStatus:
     return compat_task(task)
 
 
-@router.get("/session/{session_id:path}/history", responses=detail_errors(403, 404, 409))
+@router.get("/session/{session_id:path}/history", responses=compat_errors(403, 404, 409))
 async def compat_history(
     session_id: str, ctx: Ctx, user_id: OwnerQuery = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> CompatHistory:
@@ -275,7 +308,7 @@ async def compat_history(
     return CompatHistory(session_id=session_id, user_id=conv.key.owner, messages=messages, total_messages=len(messages))
 
 
-@router.delete("/session/{session_id:path}", responses=detail_errors(403, 404, 409))
+@router.delete("/session/{session_id:path}", responses=compat_errors(403, 404, 409))
 async def compat_clear(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> CompatCleared:
     conv = await find_compat_session(ctx, session_id, user_id)
     await ctx.agent.conversations.delete(conv.key)

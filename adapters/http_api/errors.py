@@ -1,9 +1,13 @@
-"""Errors as JSON, in two shapes.
+"""Errors as JSON, in two shapes, both with ``detail`` (what FastAPI apps answer, and what
+the clients of claude-agent-http and claude-code-server read).
 
-* ``/api/v1`` (and the probes): ``{"error": {"code": ..., "message": ...}}`` plus
-  context fields (``session_id``, ``text``, ``fields``...).
-* claude-code-server's routes (a :class:`DetailErrorsRoute`): ``{"detail": message,
-  "code": ...}`` plus the same context fields, since those clients read ``detail``.
+* ``/api/v1``, ``/api/v2`` and the probes: ``{"detail": ..., "error": {"code": ...,
+  "message": ..., <context>}}``. ``detail`` is a string (claude-agent-http's wording where
+  it had one, e.g. ``"Session not found"``), or for a 422 FastAPI's list of
+  ``{"type", "loc", "msg"}``; ``error`` is ccbridge's envelope with context fields
+  (``session_id``, ``text``, ``fields``...).
+* claude-code-server's routes (a :class:`CompatErrorsRoute`): ``{"detail": message,
+  "code": ..., <context>}``.
 
 Core errors map to statuses in one table. A request that fails validation is a 422
 ``invalid_request`` naming the fields; a body that is not JSON is a 415.
@@ -65,7 +69,11 @@ _STATUS_CODES = {
 
 
 class ApiError(StarletteHTTPException):
-    """An error answered as JSON; ``extra`` adds fields next to code and message."""
+    """An error answered as JSON; ``extra`` adds fields next to code and message.
+
+    ``detail`` is the ``detail`` of ``/api`` answers when it should differ from
+    ``message`` (claude-agent-http's exact wording, which its clients may compare).
+    """
 
     def __init__(
         self,
@@ -74,45 +82,59 @@ class ApiError(StarletteHTTPException):
         message: str,
         *,
         headers: dict[str, str] | None = None,
+        detail: Any = None,
         **extra: Any,
     ) -> None:
         super().__init__(status, message, headers)
         self.code = code
         self.message = message
+        self.public_detail = detail
         self.extra = extra
 
 
-class DetailErrorsRoute(APIRoute):
+class CompatErrorsRoute(APIRoute):
     """A route whose errors answer ``{"detail": message, "code": ...}`` (claude-code-server's shape)."""
 
 
-def error_body(code: str, message: str, *, detail: bool = False, **extra: Any) -> dict[str, Any]:
+def error_body(code: str, message: str, *, compat: bool = False, detail: Any = None, **extra: Any) -> dict[str, Any]:
     context = {k: v for k, v in extra.items() if v is not None}
-    if detail:
+    if compat:
         return {"detail": message, "code": code, **context}
-    return {"error": {"code": code, "message": message, **context}}
+    return {"detail": message if detail is None else detail, "error": {"code": code, "message": message, **context}}
 
 
-def uses_detail(scope: Scope) -> bool:
-    return isinstance(scope.get("route"), DetailErrorsRoute)
+def is_compat(scope: Scope) -> bool:
+    return isinstance(scope.get("route"), CompatErrorsRoute)
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    detail: Any = None,
+    **extra: Any,
 ) -> JSONResponse:
-    body = error_body(code, message, detail=uses_detail(request.scope), **extra)
+    body = error_body(code, message, compat=is_compat(request.scope), detail=detail, **extra)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def detail_errors_for(routes: Iterable[BaseRoute]) -> Callable[[Scope], bool]:
-    """For middleware that answers before routing: does this request go to one of these
-    routes that is a DetailErrorsRoute? (``routes`` as mounted, i.e. without a prefix.)"""
-    detail_routes = [r for r in routes if isinstance(r, DetailErrorsRoute)]
+def matcher(routes: Iterable[BaseRoute]) -> Callable[[Scope], bool]:
+    """For middleware that answers before routing: does this request go to one of ``routes``?
+    (``routes`` as mounted, i.e. with their full path.)"""
+    routes = list(routes)
 
     def check(scope: Scope) -> bool:
-        return any(route.matches(scope)[0] == Match.FULL for route in detail_routes)
+        return any(route.matches(scope)[0] == Match.FULL for route in routes)
 
     return check
+
+
+def compat_errors_for(routes: Iterable[BaseRoute]) -> Callable[[Scope], bool]:
+    """Does this request go to one of these routes that is a CompatErrorsRoute?"""
+    return matcher(r for r in routes if isinstance(r, CompatErrorsRoute))
 
 
 # -- request validation ------------------------------------------------------
@@ -131,7 +153,8 @@ def _problem(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
     message = str(error.get("msg", "invalid"))
     if kind == "missing":
-        return "required"
+        hint = (error.get("ctx") or {}).get("hint")
+        return f"required ({hint})" if hint else "required"
     if kind in ("value_error", "assertion_error"):
         return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return message[:1].lower() + message[1:]
@@ -144,6 +167,18 @@ def _is_json(content_type: str | None) -> bool:
     parsed["content-type"] = content_type
     subtype = parsed.get_content_subtype()
     return parsed.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def fastapi_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's own 422 ``detail``: ``[{"type", "loc", "msg"}]`` (what claude-agent-http answered)."""
+    return [
+        {
+            "type": str(e.get("type", "")),
+            "loc": [str(p) if not isinstance(p, int) else p for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+        }
+        for e in exc.errors()
+    ]
 
 
 def validation_error(request: Request, exc: RequestValidationError) -> tuple[int, str, str, list[dict[str, str]]]:
@@ -190,7 +225,9 @@ def from_core(exc: CCBridgeError) -> ApiError:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(request, exc.status_code, exc.code, exc.message, exc.headers, **exc.extra)
+        return error_response(
+            request, exc.status_code, exc.code, exc.message, exc.headers, detail=exc.public_detail, **exc.extra
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -200,7 +237,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, code, message, fields = validation_error(request, exc)
-        return error_response(request, status, code, message, fields=fields or None)
+        detail = fastapi_detail(exc) if status == 422 else None
+        return error_response(request, status, code, message, detail=detail, fields=fields or None)
 
     @app.exception_handler(CCBridgeError)
     async def _core_error(request: Request, exc: CCBridgeError) -> JSONResponse:

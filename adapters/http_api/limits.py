@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,30 +14,48 @@ RETRY_AFTER_SECONDS = 5
 
 
 class PayloadTooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "payload_too_large", f"the request body is larger than {limit} bytes (max_body_bytes)")
+    def __init__(self, limit: int, setting: str = "max_body_bytes") -> None:
+        super().__init__(413, "payload_too_large", f"the request body is larger than {limit} bytes ({setting})")
+
+
+@dataclass(frozen=True)
+class BodyLimit:
+    max_bytes: int
+    setting: str  # named in the 413, so the operator knows which knob it is
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 for bodies over ``max_bytes`` (declared or streamed)."""
+    """ASGI middleware: 413 for bodies over the limit (declared or streamed).
 
-    def __init__(self, app: ASGIApp, max_bytes: int, detail_errors: Callable[[Scope], bool] = lambda _: False) -> None:
+    ``limit_for(scope)`` may give a route its own limit (file uploads); otherwise
+    ``max_bytes`` applies.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        compat_errors: Callable[[Scope], bool] = lambda _: False,
+        limit_for: Callable[[Scope], BodyLimit | None] = lambda _: None,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.detail_errors = detail_errors  # answer in the compat routes' {"detail": ...} shape
+        self.default = BodyLimit(max_bytes, "max_body_bytes")
+        self.compat_errors = compat_errors  # answer in the compat routes' {"detail": ..., "code": ...} shape
+        self.limit_for = limit_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope) or self.default
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await _reject(send, self.max_bytes, detail=self.detail_errors(scope))
+                if declared > limit.max_bytes:
+                    await _reject(send, limit, compat=self.compat_errors(scope))
                     return
         received = 0
 
@@ -45,17 +64,17 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit.max_bytes:
                     # An HTTPException: FastAPI re-raises it from body parsing as it is.
-                    raise PayloadTooLarge(self.max_bytes)
+                    raise PayloadTooLarge(limit.max_bytes, limit.setting)
             return message
 
         await self.app(scope, limited, send)
 
 
-async def _reject(send: Send, limit: int, *, detail: bool) -> None:
-    err = PayloadTooLarge(limit)
-    body = json.dumps(error_body(err.code, err.message, detail=detail)).encode()
+async def _reject(send: Send, limit: BodyLimit, *, compat: bool) -> None:
+    err = PayloadTooLarge(limit.max_bytes, limit.setting)
+    body = json.dumps(error_body(err.code, err.message, compat=compat)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -1,25 +1,31 @@
-"""Request and response bodies of the ``/api/v1`` routes, and their conversions from core objects."""
+"""Request and response bodies shared by the ``/api`` routes, and their conversions from core objects.
+
+Field names follow claude-agent-http where it had them (``session_id``, ``message``,
+``text``, ``tool_calls`` entries with ``tool``/``input``, ``timestamp``); ccbridge's own
+fields are extra fields next to them.
+"""
 
 from __future__ import annotations
 
 import unicodedata
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, Field, HttpUrl
 
 from core import ApprovalRequest, Decision, ToolCallRecord
-from core.store import Conversation, TurnRecord
-from core.workspace import Workspaces
+from core.store import TurnRecord
 
-from .turns import TurnOutcome
+from .turns import FileRef, ToolCallOut, TurnOutcome
 
 USER_ID_MAX = 128
 USER_ID_DESCRIPTION = (
     "Your application's id for the end user: any text up to 128 characters without control characters "
     "(each id gets its own workspace)."
 )
+V1 = "/api/v1"
 
 
 def check_user_id(value: str) -> str:
@@ -66,48 +72,48 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-# -- sessions ----------------------------------------------------------------
-class SessionCreate(BaseModel):
-    user_id: UserId
-    subdir: str | None = Field(
-        None,
-        max_length=1024,
-        description="Working directory relative to the user's workspace ('..' and absolute paths are refused).",
-    )
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form data kept with the session.")
+def file_url(session_id: str, path: str) -> str:
+    """Where a workspace file of a session is downloaded."""
+    return f"{V1}/sessions/{quote(session_id, safe='')}/files/{quote(path)}"
 
 
-class Session(BaseModel):
-    id: str = Field(description="The session id (Claude Code's session id).")
-    user_id: str
-    default: bool = Field(description="True for the user's default session (the one chat uses without a session_id).")
-    cwd: str = Field(description="Working directory, relative to the user's workspace.")
-    created_at: datetime
-    last_active_at: datetime
-    message_count: int
-    status: Literal["idle", "running", "interrupted"]
-    metadata: dict[str, Any]
-
-
-class SessionList(BaseModel):
-    sessions: list[Session]
-
-
+# -- tool calls --------------------------------------------------------------
 class ToolCall(BaseModel):
-    name: str
+    tool: str = Field(description="The tool's name (claude-agent-http's field).")
+    input: dict[str, Any] | None = Field(None, description="What the model gave the tool (null in the history).")
+    name: str = Field(description="The tool's name (ccbridge's field, same as tool).")
     summary: str
     is_error: bool | None = None
+    id: str | None = None
 
 
+def tool_calls_out(calls: list[ToolCallOut] | list[ToolCallRecord]) -> list[ToolCall]:
+    out = []
+    for c in calls:
+        extra = c if isinstance(c, ToolCallOut) else None
+        out.append(
+            ToolCall(
+                tool=c.name,
+                input=extra.input if extra else None,
+                name=c.name,
+                summary=c.summary,
+                is_error=c.is_error,
+                id=extra.id if extra else None,
+            )
+        )
+    return out
+
+
+# -- history -----------------------------------------------------------------
 class TurnEntry(BaseModel):
     session_id: str
     user_id: str
     user_text: str
     reply_text: str
     tool_calls: list[ToolCall]
-    cost_usd: float | None
+    cost_usd: float | None = Field(description="This turn's cost in USD.")
     duration_ms: int | None
-    status: Literal["ok", "error", "interrupted"]
+    status: Literal["queued", "merged", "running", "ok", "error", "interrupted"]
     error: str | None
     started_at: datetime
     finished_at: datetime | None
@@ -117,24 +123,7 @@ class History(BaseModel):
     session_id: str
     user_id: str
     turns: list[TurnEntry] = Field(description="Oldest first.")
-
-
-def session_out(conv: Conversation, workspaces: Workspaces) -> Session:
-    return Session(
-        id=conv.session_id,
-        user_id=conv.key.owner,
-        default=conv.key.thread is None,
-        cwd=workspaces.relative(conv.key, Path(conv.cwd)),
-        created_at=utc(conv.created_at),
-        last_active_at=utc(conv.last_active_at),
-        message_count=conv.message_count,
-        status=conv.status,
-        metadata=conv.metadata,
-    )
-
-
-def tool_calls_out(calls: list[ToolCallRecord]) -> list[ToolCall]:
-    return [ToolCall(name=c.name, summary=c.summary, is_error=c.is_error) for c in calls]
+    total_cost_usd: float = Field(description="The session's total cost: the sum of all its turns' costs.")
 
 
 def turn_out(turn: TurnRecord) -> TurnEntry:
@@ -155,10 +144,18 @@ def turn_out(turn: TurnRecord) -> TurnEntry:
 
 # -- chat --------------------------------------------------------------------
 class ChatRequest(BaseModel):
-    text: MessageText
-    user_id: UserId
+    """claude-agent-http's ``{"session_id", "message"}`` or ccbridge's ``{"text", "user_id"}`` (or a mix).
+
+    One of ``message`` / ``text`` is required, and one of ``session_id`` / ``user_id``.
+    """
+
+    message: MessageText | None = Field(None, description="The user's message (claude-agent-http's name).")
+    text: MessageText | None = Field(None, description="The user's message (ccbridge's name; same as message).")
     session_id: SessionId | None = Field(
-        None, description="Continue this session; without it, the user's default session."
+        None, description="Continue this session; without it, the user_id's default session."
+    )
+    user_id: UserId | None = Field(
+        None, description="Who speaks. Optional with a session_id (then it must be the session's user)."
     )
     approval_mode: ApprovalMode | None = Field(
         None,
@@ -166,6 +163,33 @@ class ChatRequest(BaseModel):
         "Default: 'ask' when streaming, 'deny' otherwise.",
     )
     timeout: float | None = Field(None, gt=0, le=86400, description="Seconds, capped by the server's turn_timeout.")
+    attachments: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Workspace paths (e.g. from POST .../files) given to Claude with the message; images as images.",
+    )
+
+    @property
+    def prompt(self) -> str:
+        return self.text if self.text is not None else self.message or ""
+
+    def check(self) -> None:
+        """422 naming the fields when neither name of a required value was sent."""
+        problems: list[dict[str, Any]] = []
+        if self.text is None and self.message is None:
+            problems.append(_missing("message", "send 'message' (or 'text')"))
+        elif self.text is not None and self.message is not None and self.text != self.message:
+            problems.append(
+                {"type": "value_error", "loc": ("body", "text"), "msg": "text and message differ: send one of them"}
+            )
+        if self.session_id is None and self.user_id is None:
+            problems.append(_missing("user_id", "send 'session_id' or 'user_id'"))
+        if problems:
+            raise RequestValidationError(problems)
+
+
+def _missing(field: str, hint: str) -> dict[str, Any]:
+    return {"type": "missing", "loc": ("body", field), "msg": "Field required", "input": None, "ctx": {"hint": hint}}
 
 
 class AsyncChatRequest(ChatRequest):
@@ -176,20 +200,29 @@ class FileOut(BaseModel):
     name: str
     path: str = Field(description="Path relative to the user's workspace.")
     caption: str = ""
+    url: str | None = Field(None, description="Where to download it (GET, same API key).")
+
+
+def files_out(session_id: str, files: list[FileRef]) -> list[FileOut]:
+    return [
+        FileOut(name=f.name, path=f.path, caption=f.caption, url=file_url(session_id, f.path) if f.inside else None)
+        for f in files
+    ]
 
 
 class ChatResponse(BaseModel):
     session_id: str
-    user_id: str
     text: str
     tool_calls: list[ToolCall]
-    files: list[FileOut] = Field(default_factory=list)
-    cost_usd: float | None
+    timestamp: datetime
+    user_id: str
+    files: list[FileOut] = Field(default_factory=list, description="Files Claude handed back (send_file).")
+    cost_usd: float | None = Field(description="This turn's cost in USD.")
+    session_cost_usd: float | None = Field(description="The session's total cost so far, this turn included.")
     usage: dict[str, Any] | None
     duration_ms: int | None
     num_turns: int | None
     interrupted: bool
-    timestamp: datetime
 
 
 def chat_out(outcome: TurnOutcome) -> ChatResponse:
@@ -198,8 +231,9 @@ def chat_out(outcome: TurnOutcome) -> ChatResponse:
         user_id=outcome.key.owner,
         text=outcome.text,
         tool_calls=tool_calls_out(outcome.tool_calls),
-        files=[FileOut(name=f.name, path=f.path, caption=f.caption) for f in outcome.files],
+        files=files_out(outcome.session_id, outcome.files),
         cost_usd=outcome.cost_usd,
+        session_cost_usd=outcome.session_cost_usd,
         usage=outcome.usage,
         duration_ms=outcome.duration_ms,
         num_turns=outcome.num_turns,
@@ -285,7 +319,7 @@ class TaskStatus(BaseModel):
     callback: CallbackInfo | None = None
 
 
-# -- errors and probes -------------------------------------------------------
+# -- errors ------------------------------------------------------------------
 class FieldError(BaseModel):
     field: str = Field(description="Dotted path of the field, e.g. 'text' or 'user_id'.")
     message: str
@@ -299,6 +333,11 @@ class ErrorBody(BaseModel):
 
 
 class ErrorEnvelope(BaseModel):
+    """Errors of the ``/api`` routes and the probes."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="A message; for a 422, FastAPI's list of {type, loc, msg} (as claude-agent-http answered)."
+    )
     error: ErrorBody
 
 
@@ -308,7 +347,3 @@ class DetailError(BaseModel):
     detail: str
     code: str
     fields: list[FieldError] | None = None
-
-
-class Health(BaseModel):
-    status: Literal["ok", "ready"]

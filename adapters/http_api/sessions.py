@@ -1,9 +1,11 @@
-"""``/api/v1/sessions``: a user's Claude Code sessions (core conversations on platform "api").
+"""``/api/v1/sessions``: a user's Claude Code sessions (core conversations on platform "api"),
+in claude-agent-http's shapes.
 
 A user's default session is ``ConversationKey("api", user_id)`` (what chat uses
-without a ``session_id``, and what the library's ``Agent.chat(user_id=...)``
+with only a ``user_id``, and what the library's ``Agent.chat(user_id=...)``
 uses); ``POST /api/v1/sessions`` adds more, each a conversation with its own
-thread. A session's ``id`` is its Claude Code session id.
+thread. A session's id is its Claude Code session id. ``/api/v2/sessions``
+(:mod:`.v2`) serves the same sessions as ccbridge's session objects.
 """
 
 from __future__ import annotations
@@ -16,59 +18,44 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from core import ConversationKey, WorkspaceError
+from core.store import Conversation
 
 from .auth import require_api_key
-from .common import Ctx, OwnerQuery, UserQuery, errors
-from .context import PLATFORM
+from .common import Ctx, OwnerQuery, UserFilterQuery, errors
+from .context import NOT_FOUND, NOT_FOUND_OR_EXPIRED, PLATFORM, ApiContext
 from .errors import ApiError
-from .models import History, Session, SessionCreate, SessionList, session_out, turn_out
+from .models import History, turn_out
+from .session_models import SeedSession, SessionCreate, seed_session_out
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
 
 
-@router.post("", status_code=201, responses=errors(400, 403))
-async def create_session(body: SessionCreate, ctx: Ctx) -> Session:
-    """Create a new session for a user, optionally in a subdirectory of the user's workspace."""
+# -- operations shared with /api/v2 ------------------------------------------------
+async def create(ctx: ApiContext, body: SessionCreate) -> Conversation:
     ctx.check_user(body.user_id)
     key = ConversationKey(PLATFORM, body.user_id, uuid.uuid4().hex)
     try:
-        conv = await ctx.agent.conversations.create(key, subdir=body.subdir, metadata=body.metadata)
+        return await ctx.agent.conversations.create(key, subdir=body.subdir, metadata=body.metadata or {})
     except WorkspaceError as exc:
         raise ApiError(400, "invalid_subdir", f"subdir: {exc}") from None
     except OSError as exc:
         raise ApiError(400, "invalid_subdir", f"subdir: cannot create {body.subdir!r}: {exc.strerror or exc}") from None
-    return session_out(conv, ctx.agent.workspaces)
 
 
-@router.get("", responses=errors(403))
-async def list_sessions(ctx: Ctx, user_id: UserQuery, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SessionList:
-    """A user's sessions, most recently active first."""
-    ctx.check_user(user_id)
-    convs = await ctx.agent.store.list(platform=PLATFORM, owner=user_id, limit=limit)
-    return SessionList(sessions=[session_out(c, ctx.agent.workspaces) for c in convs])
-
-
-@router.get("/{session_id}", responses=errors(403, 404))
-async def get_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> Session:
-    return session_out(await ctx.session(session_id, user_id), ctx.agent.workspaces)
-
-
-@router.post("/{session_id}/resume", responses=errors(403, 404, 409))
-async def resume_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> Session:
+async def resume(ctx: ApiContext, session_id: str, user_id: str | None) -> Conversation:
     """Re-open a session: check it, restore its working directory, clear an 'interrupted' mark.
 
     A turn cut off by a restart leaves the session ``interrupted``; resuming marks it
-    ``idle`` (the turn is not replayed). The next chat with this ``session_id`` continues
-    the same Claude Code transcript. A session with a running turn is returned unchanged.
+    ``idle`` (the turn is not replayed). A session with a running turn is returned unchanged.
     """
-    conv = await ctx.session(session_id, user_id)
+    conv = await ctx.session(session_id, user_id, detail=NOT_FOUND_OR_EXPIRED)
     conversations = ctx.agent.conversations
     if conversations.busy(conv.key):
-        return session_out(conv, ctx.agent.workspaces)
+        return conv
     async with conversations.locks.hold(conv.key):
         current = await conversations.get(conv.key)
         if current is None or current.session_id != session_id:
-            raise ApiError(404, "session_not_found", f"no session {session_id}")
+            raise ApiError(404, "session_not_found", f"no session {session_id}", detail=NOT_FOUND_OR_EXPIRED)
         relative = ctx.agent.workspaces.relative(current.key, Path(current.cwd))
         try:
             await ctx.agent.workspaces.ensure(current.key, relative)
@@ -78,13 +65,56 @@ async def resume_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) 
         current.status = "idle"
         current.last_active_at = time.time()
         await ctx.agent.store.put(current)
-    return session_out(current, ctx.agent.workspaces)
+    return current
+
+
+async def history(ctx: ApiContext, session_id: str, user_id: str | None, limit: int) -> History:
+    conv = await ctx.session(session_id, user_id)
+    turns = await ctx.agent.conversations.history(conv.key, limit)
+    return History(
+        session_id=conv.session_id,
+        user_id=conv.key.owner,
+        turns=[turn_out(t) for t in turns],
+        total_cost_usd=conv.total_cost_usd,
+    )
+
+
+# -- routes ------------------------------------------------------------------------
+@router.post("", status_code=201, responses=errors(400, 403))
+async def create_session(body: SessionCreate, ctx: Ctx) -> SeedSession:
+    """Create a new session for a user, optionally in a subdirectory of the user's workspace."""
+    return seed_session_out(await create(ctx, body), ctx.agent.workspaces)
+
+
+@router.get("", responses=errors(403))
+async def list_sessions(
+    ctx: Ctx, user_id: UserFilterQuery = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+) -> list[str]:
+    """Session ids, most recently active first: every user's (that this API may act for), or one user's."""
+    if user_id is not None:
+        ctx.check_user(user_id)
+        convs = await ctx.agent.store.list(platform=PLATFORM, owner=user_id, limit=limit)
+    else:
+        convs = [c for c in await ctx.agent.store.list(platform=PLATFORM, limit=limit) if ctx.users.allows(c.key.owner)]
+    return [c.session_id for c in convs]
+
+
+@router.get("/{session_id}", responses=errors(403, 404))
+async def get_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> SeedSession:
+    return seed_session_out(await ctx.session(session_id, user_id), ctx.agent.workspaces)
+
+
+@router.post("/{session_id}/resume", responses=errors(403, 404, 409))
+async def resume_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> SeedSession:
+    """Re-open a session (restores its working directory, clears an 'interrupted' state); the next chat
+    with this ``session_id`` continues the same Claude Code transcript."""
+    return seed_session_out(await resume(ctx, session_id, user_id), ctx.agent.workspaces)
 
 
 @router.delete("/{session_id}", status_code=204, response_class=Response, responses=errors(403, 404))
 async def delete_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> Response:
     """Delete a session and its history (a running turn is stopped first). Workspace files are kept."""
-    conv = await ctx.session(session_id, user_id)
+    conv = await ctx.session(session_id, user_id, detail=NOT_FOUND)
     await ctx.agent.conversations.delete(conv.key)
     return Response(status_code=204)
 
@@ -93,7 +123,5 @@ async def delete_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) 
 async def session_history(
     session_id: str, ctx: Ctx, user_id: OwnerQuery = None, limit: Annotated[int, Query(ge=1, le=1000)] = 20
 ) -> History:
-    """The last ``limit`` turns of the session's conversation, oldest first."""
-    conv = await ctx.session(session_id, user_id)
-    turns = await ctx.agent.conversations.history(conv.key, limit)
-    return History(session_id=conv.session_id, user_id=conv.key.owner, turns=[turn_out(t) for t in turns])
+    """The last ``limit`` turns of the session, oldest first, each with its own cost."""
+    return await history(ctx, session_id, user_id, limit)

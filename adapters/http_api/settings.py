@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+KEY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
+
+
+def key_fingerprint(key: str) -> str:
+    """The name a key without one is logged under: a prefix of its SHA-256 (never the key itself)."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+#: what a running API takes from a config reload; the other settings need a restart
+LIVE_SETTINGS = frozenset({"api_keys", "allow_anonymous", "allowed_users", "admin_keys", "admin_bots", "turn_timeout"})
+
+
+class AdminKey(BaseModel):
+    """A key for ``/admin/*`` and the name its changes are logged under."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=KEY_NAME, description="Shown in the log and as who granted access; never the key.")
+    key: SecretStr
 
 
 class ApiSettings(BaseModel):
@@ -15,6 +38,15 @@ class ApiSettings(BaseModel):
     allow_anonymous: bool = Field(False, description="Serve without API keys (only behind your own auth proxy).")
     api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted keys (Bearer or X-API-Key).")
     allowed_users: list[str] = Field(default_factory=list, description="user_ids callers may act as; empty = any.")
+    admin_keys: list[AdminKey] = Field(
+        default_factory=list,
+        description="Keys for /admin/* (access, reload): a key, or {name, key} (the name is what the log shows); "
+        "empty = no admin endpoints. They are not API keys: /api/* refuses them.",
+    )
+    admin_bots: list[str] = Field(
+        default_factory=list,
+        description="Other bots sharing this store whose chat access /admin/users manages (?bot=<name>).",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Browser origins allowed by CORS; empty = none.")
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest request body accepted (413 beyond).")
     max_concurrent_turns: int = Field(4, gt=0, description="Turns running at once across all users (429 beyond).")
@@ -31,13 +63,39 @@ class ApiSettings(BaseModel):
         description="Allow callback_url hosts on loopback, private or link-local networks (off: only public addresses).",
     )
     docs: bool = Field(True, description="Serve /docs and /openapi.json.")
-    access_log: bool = False
+    access_log: bool = Field(True, description="Log each request at INFO (logger uvicorn.access).")
 
     @field_validator("api_keys")
     @classmethod
     def _drop_blank_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
         # A blank entry (e.g. an unset ${CCBRIDGE_API_KEY:-}) is no key: it must never authenticate.
         return [k for k in keys if k.get_secret_value().strip()]
+
+    @field_validator("admin_keys", mode="before")
+    @classmethod
+    def _name_admin_keys(cls, raw: Any) -> Any:
+        # A plain string is a key named by its fingerprint; a blank key (an unset ${VAR:-}) is no key.
+        if not isinstance(raw, list):
+            return raw
+        keys: list[Any] = []
+        for item in raw:
+            value = item.get_secret_value() if isinstance(item, SecretStr) else item
+            if isinstance(value, str):
+                if value.strip():
+                    keys.append({"name": key_fingerprint(value), "key": value})
+            elif isinstance(value, dict) and isinstance(value.get("key"), str) and not value["key"].strip():
+                continue
+            else:
+                keys.append(value)
+        return keys
+
+    @field_validator("admin_bots")
+    @classmethod
+    def _bot_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name.strip() or ":" in name or name != name.strip():
+                raise ValueError(f"{name!r} is not a bot name (the name of a bot under bots:)")
+        return list(dict.fromkeys(names))
 
     @field_validator("callback_secret")
     @classmethod
@@ -62,6 +120,12 @@ class ApiSettings(BaseModel):
             )
         if self.max_tasks < self.max_concurrent_turns:
             raise ValueError("max_tasks must be at least max_concurrent_turns")
+        names = [k.name for k in self.admin_keys]
+        if len(set(names)) < len(names):
+            raise ValueError("admin_keys: two keys have the same name; give each its own")
+        api_keys = {k.get_secret_value() for k in self.api_keys}
+        if any(k.key.get_secret_value() in api_keys for k in self.admin_keys):
+            raise ValueError("admin_keys: a key is also in api_keys; give admins a key of their own")
         return self
 
     @property

@@ -24,12 +24,15 @@ from core import (
     AgentEvent,
     ApprovalRequest,
     ApprovalRequested,
+    Attachment,
     CCBridgeError,
     ConversationKey,
     ConversationNotFound,
     FileOffered,
+    StoreError,
     TextDelta,
     ToolCallRecord,
+    ToolUse,
     TurnError,
     TurnResult,
 )
@@ -48,6 +51,7 @@ class TurnSpec:
     session_id: str | None
     approval_mode: ApprovalModeName
     timeout: float
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +59,18 @@ class FileRef:
     name: str
     path: str  # relative to the workspace root
     caption: str = ""
+    inside: bool = True  # in the workspace (downloadable through the files routes)
+
+
+@dataclass
+class ToolCallOut:
+    """A tool call of the turn: the core's record plus the input the model gave it."""
+
+    name: str
+    summary: str
+    is_error: bool | None = None
+    id: str | None = None
+    input: dict[str, Any] | None = None
 
 
 @dataclass
@@ -64,14 +80,15 @@ class TurnOutcome:
     key: ConversationKey
     session_id: str
     text: str
-    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    tool_calls: list[ToolCallOut] = field(default_factory=list)
     files: list[FileRef] = field(default_factory=list)
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # this turn's cost
+    session_cost_usd: float | None = None  # the session's total, this turn included
     usage: dict[str, Any] | None = None
     duration_ms: int | None = None
     num_turns: int | None = None
     interrupted: bool = False
-    error_kind: str | None = None  # None = success; agent | timeout | unavailable | internal | not_found
+    error_kind: str | None = None  # None = success; agent | timeout | unavailable | store | internal | not_found
     error: str | None = None
     timestamp: float = field(default_factory=time.time)
 
@@ -84,6 +101,8 @@ ERROR_STATUS: dict[str, tuple[int, str]] = {
     "agent": (502, "agent_error"),
     "timeout": (504, "turn_timeout"),
     "unavailable": (503, "agent_unavailable"),
+    "store": (503, "store_unavailable"),
+    "budget": (429, "budget_exceeded"),  # the user's spend limit (budgets:) is reached; nothing ran
     "not_found": (404, "session_not_found"),
     "internal": (500, "internal_error"),
 }
@@ -110,6 +129,8 @@ class TurnRunner:
         self._task: asyncio.Task[None] | None = None
         self._text: list[str] = []
         self._files: list[FileRef] = []
+        self._tool_uses: list[ToolUse] = []
+        self.session_id: str | None = spec.session_id  # known once the conversation is (for file URLs)
 
     def start(self) -> TurnRunner:
         self._task = asyncio.create_task(self._run(), name=f"ccbridge-http-turn-{self.spec.key}")
@@ -156,6 +177,7 @@ class TurnRunner:
                     user_id=spec.user_id,
                     session_id=spec.session_id,
                     thread=spec.key.thread if spec.session_id is None else None,
+                    attachments=spec.attachments or None,
                 )
                 async with aclosing(stream) as events:
                     async for event in events:
@@ -164,6 +186,8 @@ class TurnRunner:
             outcome = await self._failed("timeout", f"the turn took longer than {spec.timeout:g}s and was stopped")
         except ConversationNotFound as exc:
             outcome = await self._failed("not_found", str(exc))
+        except StoreError as exc:
+            outcome = await self._failed("store", f"the conversation store is unavailable ({exc})")
         except CCBridgeError as exc:
             outcome = await self._failed("agent", str(exc))
         except asyncio.CancelledError:
@@ -190,16 +214,25 @@ class TurnRunner:
         elif isinstance(event, ApprovalRequested):
             if spec.approval_mode == "deny":
                 self.agent.approvals.deny_all(event.request.key, DENY_REASON)
+        elif isinstance(event, ToolUse):
+            self._tool_uses.append(event)
         elif isinstance(event, FileOffered):
             self._files.append(self.file_ref(event))
+            if self.session_id is None:
+                try:
+                    conv = await self.agent.conversations.get(spec.key)
+                except CCBridgeError:
+                    conv = None
+                self.session_id = conv.session_id if conv else None
         elif isinstance(event, TurnResult):
             outcome = TurnOutcome(
                 key=spec.key,
                 session_id=event.session_id,
                 text=event.text,
-                tool_calls=event.tool_calls,
+                tool_calls=self._calls(event.tool_calls),
                 files=list(self._files),
                 cost_usd=event.cost_usd,
+                session_cost_usd=event.session_cost_usd,
                 usage=event.usage,
                 duration_ms=event.duration_ms,
                 num_turns=event.num_turns,
@@ -213,12 +246,30 @@ class TurnRunner:
         self._queue.put_nowait(event)
         return None
 
+    def _calls(self, records: list[ToolCallRecord]) -> list[ToolCallOut]:
+        """The core's records (in order, one per ``ToolUse``) with each call's id and input."""
+        out = []
+        for index, record in enumerate(records):
+            use = self._tool_uses[index] if index < len(self._tool_uses) else None
+            if use is not None and use.name != record.name:
+                use = None
+            out.append(
+                ToolCallOut(
+                    name=record.name,
+                    summary=record.summary,
+                    is_error=record.is_error,
+                    id=use.id if use else None,
+                    input=dict(use.input) if use else {},
+                )
+            )
+        return out
+
     def file_ref(self, event: FileOffered) -> FileRef:
         root = self.agent.workspaces.root(self.spec.key)
         try:
-            rel = str(Path(event.path).relative_to(root))
+            rel = Path(event.path).relative_to(root).as_posix()
         except ValueError:
-            rel = Path(event.path).name
+            return FileRef(name=Path(event.path).name, path=Path(event.path).name, caption=event.caption, inside=False)
         return FileRef(name=Path(event.path).name, path=rel, caption=event.caption)
 
     async def _failed(
@@ -233,7 +284,7 @@ class TurnRunner:
             key=self.spec.key,
             session_id=conv.session_id if conv else (self.spec.session_id or ""),
             text="".join(self._text) if text is None else text,
-            tool_calls=list(tool_calls or []),
+            tool_calls=self._calls(list(tool_calls or [])),
             files=list(self._files),
             error_kind=kind if kind in ERROR_STATUS else "agent",
             error=message,

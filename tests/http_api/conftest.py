@@ -14,13 +14,17 @@ import httpx
 import pytest
 import uvicorn
 from aiohttp import web
+from fastapi import FastAPI
+from httpx_sse import aconnect_sse
 
 from adapters.http_api import ApiSettings, create_app
+from adapters.http_api.context import ApiContext, Reload
 from core import Agent
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 
 KEY = "test-key-0123456789"
 OTHER_KEY = "second-key-9876543210"
+ADMIN_KEY = "admin-key-5647382910"
 SECRET = "callback-secret"
 
 
@@ -73,19 +77,48 @@ class Api:
     client: httpx.AsyncClient  # authenticated
     agent: Agent
     fake: FakeAnthropicAPI
+    app: FastAPI
+
+    @property
+    def ctx(self) -> ApiContext:
+        return self.app.state.ctx
 
     def anonymous(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=60, **kwargs)
 
 
 @asynccontextmanager
-async def running_api(agent: Agent, fake: FakeAnthropicAPI, **overrides: Any) -> AsyncIterator[Api]:
-    app = create_app(agent, settings(**overrides))
+async def running_api(
+    agent: Agent, fake: FakeAnthropicAPI, *, reload: Reload | None = None, **overrides: Any
+) -> AsyncIterator[Api]:
+    app = create_app(agent, settings(**overrides), reload=reload)
     async with serve(app) as base_url:
         async with httpx.AsyncClient(
             base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {KEY}"}
         ) as client:
-            yield Api(base_url, client, agent, fake)
+            yield Api(base_url, client, agent, fake, app)
+
+
+SseEvent = tuple[str, dict[str, Any]]
+
+
+async def read_sse(client: httpx.AsyncClient, url: str, body: dict[str, Any], on_event: Any = None) -> list[SseEvent]:
+    """Every event of an SSE response, read by a real SSE client (httpx-sse), as (SSE event name,
+    JSON data); an unnamed event is a "message" event. ``on_event`` sees each as it arrives."""
+    events: list[SseEvent] = []
+    async with aconnect_sse(client, "POST", url, json=body) as source:
+        assert source.response.status_code == 200, await source.response.aread()
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        async for sse in source.aiter_sse():
+            events.append((sse.event, sse.json()))
+            if on_event is not None:
+                await on_event(sse.event, sse.json())
+    return events
+
+
+def by_type(events: list[SseEvent]) -> list[tuple[str, dict[str, Any]]]:
+    """(data type, data) of each event: the same whether the stream names its events (v2) or not (v1)."""
+    return [(data["type"], data) for _, data in events]
 
 
 @pytest.fixture
@@ -96,7 +129,8 @@ async def api(agent: Agent, fake_api: FakeAnthropicAPI) -> AsyncIterator[Api]:
 
 @pytest.fixture
 def make_api(agent: Agent, fake_api: FakeAnthropicAPI) -> Callable[..., Any]:
-    """``async with make_api(max_concurrent_turns=1) as api:`` for other settings."""
+    """``async with make_api(max_concurrent_turns=1) as api:`` for other settings (``reload=``: the
+    callback of ``POST /admin/reload``)."""
     return lambda **overrides: running_api(agent, fake_api, **overrides)
 
 

@@ -82,7 +82,7 @@ async def test_callback_is_retried_until_the_receiver_accepts(api: Api, receiver
 
 
 async def test_failed_task_reports_the_error_and_the_callback_says_so(api: Api, receiver: CallbackReceiver) -> None:
-    api.fake.rules["doomed"] = [Error(500, "api_error", "model down")]
+    api.fake.rules["doomed"] = [Error(500, "api_error", "model down", should_retry=False)]
     accepted = await api.client.post(
         "/api/v1/chat/async", json={"text": "doomed", "user_id": "t3", "callback_url": receiver.url}
     )

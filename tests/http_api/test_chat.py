@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import aconnect_sse
 
 from core import ApprovalRequest, ConversationKey, Decision
 from tests.fakes.anthropic_api import Error, Hang, Text, ToolCall
+from tests.helpers import immutable
 
-from .conftest import Api, wait_until
+from .conftest import KEY, Api, by_type, read_sse, wait_until
 
 
 async def read_stream(
     client: httpx.AsyncClient, url: str, body: dict[str, Any], on_event: Any = None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Every event of an SSE response as (name, JSON data); ``on_event`` sees each as it arrives."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    async with aconnect_sse(client, "POST", url, json=body) as source:
-        assert source.response.status_code == 200
-        assert source.response.headers["content-type"].startswith("text/event-stream")
-        async for sse in source.aiter_sse():
-            events.append((sse.event, sse.json()))
-            if on_event is not None:
-                await on_event(sse.event, sse.json())
-    return events
+    """Every event of an SSE stream as (its data's type, its data); ``on_event`` sees each as it arrives."""
+
+    async def typed(_name: str, data: dict[str, Any]) -> None:
+        await on_event(data["type"], data)
+
+    return by_type(await read_sse(client, url, body, typed if on_event else None))
 
 
 async def test_sync_chat_default_session_by_user_id(api: Api) -> None:
@@ -37,8 +37,9 @@ async def test_sync_chat_default_session_by_user_id(api: Api) -> None:
     assert body["usage"] and body["duration_ms"] is not None and body["interrupted"] is False
     second = await api.client.post("/api/v1/chat", json={"text": "again", "user_id": "u1"})
     assert second.json()["session_id"] == body["session_id"]
-    listed = (await api.client.get("/api/v1/sessions", params={"user_id": "u1"})).json()["sessions"]
+    listed = (await api.client.get("/api/v2/sessions", params={"user_id": "u1"})).json()["sessions"]
     assert [(s["id"], s["default"], s["message_count"]) for s in listed] == [(body["session_id"], True, 2)]
+    assert (await api.client.get("/api/v1/sessions", params={"user_id": "u1"})).json() == [body["session_id"]]
 
 
 async def test_sync_mode_denies_tools_that_need_approval(api: Api) -> None:
@@ -141,7 +142,7 @@ async def test_approval_answered_by_someone_else_is_403(make_api: Any) -> None:
 
 
 async def test_stream_error_event_when_the_agent_fails(api: Api) -> None:
-    api.fake.rules["fail please"] = [Error(500, "api_error", "the fake model refuses")]
+    api.fake.rules["fail please"] = [Error(500, "api_error", "the fake model refuses", should_retry=False)]
     events = await read_stream(api.client, "/api/v1/chat/stream", {"text": "fail please", "user_id": "u6"})
     assert events[-1][0] == "error" and "done" not in [n for n, _ in events]
     error = events[-1][1]
@@ -151,7 +152,7 @@ async def test_stream_error_event_when_the_agent_fails(api: Api) -> None:
 
 
 async def test_sync_agent_failure_is_a_json_502(api: Api) -> None:
-    api.fake.rules["break it"] = [Error(500, "api_error", "nope")]
+    api.fake.rules["break it"] = [Error(500, "api_error", "nope", should_retry=False)]
     resp = await api.client.post("/api/v1/chat", json={"text": "break it", "user_id": "u7"})
     assert resp.status_code == 502
     assert resp.json()["error"]["code"] == "agent_error" and resp.json()["error"]["session_id"]
@@ -168,24 +169,52 @@ async def test_the_same_session_from_http_and_from_the_library(api: Api) -> None
     assert [t["user_text"] for t in history] == ["the password is zebra", "what is the password?"]
 
 
-async def test_disconnecting_the_stream_interrupts_the_turn(api: Api) -> None:
+async def interrupted_and_freed(api: Api, key: ConversationKey) -> bool:
+    turns = await api.agent.store.turns(key, 5)
+    conv = await api.agent.store.get(key)
+    recorded = bool(turns) and turns[-1].status == "interrupted" and conv is not None and conv.status == "idle"
+    return recorded and api.ctx.slots.in_use == 0
+
+
+async def test_disconnecting_the_stream_interrupts_the_turn_and_frees_its_slot(api: Api) -> None:
     api.fake.enqueue(Hang("started ", seconds=60))
     async with aconnect_sse(
         api.client, "POST", "/api/v1/chat/stream", json={"text": "long one", "user_id": "u8"}
     ) as source:
         async for sse in source.aiter_sse():
-            if sse.event == "text_delta":
+            if sse.json()["type"] == "text_delta":
+                assert api.ctx.slots.in_use == 1
                 break  # leave mid-turn: the connection closes
     key = ConversationKey("api", "u8")
-
-    async def interrupted() -> bool:
-        turns = await api.agent.store.turns(key, 5)
-        conv = await api.agent.store.get(key)
-        return bool(turns) and turns[-1].status == "interrupted" and conv is not None and conv.status == "idle"
-
-    await wait_until(interrupted, what="the abandoned turn to be interrupted and recorded")
+    await wait_until(lambda: interrupted_and_freed(api, key), what="the abandoned turn to be stopped and recorded")
     after = await api.client.post("/api/v1/chat", json={"text": "still there?", "user_id": "u8"})
     assert after.status_code == 200 and after.json()["text"] == "echo: still there?"
+
+
+async def test_a_sync_client_that_disconnects_stops_its_turn_and_frees_its_slot(api: Api) -> None:
+    api.fake.enqueue(Hang("working on it ", seconds=60))
+    requests_before = len(api.fake.requests)
+    async with api.anonymous(headers={"X-API-Key": KEY}) as client:
+        waiting = asyncio.create_task(client.post("/api/v1/chat", json={"text": "hang on", "user_id": "u11"}))
+        await wait_until(lambda: len(api.fake.requests) > requests_before, what="the turn to reach the model")
+        assert api.ctx.slots.in_use == 1
+        waiting.cancel()  # the client gives up: httpx closes the connection
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    key = ConversationKey("api", "u11")
+    await wait_until(lambda: interrupted_and_freed(api, key), what="the abandoned sync turn to be stopped")
+    # The same on claude-code-server's /chat.
+    api.fake.enqueue(Hang("again ", seconds=60))
+    requests_before = len(api.fake.requests)
+    async with api.anonymous(headers={"X-API-Key": KEY}) as client:
+        waiting = asyncio.create_task(client.post("/chat", json={"message": "hang on", "user_id": "u11"}))
+        await wait_until(lambda: len(api.fake.requests) > requests_before, what="the compat turn to reach the model")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    await wait_until(lambda: interrupted_and_freed(api, key), what="the abandoned compat turn to be stopped")
+    turns = await api.agent.store.turns(key, 5)
+    assert [t.status for t in turns] == ["interrupted", "interrupted"]
 
 
 async def test_files_the_agent_sends_are_reported(api: Api) -> None:
@@ -195,5 +224,47 @@ async def test_files_the_agent_sends_are_reported(api: Api) -> None:
     api.fake.enqueue(ToolCall("mcp__ccbridge__send_file", {"path": "report.txt", "caption": "the report"}))
     events = await read_stream(api.client, "/api/v1/chat/stream", {"text": "send it", "user_id": "u9"})
     files = [data for name, data in events if name == "file"]
-    assert files == [{"name": "report.txt", "path": "report.txt", "caption": "the report"}]
-    assert events[-1][0] == "done" and events[-1][1]["files"] == files
+    sid = events[-1][1]["session_id"]
+    url = f"/api/v1/sessions/{sid}/files/report.txt"
+    assert files == [{"type": "file", "name": "report.txt", "path": "report.txt", "caption": "the report", "url": url}]
+    assert events[-1][0] == "done"
+    assert events[-1][1]["files"] == [{k: v for k, v in f.items() if k != "type"} for f in files]
+    assert (await api.client.get(url)).content == b"numbers"
+
+
+async def test_a_store_that_cannot_record_the_turn_is_a_503_store_unavailable(api: Api) -> None:
+    await api.client.post("/api/v1/chat", json={"text": "first", "user_id": "u12"})  # the store is there
+    db: Path = api.agent.store.path  # type: ignore[attr-defined]
+    requests_before = len(api.fake.requests)
+    with immutable(db, db.with_name(db.name + "-wal")):
+        sync = await api.client.post("/api/v1/chat", json={"text": "second", "user_id": "u12"})
+        assert sync.status_code == 503, sync.text
+        assert sync.json()["error"]["code"] == "store_unavailable" and "nothing was run" in sync.json()["detail"]
+        events = await read_stream(api.client, "/api/v1/chat/stream", {"text": "third", "user_id": "u12"})
+        assert events[-1][0] == "error" and events[-1][1]["code"] == "store_unavailable"
+        compat = await api.client.post("/chat", json={"message": "fourth", "user_id": "u12"})
+        assert compat.status_code == 503 and compat.json()["code"] == "store_unavailable"
+    assert len(api.fake.requests) == requests_before  # nothing ran
+    assert api.ctx.slots.in_use == 0
+    after = await api.client.post("/api/v1/chat", json={"text": "fifth", "user_id": "u12"})
+    assert after.status_code == 200 and after.json()["text"] == "echo: fifth"
+
+
+async def test_v2_stream_names_every_event_and_shows_a_waiting_turn(api: Api) -> None:
+    api.fake.enqueue(Hang("first turn ", seconds=60))
+    requests_before = len(api.fake.requests)
+    holding = asyncio.create_task(api.client.post("/api/v1/chat", json={"text": "hold on", "user_id": "u13"}))
+    await wait_until(lambda: len(api.fake.requests) > requests_before, what="the first turn to run")
+    seen: list[str] = []
+
+    async def on_event(name: str, data: dict[str, Any]) -> None:
+        seen.append(name)
+        assert data["type"] == name  # v2: the SSE event is named by its type
+        if name == "waiting":
+            assert data["kind"] == "conversation"
+            assert await api.agent.stop("u13")  # the first turn stops: this one goes on
+
+    events = await read_sse(api.client, "/api/v2/chat/stream", {"text": "me next", "user_id": "u13"}, on_event)
+    assert seen[0] == "waiting" and seen[-1] == "done" and "text_delta" in seen
+    assert events[-1][1]["text"] == "echo: me next"
+    assert (await holding).json()["interrupted"] is True

@@ -1,13 +1,10 @@
-"""claude-code-server's routes, with the bodies its clients send and read."""
+"""claude-code-server's routes: ccbridge's behaviour behind them (shared default sessions, named
+sessions, names used by several users, error shapes). The seed's documented requests are in
+test_seed_claude_code_server.py."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from httpx_sse import aconnect_sse
-
-from .conftest import KEY, Api, wait_until
+from .conftest import KEY, Api
 
 
 async def test_compat_chat_history_and_clear(api: Api) -> None:
@@ -60,38 +57,6 @@ async def test_compat_named_sessions_are_separate(api: Api) -> None:
     assert [m["content"] for m in history["messages"] if m["role"] == "user"] == ["in project a", "again a"]
 
 
-async def test_compat_stream(api: Api) -> None:
-    events: list[tuple[str, str]] = []
-    body = {"message": "Tell me a story", "user_id": "carol"}
-    async with aconnect_sse(api.client, "POST", "/chat/stream", json=body) as source:
-        assert source.response.status_code == 200
-        async for sse in source.aiter_sse():
-            events.append((sse.event, sse.data))
-    assert events[-1][0] == "done"
-    text = "".join(data for name, data in events if name == "message")
-    assert text == "echo: Tell me a story"
-    done = json.loads(events[-1][1])
-    assert done["session_id"] == "user_carol" and done["claude_session_id"]
-
-
-async def test_compat_async_and_task(api: Api) -> None:
-    accepted = await api.client.post("/chat/async", json={"message": "Complex task", "user_id": "dave"})
-    assert accepted.status_code == 200
-    assert accepted.json()["status"] == "processing" and accepted.json()["message"] == "Task submitted successfully"
-    task_id = accepted.json()["task_id"]
-
-    async def done() -> dict[str, Any] | None:
-        body = (await api.client.get(f"/task/{task_id}")).json()
-        return body if body["status"] in ("completed", "failed") else None
-
-    task = await wait_until(done, what="the compat task")
-    assert task["status"] == "completed" and task["result"]["content"] == "echo: Complex task"
-    assert task["result"]["session_id"] == "user_dave" and task["created_at"] and task["completed_at"]
-    # The same registry answers the v1 route.
-    assert (await api.client.get(f"/api/v1/tasks/{task_id}")).json()["status"] == "completed"
-    assert (await api.client.get("/task/unknown")).status_code == 404
-
-
 async def test_compat_routes_need_a_key_too(api: Api) -> None:
     async with api.anonymous() as client:
         resp = await client.post("/chat", json={"message": "hi", "user_id": "eve"})
@@ -110,9 +75,10 @@ async def test_compat_errors_answer_with_detail(api: Api) -> None:
         "/chat", content=b"{" + b" " * 2_000_000 + b"}", headers={"Content-Type": "application/json"}
     )
     assert big.status_code == 413 and "max_body_bytes" in big.json()["detail"]
-    # ...while /api/v1 keeps its envelope.
+    # ...while /api/v1 adds its envelope.
     v1 = await api.client.get("/api/v1/tasks/unknown")
-    assert v1.status_code == 404 and v1.json()["error"]["code"] == "task_not_found" and "detail" not in v1.json()
+    assert v1.status_code == 404 and v1.json()["error"]["code"] == "task_not_found" and "code" not in v1.json()
+    assert v1.json()["detail"] == v1.json()["error"]["message"]
 
 
 async def test_a_session_name_used_by_two_users_needs_user_id(api: Api) -> None:

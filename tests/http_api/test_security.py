@@ -16,13 +16,13 @@ from tests.fakes.anthropic_api import Hang
 
 from .conftest import KEY, OTHER_KEY, Api, wait_until
 
-PUBLIC = {"/health", "/ready", "/docs", "/openapi.json"}
+PUBLIC = {"/", "/health", "/ready", "/docs", "/openapi.json"}
 
 
 def error_code(resp: httpx.Response) -> str:
     """The error code in either shape: /api/v1's envelope or the compat routes' ``detail``."""
     body = resp.json()
-    if resp.request.url.path.startswith("/api/"):
+    if resp.request.url.path.startswith("/api/") or resp.request.url.path == "/metrics":
         return body["error"]["code"]
     assert isinstance(body["detail"], str) and body["detail"]
     return body["code"]
@@ -34,7 +34,12 @@ async def test_every_route_needs_a_key(api: Api) -> None:
     assert len(calls) >= 18
     async with api.anonymous() as anonymous:
         for method, path in calls:
-            url = path.replace("{session_id}", "s1").replace("{task_id}", "t1").replace("{approval_id}", "a1")
+            url = (
+                path.replace("{session_id}", "s1")
+                .replace("{task_id}", "t1")
+                .replace("{approval_id}", "a1")
+                .replace("{path}", "f.txt")
+            )
             for headers in (
                 {},
                 {"Authorization": "Bearer wrong-key"},
@@ -72,18 +77,19 @@ async def test_bearer_and_x_api_key_and_several_keys(api: Api) -> None:
 
 async def test_probes_need_no_key_and_ready_checks_the_store(api: Api) -> None:
     async with api.anonymous() as client:
-        assert (await client.get("/health")).json() == {"status": "ok"}
-        assert (await client.get("/ready")).json() == {"status": "ready"}
+        assert (await client.get("/health")).json()["status"] == "healthy"
+        assert (await client.get("/ready")).json()["status"] == "ready"
         db = api.agent.store.path  # type: ignore[attr-defined]
         saved = db.read_bytes()
         for suffix in ("", "-wal", "-shm"):
             db.with_name(db.name + suffix).unlink(missing_ok=True)
         down = await client.get("/ready")
         assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable"
-        assert "deleted" in down.json()["error"]["message"]
+        assert "deleted" in down.json()["error"]["message"] and down.json()["detail"].startswith("not ready: ")
+        assert down.json()["error"]["instance_id"] == api.agent.instance_id  # which instance is not ready
         assert (await client.get("/health")).status_code == 200
         db.write_bytes(saved)  # restored: ready again without a restart
-        assert (await client.get("/ready")).json() == {"status": "ready"}
+        assert (await client.get("/ready")).json()["status"] == "ready"
 
 
 async def test_user_allowlist(make_api: Any) -> None:
@@ -114,6 +120,8 @@ async def test_user_allowlist(make_api: Any) -> None:
             assert error_code(resp) == "user_not_allowed", url
             assert "bob" in resp.text, url
         assert await api.agent.store.get(bob.key) is not None  # nothing was deleted
+        every_id = (await api.client.get("/api/v1/sessions")).json()  # claude-agent-http's "all sessions"
+        assert bob.session_id not in every_id and len(every_id) == 1
         assert (await api.client.get(f"/api/v1/tasks/{task_id}?user_id=alice")).status_code == 200
 
 
@@ -160,7 +168,7 @@ async def test_max_concurrent_turns_is_a_429_with_retry_after(make_api: Any) -> 
             api.client, "POST", "/api/v1/chat/stream", json={"text": "hold", "user_id": "c1"}
         ) as source:
             async for sse in source.aiter_sse():
-                if sse.event == "text_delta":
+                if sse.json()["type"] == "text_delta":
                     break
             busy = await api.client.post("/api/v1/chat", json={"text": "me too", "user_id": "c2"})
             assert busy.status_code == 429 and busy.headers["retry-after"].isdigit()
@@ -187,12 +195,12 @@ async def test_turn_timeout_is_a_504_and_an_error_event(make_api: Any) -> None:
         assert "thinking ".startswith(error["text"])  # whatever arrived before the deadline
         events: list[tuple[str, Any]] = []
         body = {"text": "slow stream", "user_id": "tt"}
-        async with aconnect_sse(api.client, "POST", "/api/v1/chat/stream", json=body) as source:
+        async with aconnect_sse(api.client, "POST", "/api/v2/chat/stream", json=body) as source:
             async for sse in source.aiter_sse():
                 events.append((sse.event, sse.json()))
         assert events[-1][0] == "error" and events[-1][1]["code"] == "turn_timeout"
-        turns = (await api.client.get("/api/v1/sessions", params={"user_id": "tt"})).json()["sessions"]
-        history = (await api.client.get(f"/api/v1/sessions/{turns[0]['id']}/history")).json()["turns"]
+        sessions = (await api.client.get("/api/v1/sessions", params={"user_id": "tt"})).json()
+        history = (await api.client.get(f"/api/v1/sessions/{sessions[0]}/history")).json()["turns"]
         assert [t["status"] for t in history] == ["interrupted", "interrupted"]
 
 

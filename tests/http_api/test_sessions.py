@@ -1,8 +1,7 @@
-"""/api/v1/sessions: create, list, get, resume, history, delete; bad subdirs are 400."""
+"""Sessions: /api/v1 (claude-agent-http's shapes, ccbridge's fields as extras) and /api/v2 (ccbridge's
+session objects) over the same sessions: create, list, get, resume, history, delete; bad subdirs are 400."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -17,24 +16,28 @@ async def test_create_get_list_history_delete(api: Api) -> None:
     )
     assert created.status_code == 201, created.text
     session = created.json()
-    assert session["user_id"] == "alice" and session["cwd"] == "proj/x"
-    assert session["metadata"] == {"ticket": 7}
-    assert session["message_count"] == 0 and session["status"] == "idle" and session["default"] is False
-    assert {"id", "created_at", "last_active_at"} <= session.keys()
-    sid = session["id"]
-    assert Path(api.agent.workspaces.root(ConversationKey("api", "alice")), "proj/x").is_dir()
+    root = api.agent.workspaces.root(ConversationKey("api", "alice"))
+    assert session["user_id"] == "alice" and session["cwd"] == str(root / "proj/x") and session["subdir"] == "proj/x"
+    assert session["metadata"] == {"ticket": 7} and session["status"] == "active"
+    assert session["message_count"] == 0 and session["state"] == "idle" and session["default"] is False
+    assert {"session_id", "id", "created_at", "last_active_at", "total_cost_usd"} <= session.keys()
+    sid = session["session_id"]
+    assert session["id"] == sid and (root / "proj/x").is_dir()
 
     got = await api.client.get(f"/api/v1/sessions/{sid}")
-    assert got.status_code == 200 and got.json()["id"] == sid
+    assert got.status_code == 200 and got.json()["session_id"] == sid
+    v2 = (await api.client.get(f"/api/v2/sessions/{sid}")).json()
+    assert (v2["id"], v2["cwd"], v2["status"], v2["default"]) == (sid, "proj/x", "idle", False)
 
     chat = await api.client.post("/api/v1/chat", json={"text": "hello session", "user_id": "alice", "session_id": sid})
     assert chat.status_code == 200, chat.text
     assert chat.json()["session_id"] == sid and chat.json()["text"] == "echo: hello session"
 
-    listed = await api.client.get("/api/v1/sessions", params={"user_id": "alice"})
+    listed = await api.client.get("/api/v2/sessions", params={"user_id": "alice"})
     assert listed.status_code == 200
     assert [s["id"] for s in listed.json()["sessions"]] == [sid]
     assert listed.json()["sessions"][0]["message_count"] == 1
+    assert (await api.client.get("/api/v1/sessions", params={"user_id": "alice"})).json() == [sid]
 
     history = await api.client.get(f"/api/v1/sessions/{sid}/history")
     assert history.status_code == 200
@@ -61,7 +64,9 @@ async def test_bad_subdir_is_400_with_a_clear_message(api: Api, subdir: str, phr
     error = resp.json()["error"]
     assert error["code"] == "invalid_subdir"
     assert error["message"].startswith("subdir: ") and phrase in error["message"]
-    assert (await api.client.get("/api/v1/sessions", params={"user_id": "bob"})).json()["sessions"] == []
+    assert (await api.client.get("/api/v1/sessions", params={"user_id": "bob"})).json() == []
+    v2 = await api.client.post("/api/v2/sessions", json={"user_id": "bob", "subdir": subdir})
+    assert v2.status_code == 400 and v2.json()["error"]["code"] == "invalid_subdir"
 
 
 async def test_resume_clears_an_interrupted_mark_and_the_session_continues(api: Api) -> None:
@@ -73,20 +78,25 @@ async def test_resume_clears_an_interrupted_mark_and_the_session_continues(api: 
     assert conv is not None
     conv.status = "interrupted"
     await api.agent.store.put(conv)
-    assert (await api.client.get(f"/api/v1/sessions/{sid}")).json()["status"] == "interrupted"
+    assert (await api.client.get(f"/api/v1/sessions/{sid}")).json()["state"] == "interrupted"
+    assert (await api.client.get(f"/api/v2/sessions/{sid}")).json()["status"] == "interrupted"
 
     resumed = await api.client.post(f"/api/v1/sessions/{sid}/resume")
     assert resumed.status_code == 200
-    assert resumed.json()["status"] == "idle" and resumed.json()["id"] == sid and resumed.json()["default"] is True
+    assert resumed.json()["state"] == "idle" and resumed.json()["session_id"] == sid and resumed.json()["default"]
+    v2 = await api.client.post(f"/api/v2/sessions/{sid}/resume")
+    assert v2.status_code == 200 and v2.json()["status"] == "idle" and v2.json()["id"] == sid
 
     again = await api.client.post("/api/v1/chat", json={"text": "after", "user_id": "carol", "session_id": sid})
     assert again.json()["session_id"] == sid
     assert "before the crash" in api.fake.requests[-1].user_texts()
-    assert (await api.client.post("/api/v1/sessions/nope/resume")).status_code == 404
+    missing = await api.client.post("/api/v1/sessions/nope/resume")
+    assert missing.status_code == 404 and missing.json()["detail"] == "Session not found or expired"
+    assert (await api.client.post("/api/v2/sessions/nope/resume")).status_code == 404
 
 
 async def test_sessions_of_other_users_and_platforms_are_not_reachable(api: Api) -> None:
-    sid = (await api.client.post("/api/v1/sessions", json={"user_id": "dave"})).json()["id"]
+    sid = (await api.client.post("/api/v2/sessions", json={"user_id": "dave"})).json()["id"]
     wrong = await api.client.get(f"/api/v1/sessions/{sid}", params={"user_id": "erin"})
     assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "forbidden"
     chat = await api.client.post("/api/v1/chat", json={"text": "hi", "user_id": "erin", "session_id": sid})
@@ -94,5 +104,7 @@ async def test_sessions_of_other_users_and_platforms_are_not_reachable(api: Api)
     # A chat bot's conversation is not an API session, even with its id.
     tg = await api.agent.conversations.create(ConversationKey("telegram", "dave"))
     assert (await api.client.get(f"/api/v1/sessions/{tg.session_id}")).status_code == 404
+    assert tg.session_id not in (await api.client.get("/api/v1/sessions")).json()
+    assert sid in (await api.client.get("/api/v1/sessions")).json()
     foreign = await api.client.post("/api/v1/chat", json={"text": "x", "user_id": "dave", "session_id": tg.session_id})
     assert foreign.status_code == 404

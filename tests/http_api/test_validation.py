@@ -1,5 +1,6 @@
-"""Bad requests: clear 422/415 errors naming the field, in /api/v1's envelope or the compat routes'
-``detail``; nothing reaches the model. User ids are any text without control characters."""
+"""Bad requests: clear 422/415 errors naming the field (``detail`` plus /api's ``error`` envelope, or the
+compat routes' ``detail`` + ``code``); nothing reaches the model. User ids are any text without control
+characters."""
 
 from __future__ import annotations
 
@@ -19,8 +20,14 @@ COMPAT_TURNS = ["/chat", "/chat/stream", "/chat/async"]
 
 def v1_error(resp: httpx.Response, status: int) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
-    error = resp.json()["error"]
+    body = resp.json()
+    error = body["error"]
     assert error["message"]
+    if status == 422:  # FastAPI's detail, as claude-agent-http answered: [{type, loc, msg}]
+        assert len(body["detail"]) == len(error["fields"])
+        assert all({"type", "loc", "msg"} <= d.keys() and d["loc"][0] in ("body", "query") for d in body["detail"])
+    else:
+        assert body["detail"] == error["message"]
     return error
 
 
@@ -43,6 +50,8 @@ async def test_empty_or_whitespace_text_is_a_422_naming_the_field(api: Api, text
         error = v1_error(await api.client.post(url, json={"text": text, "user_id": "v1"}), 422)
         assert error["code"] == "invalid_request" and error["message"].startswith("invalid request: text: ")
         assert [f["field"] for f in error["fields"]] == ["text"]
+        error = v1_error(await api.client.post(url, json={"message": text, "session_id": "s"}), 422)
+        assert [f["field"] for f in error["fields"]] == ["message"]
     for url in COMPAT_TURNS:
         body = compat_error(await api.client.post(url, json={"message": text, "user_id": "v1"}), 422)
         assert body["code"] == "invalid_request" and "message: " in body["detail"]
@@ -84,9 +93,14 @@ async def test_missing_body_and_missing_fields_are_named(api: Api) -> None:
     empty = v1_error(await api.client.post("/api/v1/chat"), 422)
     assert empty["message"] == "the request body is missing: send a JSON object"
     fields = v1_error(await api.client.post("/api/v1/chat", json={"approval_mode": "maybe"}), 422)
-    assert {f["field"] for f in fields["fields"]} == {"text", "user_id", "approval_mode"}
-    assert "text: required" in fields["message"] and "user_id: required" in fields["message"]
-    query = v1_error(await api.client.get("/api/v1/sessions"), 422)
+    assert [f["field"] for f in fields["fields"]] == ["approval_mode"]
+    fields = v1_error(await api.client.post("/api/v1/chat", json={}), 422)
+    assert [f["field"] for f in fields["fields"]] == ["message", "user_id"]
+    assert "message: required" in fields["message"] and "user_id: required" in fields["message"]
+    assert "'session_id' or 'user_id'" in fields["message"]
+    both = v1_error(await api.client.post("/api/v1/chat", json={"text": "a", "message": "b", "user_id": "x"}), 422)
+    assert both["fields"][0]["field"] == "text" and "differ" in both["message"]
+    query = v1_error(await api.client.get("/api/v2/sessions"), 422)
     assert query["fields"] == [{"field": "user_id", "message": "required", "type": "missing"}]
     compat = compat_error(await api.client.post("/chat", json={"message": "hi"}), 422)
     assert compat["detail"] == "invalid request: user_id: required"
@@ -111,7 +125,7 @@ async def test_any_other_user_id_works_on_both_apis(api: Api) -> None:
     assert compat.json()["session_id"] == f"user_{user}" and compat.json()["content"] == "echo: hola"
     v1 = await api.client.post("/api/v1/chat", json={"text": "again", "user_id": user})
     assert v1.status_code == 200 and v1.json()["session_id"] == compat.json()["claude_session_id"]
-    listed = (await api.client.get("/api/v1/sessions", params={"user_id": user})).json()["sessions"]
+    listed = (await api.client.get("/api/v2/sessions", params={"user_id": user})).json()["sessions"]
     assert [(s["user_id"], s["message_count"]) for s in listed] == [(user, 2)]
     history = await api.client.get(f"/session/{quote('user_' + user, safe='')}/history")
     assert history.status_code == 200 and history.json()["total_messages"] == 4

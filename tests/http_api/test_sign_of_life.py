@@ -1,0 +1,43 @@
+"""Every SSE stream opens with a comment (``: accepted``) before any event: a sign of life that SSE
+clients skip, so the seed APIs' streams read exactly as before."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from httpx_sse import aconnect_sse
+
+from .conftest import Api
+
+STREAMS = [  # (url, body, what a real SSE client sees last: the event's name, its data's "type")
+    ("/api/v1/chat/stream", {"text": "hello", "user_id": "u1"}, ("message", "done")),
+    ("/api/v2/chat/stream", {"text": "hello", "user_id": "u2"}, ("done", "done")),
+    ("/chat/stream", {"message": "hello", "user_id": "u3"}, ("done", None)),  # claude-code-server's
+]
+
+
+async def raw_lines(api: Api, url: str, body: dict[str, Any]) -> list[str]:
+    async with api.client.stream("POST", url, json=body) as response:
+        assert response.status_code == 200
+        return [line async for line in response.aiter_lines()]
+
+
+async def sse_events(api: Api, url: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+    async with aconnect_sse(api.client, "POST", url, json=body) as source:
+        assert source.response.status_code == 200
+        return [(sse.event, sse.data) async for sse in source.aiter_sse()]
+
+
+@pytest.mark.parametrize(("url", "body", "last"), STREAMS)
+async def test_the_stream_opens_with_a_comment_that_sse_clients_skip(
+    api: Api, url: str, body: dict[str, Any], last: tuple[str, str | None]
+) -> None:
+    lines = await raw_lines(api, url, body)
+    assert lines[:2] == [": accepted", ""]  # a comment, then the blank line ending it
+    assert lines.count(": accepted") == 1
+    events = await sse_events(api, url, body)
+    assert all(data for _, data in events)  # the comment is no event: every event carries data
+    name, data = events[-1]
+    assert (name, json.loads(data).get("type")) == last
