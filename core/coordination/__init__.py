@@ -57,7 +57,7 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{digest}"
 
 
-def create_coordination(settings: CoordinationSettings, store: ConversationStore) -> Coordination:
+def create_coordination(settings: CoordinationSettings, store: ConversationStore, name: str = "bot") -> Coordination:
     """The coordination parts the ``coordination`` section asks for (memory: one process)."""
     instance_id = settings.instance_id or default_instance_id()
     if settings.backend == "memory":
@@ -70,4 +70,4 @@ def create_coordination(settings: CoordinationSettings, store: ConversationStore
         )
     from .redis import create_redis_coordination  # optional extra: the redis package
 
-    return create_redis_coordination(settings, store, instance_id)
+    return create_redis_coordination(settings, store, instance_id, name)

@@ -59,6 +59,9 @@ class SeenKeys(ABC):
     async def first_time(self, key: str, ttl: float) -> bool:
         """Claim ``key``; False when it was claimed already within its ttl."""
 
+    async def confirm(self, key: str, ttl: float) -> None:
+        """The delivery was accepted: remember ``key`` for ``ttl`` (a claim alone is kept briefly)."""
+
 
 class RefusalCooldown(ABC):
     """Remembers whom the bot refused, so an outsider is told once per cooldown, not on every message."""
@@ -108,7 +111,11 @@ class ApprovalBus(ABC):
 
 @dataclass
 class Coordination:
-    """The coordination parts one bot's agent uses, and the id of this instance."""
+    """The coordination parts one bot's agent uses, and the id of this instance.
+
+    ``shared`` is True when several instances coordinate (a shared backend): messages then
+    go to the instance owning their conversation (:mod:`core.routing`).
+    """
 
     instance_id: str
     locks: ConversationLocks
@@ -116,5 +123,29 @@ class Coordination:
     refusals: RefusalCooldown
     approvals: ApprovalBus
 
+    @property
+    def shared(self) -> bool:
+        return getattr(self, "backend", None) is not None
+
+    @property
+    def owned(self) -> int:
+        """How many conversations this instance owns (0 without a shared backend)."""
+        backend = getattr(self, "backend", None)
+        return len(backend.owned) if backend is not None else 0
+
+    async def start(self) -> None:
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            await backend.start()
+
     async def close(self) -> None:
         await self.approvals.close()
+
+
+class OwnerGone(Exception):
+    """The instance a message was handed to died; ``started``: it had begun answering."""
+
+    def __init__(self, instance: str, started: bool) -> None:
+        super().__init__(f"instance {instance} stopped answering")
+        self.instance = instance
+        self.started = started

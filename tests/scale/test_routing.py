@@ -1,0 +1,125 @@
+"""Coordination on a real redis-server, in one process: leases and fencing, library / HTTP turns routed
+to the owner's warm process, takeover of a dead owner's conversations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import aclosing
+from dataclasses import replace
+
+import pytest
+
+from core import Agent, ConversationKey, Sections, TurnResult
+from core.coordination.redis import RedisBackend
+from core.errors import Fenced
+from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.servers import RedisServer
+
+KEY = ConversationKey("api", "alice")
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}:"
+
+
+def backend(redis_server: RedisServer, prefix: str, name: str, ttl: float = 3.0) -> RedisBackend:
+    return RedisBackend(redis_server.url, prefix, name, ttl)
+
+
+async def test_one_owner_at_a_time_and_a_takeover_gets_the_next_fence(redis_server: RedisServer, prefix: str) -> None:
+    a, b = backend(redis_server, prefix, "a"), backend(redis_server, prefix, "b")
+    await a.start()
+    await b.start()
+    try:
+        first = await a.owner(KEY)
+        assert (first.instance, first.mine, first.taken_from) == ("a", True, None)
+        seen_by_b = await b.owner(KEY)
+        assert (seen_by_b.instance, seen_by_b.mine, seen_by_b.fence) == ("a", False, first.fence)
+        assert await a.still_owner(KEY, first.fence)
+
+        await a.close()  # a graceful stop releases the lease at once
+        taken = await b.owner(KEY)
+        assert (taken.instance, taken.mine, taken.taken_from) == ("b", True, None)  # released, not taken over
+        assert taken.fence == first.fence + 1
+    finally:
+        await b.close()
+
+
+async def test_a_dead_owners_lease_holds_until_its_heartbeat_lapses(redis_server: RedisServer, prefix: str) -> None:
+    a, b = backend(redis_server, prefix, "a"), backend(redis_server, prefix, "b")
+    await a.start()
+    await b.start()
+    try:
+        first = await a.owner(KEY)
+        for task in a._tasks:  # a stops beating, as a killed process would
+            task.cancel()
+        assert (await b.owner(KEY)).instance == "a"  # its heartbeat is still alive
+        await a.redis.delete(a.k("alive", "a"))  # ... until it lapses
+        taken = await b.owner(KEY)
+        assert (taken.instance, taken.taken_from, taken.fence) == ("b", "a", first.fence + 1)
+        assert not await a.still_owner(KEY, first.fence)
+    finally:
+        await a.redis.aclose()
+        await b.close()
+
+
+async def test_a_library_turn_through_b_runs_on_as_warm_process_and_a_stale_write_is_fenced(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, redis_server: RedisServer, prefix: str
+) -> None:
+    def instance(name: str) -> Agent:
+        return Agent(
+            make_sections(
+                coordination={"backend": "redis", "url": redis_server.url, "instance_id": name, "key_prefix": prefix}
+            )
+        )
+
+    async with instance("a") as a, instance("b") as b:
+        first = await a.chat("my name is Ada", user_id="alice")
+        assert not first.is_error and first.text == "echo: my name is Ada"
+        events = []
+        async with aclosing(b.stream("what is my name?", user_id="alice")) as stream:
+            async for event in stream:
+                events.append(event)
+        result = events[-1]
+        assert isinstance(result, TurnResult) and result.text == "echo: what is my name?"
+        assert "my name is Ada" in str(fake_api.requests[-1].messages)  # the same session, with its memory
+        assert b.runtime.pool.get(KEY) is None and a.runtime.pool.get(KEY) is not None
+        [one, two] = await b.conversations.history(KEY)
+        assert (one.instance_id, two.instance_id) == ("a", "a")
+
+        # a record written with an older fencing token than the store's is refused
+        conv = await a.conversations.get(KEY)
+        assert conv is not None and conv.fence >= 1
+        stale = replace(conv, fence=conv.fence - 1, message_count=99)
+        with pytest.raises(Fenced):
+            await a.store.put(stale)
+        assert (await a.conversations.get(KEY)).message_count == 2  # type: ignore[union-attr]
+
+
+async def test_a_delivery_claimed_by_a_live_instance_is_a_duplicate_and_a_dead_ones_claim_is_free(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    from core.coordination.redis import RedisSeenKeys
+
+    a, b, c = (backend(redis_server, prefix, name) for name in "abc")
+    for one in (a, b, c):
+        await one.start()
+    try:
+        seen_a, seen_b, seen_c = RedisSeenKeys(a), RedisSeenKeys(b), RedisSeenKeys(c)
+        assert await seen_a.first_time("bot:update-1", 120)
+        assert not await seen_b.first_time("bot:update-1", 120)  # a is handling it
+        assert not await seen_a.first_time("bot:update-1", 120)  # a retry reaching a again
+
+        for task in a._tasks:  # a dies before accepting the message
+            task.cancel()
+        await a.redis.delete(a.k("alive", "a"))
+        assert await seen_b.first_time("bot:update-1", 120)  # the platform's retry is answered, by b
+        await seen_b.confirm("bot:update-1", 3600)
+        assert not await seen_c.first_time("bot:update-1", 120)
+        await b.close()
+        assert not await seen_c.first_time("bot:update-1", 120)  # accepted: a duplicate even once b is gone
+    finally:
+        await a.redis.aclose()
+        await c.close()
