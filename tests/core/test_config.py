@@ -24,12 +24,15 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         "SLACK_BOT_TOKEN": "xoxb-1-2-example",
         "SLACK_APP_TOKEN": "xapp-1-A1-2-example",
         "CCBRIDGE_API_KEY": "an-example-api-key-that-is-long-enough",
+        "DISCORD_BOT_TOKEN": "MTA-example.discord.token",
+        "FEISHU_APP_ID": "cli_a1b2c3d4e5f6",
+        "FEISHU_APP_SECRET": "an-example-app-secret",
     }
     for name, value in plausible.items():
         monkeypatch.setenv(name, value)
     config = load_config(example)
     assert config.agent.permission_mode == "default"
-    assert {entry.kind for entry in config.bots.values()} == {"console", "telegram", "slack", "http_api"}
+    assert {entry.kind for entry in config.bots.values()} >= {"console", "telegram", "slack", "http_api", "discord", "feishu"}
     for name, entry in config.bots.items():
         config.for_bot(name)
         load_bot_class(entry.kind).parse_settings(name, entry.settings)
@@ -98,10 +101,14 @@ def test_cli_variables_set_through_the_environment_keep_their_case(
     assert load_config(path).agent.env == {"FROM_FILE": "1", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
 
 
-def test_an_unreadable_env_override_is_a_clear_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_env_override_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CCBRIDGE_AGENT__ALLOWED_TOOLS", "Read")  # a list must be JSON
-    with pytest.raises(ConfigError, match=r"CCBRIDGE_AGENT__\* environment variable is not valid.*JSON"):
+    with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, ""))
+    assert str(info.value) == (
+        "CCBRIDGE_AGENT__ALLOWED_TOOLS: is not valid JSON "
+        """(lists and maps are JSON, e.g. CCBRIDGE_AGENT__ALLOWED_TOOLS='["Read"]')"""
+    )
 
 
 def test_env_overrides_win_over_a_bots_own_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +184,256 @@ def test_bypass_permissions_is_refused_as_root(tmp_path: Path) -> None:
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "missing.yaml")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="YAML syntax error"):
         load_config(write(tmp_path, "agent: [unclosed\n"))
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- a list\n"))
+
+
+# -- errors name what to fix, one line each, verbatim ------------------------------------------
+
+
+def _error(path: Path, bot: str | None = None, *, problems: int | None = 1) -> str:
+    """The error loading ``path`` (and parsing ``bot``'s own settings as run_bot.py does): one line
+    per problem, ``problems`` of them (None: any number)."""
+    from bots import load_bot_class
+
+    with pytest.raises(ConfigError) as info:
+        config = load_config(path)
+        for name, entry in config.bots.items():
+            if bot is None or name == bot:
+                try:
+                    load_bot_class(entry.kind).parse_settings(name, entry.settings)
+                except ConfigError as exc:
+                    raise config.explain(exc, prefix=f"bots.{name}") from None
+    message = str(info.value)
+    assert message and (problems is None or len(message.splitlines()) == problems), message
+    return message
+
+
+def test_a_bad_log_level_lists_the_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _error(write(tmp_path, "log_level: LOUD\n")) == (
+        "log_level: 'LOUD' is not a log level (use DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+    )
+    assert load_config(write(tmp_path, "log_level: debug\n")).log_level == "DEBUG"
+    monkeypatch.setenv("CCBRIDGE_LOG_LEVEL", "chatty")
+    assert _error(write(tmp_path, "")) == (
+        "CCBRIDGE_LOG_LEVEL: 'chatty' is not a log level (use DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+    )
+
+
+def test_a_failing_env_override_names_the_variable_not_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCBRIDGE_AGENT__POOL_SIZE", "many")
+    assert _error(write(tmp_path, "agent:\n  pool_size: 3\n")) == (
+        "CCBRIDGE_AGENT__POOL_SIZE: Input should be a valid integer, unable to parse string as an integer"
+    )
+    monkeypatch.setenv("CCBRIDGE_AGENT__POOL_SIZE", "0")
+    assert _error(write(tmp_path, "")) == "CCBRIDGE_AGENT__POOL_SIZE: Input should be greater than 0"
+    monkeypatch.delenv("CCBRIDGE_AGENT__POOL_SIZE")
+    monkeypatch.setenv("CCBRIDGE_AGENT__MAX_TURNS", "-1")  # checked again with a bot's overrides: still the variable
+    config_text = "bots:\n  tg:\n    kind: console\n    agent: {max_turns: 4}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, config_text)).for_bot("tg")
+    assert str(info.value) == "CCBRIDGE_AGENT__MAX_TURNS: Input should be greater than 0"
+    monkeypatch.delenv("CCBRIDGE_AGENT__MAX_TURNS")
+    monkeypatch.setenv("CCBRIDGE_AGENT__MODLE", "x")
+    assert _error(write(tmp_path, "")) == "CCBRIDGE_AGENT__MODLE: Extra inputs are not permitted"
+
+
+def test_a_mistyped_env_section_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCBRIDGE_AGNET__MODEL", "claude-x")
+    monkeypatch.setenv("CCBRIDGE_API_KEY", "not an override")  # no "__": a variable the config may use
+    monkeypatch.setenv("CCBRIDGE_SECRET__A", "used by the file")
+    config = load_config(write(tmp_path, "agent:\n  system_prompt: ${CCBRIDGE_SECRET__A}\n"))
+    from core.config import SECTION_NAMES
+
+    assert SECTION_NAMES[:6] == ("agent", "workspace", "store", "access", "reply", "coordination")
+    assert config.warnings == [
+        f"CCBRIDGE_AGNET__MODEL is not a ccbridge setting (sections: {', '.join(SECTION_NAMES)})"
+    ]
+    assert config.agent.model is None
+
+
+@pytest.mark.parametrize(
+    ("bot", "yaml_text", "message"),
+    [
+        (
+            "tg",
+            "bots:\n  tg:\n    kind: telegram\n    token: ${TELEGRAM_BOT_TOKEN}\n",
+            "bots.tg.token: is empty; set TELEGRAM_BOT_TOKEN (config.yaml uses ${TELEGRAM_BOT_TOKEN})",
+        ),
+        (
+            "team",
+            "bots:\n  team:\n    kind: slack\n    bot_token: ${SLACK_BOT_TOKEN:-}\n    app_token: xapp-1\n",
+            "bots.team.bot_token: is empty; set SLACK_BOT_TOKEN (config.yaml uses ${SLACK_BOT_TOKEN:-})",
+        ),
+        (  # blank means "not set" for app_token: the mode's check says what is missing, then which variable
+            "team",
+            "bots:\n  team:\n    kind: slack\n    bot_token: xoxb-1\n    app_token: ${SLACK_APP_TOKEN:-}\n",
+            "bots.team: app_token is required when mode is 'socket' (or set mode: http with a signing_secret); "
+            "set SLACK_APP_TOKEN (config.yaml uses ${SLACK_APP_TOKEN:-})",
+        ),
+        (
+            "team",
+            "bots:\n  team:\n    kind: slack\n    mode: http\n    bot_token: xoxb-1\n"
+            "    signing_secret: ${SLACK_SIGNING_SECRET:-}\n",
+            "bots.team: signing_secret is required when mode is 'http' (Basic Information > Signing Secret); "
+            "set SLACK_SIGNING_SECRET (config.yaml uses ${SLACK_SIGNING_SECRET:-})",
+        ),
+        (
+            "api",
+            "bots:\n  api:\n    kind: http_api\n    api_keys: ['${CCBRIDGE_API_KEY:-}']\n",
+            'bots.api: api_keys is empty: set at least one key (e.g. api_keys: ["${CCBRIDGE_API_KEY}"]; blank entries '
+            "such as an unset environment variable are ignored), or set allow_anonymous: true to serve without "
+            "authentication; set CCBRIDGE_API_KEY (config.yaml uses ${CCBRIDGE_API_KEY:-})",
+        ),
+    ],
+)
+def test_an_empty_token_names_its_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bot: str, yaml_text: str, message: str
+) -> None:
+    for name in (
+        "TELEGRAM_BOT_TOKEN",
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "CCBRIDGE_API_KEY",
+    ):
+        monkeypatch.setenv(name, "")
+    assert _error(write(tmp_path, yaml_text), bot) == message
+
+
+def test_every_example_bot_names_the_variable_its_empty_token_comes_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever platforms config.yaml.example has, each one's empty secret names its variable."""
+    import re
+
+    example = Path(__file__).resolve().parents[2] / "config.yaml.example"
+    for name in re.findall(r"\$\{(\w+)", example.read_text()):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(example.read_text())
+    config = load_config(path)
+    needing_secrets = [name for name, entry in config.bots.items() if entry.kind != "console"]
+    assert needing_secrets
+    for name in needing_secrets:
+        message = _error(path, name, problems=None)
+        for line in message.splitlines():
+            assert re.fullmatch(rf"bots\.{name}[.:].* set (\w+) \(config\.yaml uses \$\{{\1:-\}}\)", line), line
+
+
+def test_a_value_from_a_variable_says_so_when_it_is_wrong(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "not-a-token")
+    assert _error(write(tmp_path, "bots:\n  tg:\n    kind: telegram\n    token: ${TELEGRAM_BOT_TOKEN}\n")) == (
+        "bots.tg.token: does not look like a bot token ('123456:ABC...' from @BotFather) "
+        "(the value comes from TELEGRAM_BOT_TOKEN)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "agent:\n  model: x\n   pool_size: 3\n",
+            "config.yaml:3:13: YAML syntax error: mapping values are not allowed here",
+        ),
+        (
+            "agent: [unclosed\n",
+            "config.yaml:2:1: YAML syntax error: expected ',' or ']', but got '<stream end>' "
+            "(while parsing a flow sequence at line 1, column 8)",
+        ),
+        (
+            "agent:\n\tmodel: x\n",
+            "config.yaml:2:1: YAML syntax error: found character '\\t' that cannot start any token "
+            "(while scanning for the next token)",
+        ),
+    ],
+)
+def test_yaml_syntax_errors_name_the_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, yaml_text: str, message: str
+) -> None:
+    write(tmp_path, yaml_text)
+    monkeypatch.chdir(tmp_path)
+    assert _error(Path("config.yaml")) == message
+
+
+def test_other_errors_are_one_line_naming_the_key(tmp_path: Path) -> None:
+    assert _error(write(tmp_path, "store:\n  backend: floppy\n")) == (
+        "store.backend: must be one of: sqlite, memory, redis, postgres"
+    )
+    assert _error(write(tmp_path, "log_format: xml\n")) == "log_format: Input should be 'text' or 'json'"
+    assert _error(write(tmp_path, "bots:\n  tg:\n    kind: telegram\n    token: ${NOPE_TOKEN}\n")) == (
+        "bots.tg.token: environment variable NOPE_TOKEN is not set (set it, add it to .env, or write "
+        "${NOPE_TOKEN:-default})"
+    )
+
+
+def test_several_errors_are_one_line_each(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "agent:\n  pool_size: zero\nstore:\n  backend: floppy\n"))
+    assert str(info.value).splitlines() == [
+        "agent.pool_size: Input should be a valid integer, unable to parse string as an integer",
+        "store.backend: must be one of: sqlite, memory, redis, postgres",
+    ]
+
+
+# -- the environment: .env files, empty overrides, switching the store ------------------------
+
+
+def test_env_files_never_override_and_the_config_directory_comes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.config import load_env_files
+
+    conf_dir, cwd = tmp_path / "conf", tmp_path / "work"
+    conf_dir.mkdir()
+    cwd.mkdir()
+    (conf_dir / ".env").write_text("WHO=from-config-dir\nONLY_CONF=1\n")
+    (cwd / ".env").write_text("WHO=from-cwd\nONLY_CWD=2\nREAL=from-file\n")
+    for name in ("WHO", "ONLY_CONF", "ONLY_CWD"):
+        monkeypatch.setenv(name, "")  # recorded, so what the .env files set is undone afterwards
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("REAL", "from-environment")
+    read = load_env_files(conf_dir / "config.yaml", cwd=cwd)
+    assert read == [conf_dir / ".env", cwd / ".env"]
+    import os
+
+    assert (os.environ["WHO"], os.environ["ONLY_CONF"], os.environ["ONLY_CWD"]) == ("from-config-dir", "1", "2")
+    assert os.environ["REAL"] == "from-environment"
+    (conf_dir / "config.yaml").write_text("agent:\n  model: ${WHO}\n")
+    assert load_config(conf_dir / "config.yaml").agent.model == "from-config-dir"  # ${VAR} sees .env values
+
+
+def test_a_malformed_env_file_is_one_line_naming_the_line(tmp_path: Path) -> None:
+    from core.config import load_env_files
+
+    (tmp_path / ".env").write_text("GOOD=1\nthis is not a variable\n")
+    with pytest.raises(ConfigError) as info:
+        load_env_files(None, cwd=tmp_path)
+    assert str(info.value) == f"{tmp_path / '.env'}:2: not a NAME=value line"
+
+
+def test_an_empty_env_override_counts_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CCBRIDGE_AGENT__MODEL", "")
+    monkeypatch.setenv("CCBRIDGE_STORE__PATH", "")
+    config = load_config(write(tmp_path, "agent:\n  model: from-file\n"))
+    assert config.agent.model == "from-file"
+    assert config.resolved().store.path == tmp_path / "data" / "ccbridge.db"
+
+
+def test_an_env_override_of_the_store_backend_replaces_the_files_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CCBRIDGE_STORE__BACKEND", "postgres")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/ccbridge")
+    config = load_config(write(tmp_path, "store:\n  backend: sqlite\n  path: data/x.db\n  history_limit: 7\n"))
+    assert config.store.backend == "postgres" and config.store.history_limit == 7
+    assert config.store.dsn is not None and config.store.dsn.get_secret_value() == "postgresql://db/ccbridge"
+
+
+def test_log_settings(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "log_format: json\nlog_file: logs/ccbridge.log\n"))
+    assert config.log_format == "json"
+    assert config.log_path == tmp_path / "logs" / "ccbridge.log"
+    assert load_config(write(tmp_path, "")).log_path is None
