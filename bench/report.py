@@ -189,3 +189,32 @@ NOTES = """## What is measured
   written, first text delta read), taken by the benchmark without changing ccbridge.
 - Timing is never asserted in CI: `tests/bench/test_bench_smoke.py` only checks that the benchmark runs.
 """
+
+
+MAIN_SECTIONS = ("## Where the warm first update's time goes", "## Machine and versions", "## What is measured")
+
+
+def sections_of(results: str) -> dict[str, str]:
+    """The ``## `` sections of a RESULTS.md, by title (each with its title line)."""
+    found: dict[str, str] = {}
+    starts = [i for i in range(len(results)) if results.startswith("## ", i) and (i == 0 or results[i - 1] == "\n")]
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(results)
+        title = results[start : results.index("\n", start) if "\n" in results[start:] else len(results)]
+        found[title] = results[start:end].rstrip("\n") + "\n"
+    return found
+
+
+def with_section(results: str, title: str, body: str) -> str:
+    """``results`` with the section ``title`` replaced by ``body`` (or appended); the others kept."""
+    block = f"{title}\n\n{body.strip()}\n"
+    current = sections_of(results).get(title)
+    if current is None:
+        return results.rstrip("\n") + "\n\n" + block
+    return results.replace(current, block + ("\n" if not results.endswith(current) else ""), 1)
+
+
+def keep_other_sections(old: str, new: str) -> str:
+    """``new`` (the main benchmark's RESULTS.md) followed by the sections other benchmarks wrote into ``old``."""
+    kept = [text for title, text in sections_of(old).items() if title not in MAIN_SECTIONS]
+    return new.rstrip("\n") + "".join("\n\n" + text.rstrip("\n") for text in kept) + "\n"
