@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_FENCE_LINES = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,12 @@ def cut(text: str, limit: int, measure: Callable[[str], int] = len) -> Cut | Non
         return None
     if limit < 16:
         raise ValueError("limit too small to split messages")
-    # Largest prefix that fits, leaving room for a closing fence.
-    room = limit - 8
+    # Largest prefix that fits, leaving room for a closing fence (the longest one in the text).
+    longest_fence = max((len(m.group(1)) for m in _FENCE_LINES.finditer(text)), default=0)
+    room = limit - min(max(8, longest_fence + 1), limit // 2)
     hi = min(len(text), room)
-    while hi > 0 and measure(text[:hi]) > room:
-        hi = max(0, hi - max(1, (measure(text[:hi]) - room)))
+    while hi > 0 and (width := measure(text[:hi])) > room:
+        hi = hi * room // width  # in proportion (so it shrinks): wide characters never shrink it to nothing
     window = text[:hi]
     pos = _best_break(window)
     head, rest_start = text[:pos], pos

@@ -75,3 +75,23 @@ def test_chat_grants_add_to_the_config_and_revokes_take_them_away() -> None:
 def test_malformed_entries_are_config_errors(entry: str) -> None:
     with pytest.raises(ValueError):
         AccessSettings(allowlist=[entry])
+
+
+def test_an_admin_by_role_is_admitted_without_being_on_the_allowlist() -> None:
+    p = policy(allowlist=["discord:1"], admins=["discord:role:9"])
+    assert p.allows("discord", "5", roles=["9"]) and p.is_admin("discord", "5", roles=["9"])
+    assert not p.allows("discord", "5", roles=["8"])
+
+
+def test_the_startup_warnings_say_what_to_change() -> None:
+    (open_bot,) = policy(allow_all=True).startup_warnings("slack")
+    assert open_bot == (
+        "access.allow_all is set: every slack user who can reach this bot may use it "
+        "(tools outside the workspace still need approval)."
+    )
+    (closed,) = policy(admins=["telegram:1"]).startup_warnings("slack")
+    assert closed == (
+        "nobody may use this slack bot: access.allowlist has no 'slack:<user id>' entries "
+        "and access.allow_all is false. Add users to access.allowlist (or access.admins)."
+    )
+    assert policy(admins=["slack:UBOSS"]).startup_warnings("slack") == []  # an admin can use it

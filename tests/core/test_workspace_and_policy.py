@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from core import ConversationKey, WorkspaceError
 from core.config import AgentSettings
 from core.tool_policy import ToolContext, ToolPolicy
-from core.workspace import Workspaces, check_subdir, owner_dirname, sanitize_name
+from core.workspace import (
+    MAX_SUBDIR_CHARS,
+    MAX_SUBDIR_DEPTH,
+    Workspaces,
+    check_subdir,
+    is_within,
+    owner_dirname,
+    sanitize_name,
+)
 
 KEY = ConversationKey("telegram", "42")
 
@@ -158,3 +167,98 @@ async def test_bookkeeping_tools_pass_and_dialogs_are_refused(ctx: ToolContext) 
     assert (await policy(disallowed_tools=["Agent"]).evaluate("Agent", {}, ctx)).action == "deny"
     verdict = await policy().evaluate("AskUserQuestion", {"questions": []}, ctx)
     assert verdict.action == "deny" and "ask in your reply" in verdict.reason
+
+
+# -- workspaces at their limits (each case kills a mutant that survived `make mutation`) -----------
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("..\\etc", "'..' is not allowed"),
+        ("a\\..\\..\\b", "'..' is not allowed"),
+        ("c:\\Windows", "is absolute"),
+        ("c:/Windows", "is absolute"),
+        ("/etc", "is absolute"),
+        ("a\x00b", "the path contains a NUL byte"),
+    ],
+)
+def test_rejected_subdirs_say_why(bad: str, says: str) -> None:
+    with pytest.raises(WorkspaceError, match=re.escape(says)) as info:
+        check_subdir(bad)
+    if "\x00" in bad:
+        assert str(info.value) == says
+
+
+def test_subdir_limits_are_inclusive() -> None:
+    assert check_subdir("") == check_subdir(".") == check_subdir("./") == check_subdir("  ") == PurePosixPath(".")
+    assert check_subdir("a\\b") == PurePosixPath("a/b")
+    assert check_subdir("a" * MAX_SUBDIR_CHARS) == PurePosixPath("a" * MAX_SUBDIR_CHARS)
+    with pytest.raises(WorkspaceError, match=f"{MAX_SUBDIR_CHARS + 1} characters long; the limit is"):
+        check_subdir("a" * (MAX_SUBDIR_CHARS + 1))
+    deepest = "/".join(["d"] * MAX_SUBDIR_DEPTH)
+    assert len(check_subdir(deepest).parts) == MAX_SUBDIR_DEPTH
+    with pytest.raises(WorkspaceError, match=f"{MAX_SUBDIR_DEPTH + 1} directories deep; the limit is"):
+        check_subdir(deepest + "/d")
+
+
+def test_names_use_the_whole_byte_budget_and_keep_their_extension() -> None:
+    assert sanitize_name("a" * 120) == "a" * 120  # at the limit: kept as it is
+    assert sanitize_name("Xbox.") == "Xbox" and sanitize_name("._X_.") == "X"
+    shortened = sanitize_name("x" * 300 + ".pdf")
+    assert shortened == "x" * 116 + ".pdf" and len(shortened.encode()) == 120
+    assert sanitize_name("v1.2 " + "x" * 300 + ".pdf").endswith("x.pdf")  # the last dot starts the extension
+    assert sanitize_name("x" * 300 + ".c").endswith("x.c")  # a one-letter extension
+    assert sanitize_name("x" * 300 + "." + "e" * 16).endswith("x." + "e" * 16)  # sixteen bytes: still an extension
+    assert sanitize_name("x" * 300 + "." + "e" * 17) == ("x" * 300 + "." + "e" * 17)[:120]
+    odd = sanitize_name("й" * 300 + ".py")  # 117 bytes for the stem: cut inside a two-byte letter
+    assert odd == "й" * 58 + ".py" and len(odd.encode()) == 119
+    owner = owner_dirname("x/" * 200)
+    assert len(owner.encode()) == 120 and owner.startswith("x_x_") and "~" in owner
+
+
+def test_a_bot_scoped_workspace_has_a_directory_of_its_own(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path)
+    assert ws.root(ConversationKey("telegram", "42", bot="tg2")) == tmp_path / "telegram@tg2" / "42"
+    assert ws.root(ConversationKey("telegram", "42")) == tmp_path / "telegram" / "42"
+
+
+def test_a_path_that_cannot_be_resolved_is_not_within(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    assert is_within(root / "x", root)
+
+    def loop(self: Path, strict: bool = False) -> Path:
+        raise RuntimeError(f"Symlink loop from {self}")  # what Python 3.11 raises for a -> b -> a
+
+    monkeypatch.setattr(Path, "resolve", loop)
+    assert not is_within(root / "x", root)
+
+
+async def test_a_projects_worktree_is_created_and_confined(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path / "base")
+    project = tmp_path / "deep" / "er" / "project"
+    assert await ws.ensure_in(project) == project and project.is_dir()
+    made = await ws.ensure_in(project, "src/app")
+    assert made == project / "src" / "app" and made.is_dir()
+    assert await ws.ensure_in(project, "src/app") == made  # again: nothing to create
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, project / "link")
+    with pytest.raises(WorkspaceError, match="leads outside the project"):
+        await ws.ensure_in(project, "link/x")
+    assert not (outside / "x").exists()
+
+
+async def test_uploads_into_a_folder_count_up_and_keep_the_extension(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path)
+    folder = tmp_path / "not" / "yet" / "there"
+    names = [(await ws.save_upload(KEY, "report.v2.pdf", b"x", folder=folder)).name for _ in range(3)]
+    assert names == ["report.v2.pdf", "report.v2-1.pdf", "report.v2-2.pdf"]
+    bare = [(await ws.save_upload(KEY, "README", b"x", folder=folder)).name for _ in range(2)]
+    assert bare == ["README", "README-1"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + bare)
+
+
+def test_paths_outside_the_workspace_are_shown_as_they_are(tmp_path: Path) -> None:
+    ws = Workspaces(tmp_path)
+    assert ws.relative(KEY, ws.root(KEY)) == "."
+    assert ws.relative(KEY, Path("/elsewhere/x")) == "/elsewhere/x"

@@ -90,6 +90,13 @@ def policy() -> ToolPolicy:
         "/etc/*",
         "~/.ssh/*",
         "src/{a,../../b}.py",
+        # a literal ".." behind a wildcard: the literal prefix stays inside, only the ".." check refuses these
+        "*/../../x",
+        "**/../../etc/passwd",
+        "src/*/../../../x",
+        "src/{a,*/../../..}/x",
+        "*\\..\\..\\x",  # backslashes count as separators too
+        "src\\..\\..\\x",
     ],
 )
 async def test_patterns_that_climb_or_leave_are_refused(ctx: ToolContext, pattern: str) -> None:

@@ -7,7 +7,10 @@ wire format, not from the adapter). Whatever is refused must never reach the han
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import signal
 import socket
 import sys
 import time
@@ -379,16 +382,45 @@ async def test_the_server_listens_where_configured_and_stops_listening() -> None
             await session.get(f"http://127.0.0.1:{port}/healthz")
 
 
-@pytest.mark.parametrize(("where", "key"), [("bots.feishu", "bots.feishu.mode"), ("", "mode")])
+@pytest.mark.parametrize(("where", "key"), [("bots.feishu", "bots.feishu.mode"), (None, "mode")])
 async def test_callback_mode_without_aiohttp_is_a_config_error_naming_the_mode(
-    where: str, key: str, monkeypatch: pytest.MonkeyPatch
+    where: str | None, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = FeishuConfig.model_validate(
         {"app_id": "cli_test", "app_secret": "s", "mode": "callback"} | {"encrypt_key": KEY}
     )
-    server = CallbackServer(config, lambda body: None, where=where)  # type: ignore[arg-type, return-value]
+    placed = {} if where is None else {"where": where}
+    server = CallbackServer(config, lambda body: None, **placed)  # type: ignore[arg-type, return-value]
     monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if it were not installed
     with pytest.raises(ConfigError) as info:
         await server.start()
     assert info.value.key == key
-    assert "callback mode needs aiohttp (pip install aiohttp), or use mode: long_connection" in str(info.value)
+    assert str(info.value) == f"{key}: callback mode needs aiohttp (pip install aiohttp), or use mode: long_connection"
+
+
+async def test_a_body_without_a_length_is_cut_off_at_the_limit(make_endpoint: Any) -> None:
+    endpoint = await make_endpoint()
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the size shows while reading
+        for _ in range(2):
+            yield b"x" * MAX_REQUEST_BYTES
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(endpoint.url, data=chunks(), headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 413
+    assert endpoint.received == []
+
+
+async def test_the_server_leaves_signals_to_the_bot_and_logs_no_requests(
+    make_endpoint: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: None)  # the bot's own graceful shutdown
+    try:
+        endpoint = await make_endpoint()
+        with caplog.at_level(logging.DEBUG, logger="aiohttp.access"):
+            assert (await endpoint.post(event("logged?"), encrypt_key=KEY)).status == 200
+        await endpoint.server.stop()
+        assert [r for r in caplog.records if r.name == "aiohttp.access"] == []
+    finally:
+        assert loop.remove_signal_handler(signal.SIGTERM)  # neither replaced nor removed by the server
