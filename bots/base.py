@@ -9,14 +9,25 @@ errors naming the key, e.g. ``bots.team.token``). A chat platform's bot is a
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import Agent, ConfigError, ConversationKey, Dispatcher, Sections
 from core.adapter import ChatAdapter
-from core.config import describe_validation_error
+from core.config import AccessSettings, describe_validation_error
+from core.deployment import shared_storage_warnings
+
+log = logging.getLogger(__name__)
+
+
+#: Re-reads the config file for every bot of the process (``run_bot.ConfigReloader.reload``): by bot name,
+#: the settings that need a restart; raises :class:`~core.ConfigError` (logged) when the file is invalid.
+ConfigReloader = Callable[[], Awaitable[Mapping[str, list[str]]]]
 
 
 class BotSettings(BaseModel):
@@ -36,6 +47,27 @@ class Bot(ABC):
         self.name = name
         self.agent = agent
         self.settings = settings
+        #: set by run_bot: re-reads the config file (e.g. for the HTTP API's ``POST /admin/reload``)
+        self.reloader: ConfigReloader | None = None
+        #: set by run_bot (and renewed by a reload): every configured bot's ``access`` section after its
+        #: overrides, for a bot that manages other bots' access (the HTTP API's ``admin_bots``)
+        self.bots_access: dict[str, AccessSettings] = {}
+        self._scope_prewarm(None)
+
+    def _scope_prewarm(self, scope: str | None) -> None:
+        """Pre-warm only this bot's conversations (the store may be shared with other bots)."""
+        platform = getattr(self, "platform", None)
+        if platform is not None:
+            self.agent.prewarm.scope = (platform, scope)
+
+    def reload(self, settings: BotSettings) -> list[str]:
+        """Take this bot's re-read settings (a config reload); returns the keys that need a restart.
+
+        By default a bot's own settings (tokens, ports) keep their running values: each one that
+        changed is named.
+        """
+        fields = type(settings).model_fields
+        return [f"bots.{self.name}.{f}" for f in fields if getattr(settings, f) != getattr(self.settings, f, None)]
 
     @classmethod
     def parse_settings(cls, name: str, raw: dict[str, Any]) -> BotSettings:
@@ -54,8 +86,11 @@ class Bot(ABC):
         return f"{self.name} ({self.kind})"
 
     def warnings(self) -> list[str]:
-        """Start-up warnings (e.g. nobody on the allowlist)."""
-        return self.agent.access.startup_warnings(self.platform) if self.chat_platform else []
+        """Start-up warnings (e.g. nobody on the allowlist, local storage behind shared coordination)."""
+        out = shared_storage_warnings(self.agent.sections)
+        if self.chat_platform:
+            out += self.agent.access.startup_warnings(self.platform)
+        return out
 
     @abstractmethod
     async def run(self) -> None:
@@ -79,6 +114,7 @@ class ChatBot(Bot):
     def __init__(self, name: str, agent: Agent, settings: BotSettings) -> None:
         super().__init__(name, agent, settings)
         self.scope = bot_scope(name, self.platform)
+        self._scope_prewarm(self.scope)
         self.dispatcher = Dispatcher(agent, name=name)
         legacy = self.legacy_upload_limit_mb()
         if legacy is not None:
@@ -112,4 +148,34 @@ class ChatBot(Bot):
         return key.scoped(self.scope) if key is not None else None
 
     async def run(self) -> None:
-        await self.adapter.run()
+        backend = getattr(self.agent.coordination, "backend", None)
+        if backend is None or not self.adapter.single_connection:
+            await self.adapter.run()
+            return
+        await self._run_as_leader(backend)
+
+    async def _run_as_leader(self, backend: Any) -> None:
+        """Several instances, one connection allowed: connect while holding the leader lease, stand by otherwise.
+
+        A standby instance still runs the conversations it owns (messages reach it through the
+        coordination Redis); when the leader dies, its lease lapses and another instance connects.
+        """
+        lease = "connection"
+        renew_every = backend.lease_ms / 3000
+        try:
+            while True:
+                while not await backend.leader(lease):  # noqa: ASYNC110 (a lease in Redis, polled)
+                    await asyncio.sleep(min(1.0, renew_every))
+                log.info("%s: this instance holds the platform connection", self.name)
+                try:
+                    await self.adapter.start()
+                    while await backend.leader(lease):  # noqa: ASYNC110 (renewing the lease)
+                        await asyncio.sleep(renew_every)
+                    log.warning("%s: lost the leader lease; disconnecting", self.name)
+                finally:
+                    await self.adapter.stop()
+                    self.adapter = self.Adapter(
+                        self.settings, self.dispatcher, self._scoped_route, where=f"bots.{self.name}"
+                    )
+        finally:
+            await asyncio.shield(backend.resign(lease))

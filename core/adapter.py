@@ -63,6 +63,12 @@ class ChatAdapter(ABC, Generic[PlaceT]):
 
     platform: ClassVar[str]
 
+    @property
+    def single_connection(self) -> bool:
+        """True when the platform allows one connection per bot (Telegram long polling, a Discord gateway
+        session): with several instances only the one holding the leader lease connects."""
+        return False
+
     def __init__(self, settings: Any, dispatcher: Dispatcher, route: Router[PlaceT], *, where: str = "") -> None:
         self.settings = settings
         self.dispatcher = dispatcher

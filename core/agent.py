@@ -27,9 +27,11 @@ from typing import Any
 
 from .access import AccessPolicy
 from .approvals import ApprovalBroker
+from .budgets import Budgets
 from .config import Sections, load_config
 from .conversations import Conversations
 from .coordination import Coordination, create_coordination
+from .coordination.base import OwnerGone
 from .errors import AccessDenied, ApprovalNotFound, CCBridgeError, ConversationNotFound, StoreError
 from .events import (
     AgentEvent,
@@ -41,11 +43,16 @@ from .events import (
     TurnResult,
 )
 from .keys import ConversationKey, UserRef
+from .metrics import Metrics
+from .observe import TurnObserver
 from .outcome import TurnOutcome
+from .prewarm import Prewarmer
 from .projects import Projects
+from .routing import AgentRouting
 from .runtime import AgentRuntime, Attachment
 from .store import ConversationStore, MemoryStore, SQLiteStore, create_store
 from .tool_policy import ToolPolicy
+from .transcripts import TranscriptStore, create_transcripts
 from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
@@ -96,6 +103,8 @@ class Health:
     ready: bool
     problems: list[str]
     instance_id: str
+    shared: bool = False  #: several instances coordinate (``coordination: redis``)
+    owned: int = 0  #: conversations this instance owns
 
 
 class Agent:
@@ -105,6 +114,8 @@ class Agent:
         *,
         store: ConversationStore | None = None,
         config_path: Path | None = None,
+        name: str = "agent",
+        metrics: Metrics | None = None,
     ) -> None:
         sections = sections or Sections()
         if not sections.agent.sessions_dir.is_absolute():  # Sections built in code: relative to the cwd
@@ -112,7 +123,10 @@ class Agent:
             sections = sections.model_copy(update={"agent": agent})
         self.sections = s = sections
         self.store = store or create_store(s.store)
-        self.coordination: Coordination = create_coordination(s.coordination, self.store)
+        # Claude Code's transcripts, mirrored to the store's backend (None: kept local only)
+        self.transcripts: TranscriptStore | None = create_transcripts(s.store)
+        self.name = name
+        self.coordination: Coordination = create_coordination(s.coordination, self.store, name)
         self.instance_id = self.coordination.instance_id
         self.workspaces = Workspaces(s.workspace.base_dir, s.workspace.uploads_dir)
         self.approvals = ApprovalBroker(self.coordination.approvals)
@@ -129,7 +143,20 @@ class Agent:
             default_model=s.agent.model,
             projects=self.projects,
         )
+        self.conversations.shared = self.coordination.shared
         self.access = AccessPolicy(s.access)
+        self.routing = AgentRouting(self)
+        # warm processes opened ahead of the turns likely to come (after a restart, after an eviction)
+        self.prewarm = Prewarmer(
+            lambda: self.sections.agent, self.store, self.conversations, self.runtime, self.routing.owner
+        )
+        # what each turn leaves behind: metrics (``metrics``: shared by the bots of a process; else
+        # a registry of this agent's own), the turn's log line, its cost on the user's budget
+        self.metrics = (metrics or Metrics()).bot(name)
+        self.metrics.watch(self)
+        self.metrics.count_store_errors(self.store)
+        self.budgets = Budgets(self.store, name, lambda: self.sections.budgets, on_refused=self.metrics.budget_refused)
+        self.conversations.observer = TurnObserver(name, self.metrics, self.budgets)
         self._started = False
         self._starting = asyncio.Lock()
         self._janitor: asyncio.Task[None] | None = None
@@ -156,15 +183,21 @@ class Agent:
             if self._started:
                 return self
             await self.store.open()
+            if self.transcripts is not None:
+                await self.transcripts.open()
             await self._check_store_identity()
+            await self.coordination.start()
+            self.routing.start()
             interrupted = await self.store.mark_interrupted(self.instance_id)
             if interrupted:
                 log.warning("%d conversation(s) were cut off mid-turn by a restart; marked as interrupted", interrupted)
             await self.approvals.start()
             await self.runtime.start()
+            self.runtime.options.transcripts = self.transcripts
             if self.projects:
                 self._janitor = asyncio.create_task(self._clean_worktrees(), name="ccbridge-worktree-cleanup")
             self._started = True
+            self.prewarm.start()  # in the background: start-up and the first message never wait for it
             return self
 
     async def close(self) -> None:
@@ -173,9 +206,12 @@ class Agent:
         self._started = False
         if self._janitor is not None:
             self._janitor.cancel()
+        await self.prewarm.close()
         await self.conversations.shutdown()  # running turns end as "stopped", and are recorded
         await self.runtime.close()
         await self.coordination.close()
+        if self.transcripts is not None:
+            await self.transcripts.close()
         await self.store.close()
 
     async def __aenter__(self) -> Agent:
@@ -215,6 +251,16 @@ class Agent:
                 f"another one (id {expected}): the database was lost or replaced. Restore it; or, to start over "
                 f"with an empty store, delete {marker}"
             )
+
+    async def took_over(self, key: ConversationKey, dead_instance: str) -> None:
+        """This instance took a conversation over from an instance that died: its cut-off turns are marked."""
+        marked = await self.store.mark_interrupted(dead_instance)
+        log.warning(
+            "took %s over from %s, which stopped answering; %d of its conversation(s) were cut off mid-turn",
+            key,
+            dead_instance,
+            marked,
+        )
 
     async def clean_worktrees(self) -> int:
         """Remove the worktrees of project conversations idle past their retention (never a running one)."""
@@ -276,7 +322,13 @@ class Agent:
             waiting = await self.conversations.flush_unwritten()
             if waiting:
                 problems.append(f"store: {waiting} turn record(s) not written yet")
-        return Health(ready=not problems, problems=problems, instance_id=self.instance_id)
+        return Health(
+            ready=not problems,
+            problems=problems,
+            instance_id=self.instance_id,
+            shared=self.coordination.shared,
+            owned=self.coordination.owned,
+        )
 
     # -- chatting --------------------------------------------------------------
     async def resolve_key(
@@ -308,16 +360,28 @@ class Agent:
         user_name: str | None = None,
         attachments: list[Attachment] | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        """Run one turn and yield its events (approval requests included)."""
+        """Run one turn and yield its events (approval requests included).
+
+        A user whose budget is spent (``budgets:``) gets one :class:`TurnError` of kind ``budget``; nothing runs.
+        """
         await self.start()  # a no-op once started; convenient outside ``async with``
         key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform)
-        events = self.conversations.turn(
-            key,
-            text,
-            UserRef(user_id, user_name),
-            is_admin=self.access.is_admin(platform, user_id),
-            attachments=attachments,
-        )
+        user = UserRef(user_id, user_name)
+        is_admin = self.access.is_admin(platform, user_id)
+        refusal = await self.budgets.refusal(key.platform, user_id, is_admin=is_admin)
+        if refusal is not None:  # the user's budget is spent: nothing runs
+            yield TurnError(refusal.message(), kind="budget")
+            return
+        while (owner := await self.routing.owner(key)) is not None:
+            # another instance runs this conversation: its events come back here
+            try:
+                async with aclosing(self.routing.stream(owner, key, text, user, is_admin, attachments or [])) as remote:
+                    async for event in remote:
+                        yield event
+                return
+            except OwnerGone:
+                continue  # it died before taking the turn up: ask again (this instance takes over)
+        events = self.conversations.turn(key, text, user, is_admin=is_admin, attachments=attachments)
         async with aclosing(events):
             async for event in events:
                 yield event
@@ -349,8 +413,13 @@ class Agent:
                     except ApprovalNotFound:
                         pass
                 elif isinstance(event, (TurnResult, TurnError)):
-                    conv = await self.conversations.get(key) if isinstance(event, TurnError) else None
-                    session = conv.session_id if conv else getattr(event, "session_id", "")
+                    session = getattr(event, "session_id", "") or ""
+                    if isinstance(event, TurnError):
+                        try:
+                            conv = await self.conversations.get(key)
+                        except StoreError:  # the store is what failed: the error says so, without a session id
+                            conv = None
+                        session = conv.session_id if conv else session
                     return ChatResult.of(TurnOutcome.of(event, session), key)
         raise RuntimeError("the turn ended without a result")  # pragma: no cover - run_turn always ends one
 
@@ -372,4 +441,8 @@ class Agent:
         platform: str = DEFAULT_PLATFORM,
     ) -> bool:
         key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform)
+        owner = await self.routing.owner(key)
+        if owner is not None:
+            await self.routing.stop(owner, key)
+            return True
         return await self.conversations.stop(key)

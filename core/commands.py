@@ -1,4 +1,4 @@
-"""Platform-neutral chat commands: /new /stop /status /cwd /model /history /help, and for admins
+"""Platform-neutral chat commands: /new /stop /status /cwd /model /history /cost /help, and for admins
 /allow /revoke /users (access managed from the chat, :mod:`core.grants`)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .access import ROLE, AccessPolicy
+from .budgets import Budgets
 from .conversations import Conversations
 from .errors import CCBridgeError, WorkspaceError
 from .grants import AccessGrants
@@ -42,6 +43,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("cwd", "/cwd [subdir]", "show or change the working directory inside the workspace"),
         CommandSpec("model", "/model [name|default]", "show or change the model"),
         CommandSpec("history", "/history [n]", f"the last n exchanges (default {HISTORY_DEFAULT})"),
+        CommandSpec("cost", "/cost", "what you spent today and this month, and your limits"),
         CommandSpec("help", "/help", "this list"),
         CommandSpec("diff", "/diff", "the conversation's changes to its project (as a file when long)"),
         CommandSpec("sessions", "/sessions", "this conversation's earlier sessions (from /new)"),
@@ -119,10 +121,13 @@ class CommandRunner:
         conversations: Conversations,
         access: AccessPolicy | None = None,
         grants: AccessGrants | None = None,
+        *,
+        budgets: Budgets | None = None,
     ) -> None:
         self.conversations = conversations
         self.access = access
         self.grants = grants
+        self.budgets = budgets
         self._admin: dict[str, Callable[[CommandContext, str], Awaitable[str]]] = {
             "allow": self._allow,
             "revoke": self._revoke,
@@ -133,6 +138,7 @@ class CommandRunner:
             "sessions": self._sessions,
             "resume": self._resume,
             "project": self._project,
+            "cost": self._cost,
         }
         self._handlers: dict[str, Callable[[ConversationKey, str], Awaitable[str]]] = {
             "new": self._new,
@@ -235,6 +241,29 @@ class CommandRunner:
         new, _ = await self.conversations.reset(ctx.key, project=target)
         where = f"project `{target}`" + (f" on branch `{new.metadata['branch']}`" if new.metadata.get("branch") else "")
         return f"📦 `{place}` now works on {where if target else 'its own workspace'}; a new session started here."
+
+    async def _cost(self, ctx: CommandContext, args: str) -> str:
+        if self.budgets is None:
+            return "Spend is not counted here."
+        spend = await self.budgets.spend(ctx.platform, ctx.user.id, is_admin=ctx.is_admin)
+        limits = spend.limits
+
+        def line(label: str, spent: float, limit: float | None) -> str:
+            if limits is None:
+                return f"**{label}** ${spent:.4f}"
+            if limit is None:
+                return f"**{label}** ${spent:.4f} (no limit)"
+            return f"**{label}** ${spent:.4f} of ${limit:.2f}" + (" — spent" if spent >= limit else "")
+
+        lines = [
+            "💰 **Your spend**",
+            line("Today", spend.today_usd, limits.daily_usd if limits else None),
+            line("This month", spend.month_usd, limits.monthly_usd if limits else None),
+        ]
+        if limits is None:
+            lines.append("No limits apply to you.")
+        lines.append(f"Days and months begin at midnight {spend.timezone}.")
+        return "\n".join(lines)
 
     # -- access, for admins ----------------------------------------------------
     @staticmethod
@@ -340,6 +369,8 @@ class CommandRunner:
             f"**Model** {model}",
             f"**State** {state}, last active {_ago(conv.last_active_at)}",
         ]
+        if self.conversations.shared:  # commands run on the conversation's owner
+            lines.append(f"**Instance** `{self.conversations.instance_id}` (owns this conversation)")
         return "\n".join(lines)
 
     async def _cwd(self, key: ConversationKey, args: str) -> str:

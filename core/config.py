@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import re
+import zoneinfo
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_origin
@@ -86,6 +87,15 @@ class AgentSettings(_Section):
         None, gt=0, description="Most Claude Code processes alive at once (default: pool_size + 2); turns beyond wait."
     )
     max_spawns: int = Field(2, gt=0, description="Claude Code processes starting at the same time.")
+    prewarm: int = Field(
+        0,
+        ge=0,
+        description="At start-up, open warm processes for this many of the most recently active conversations "
+        "(at most pool_size; in the background); also re-warm a conversation evicted while active (0: off).",
+    )
+    prewarm_within: float = Field(
+        3600.0, gt=0, description="Seconds: only conversations active this recently are pre-warmed."
+    )
     max_retries: int | None = Field(
         4, ge=0, description="Retries of a failed model API call (overload, rate limit) before the turn fails."
     )
@@ -167,6 +177,76 @@ class ReplySettings(_Section):
     show_cost: bool = False
 
 
+class UserBudget(_Section):
+    """One user's own limits (``budgets.users``): each one given replaces the default (null: the default).
+
+    ``budgets.exempt`` lifts every limit of a user."""
+
+    daily_usd: float | None = Field(None, ge=0)
+    monthly_usd: float | None = Field(None, ge=0)
+
+
+class BudgetSettings(_Section):
+    """Per-user spend limits, in USD (a bot's ``budgets:`` override is that bot's default).
+
+    A user whose spend today (or this month) has reached the limit is told so and nothing runs;
+    the turn that crosses a limit finishes. Spend is kept in the store (every instance, restarts).
+    """
+
+    daily_usd: float | None = Field(None, ge=0, description="Each user's limit per day (null: none).")
+    monthly_usd: float | None = Field(None, ge=0, description="Each user's limit per calendar month (null: none).")
+    users: dict[str, UserBudget] = Field(
+        default_factory=dict, description="'platform:user' -> that user's own daily_usd / monthly_usd."
+    )
+    exempt: list[str] = Field(default_factory=list, description="'platform:user' entries never limited.")
+    admins_exempt: bool = Field(True, description="access.admins are never limited.")
+    timezone: str = Field("UTC", description="Where days and months begin (an IANA name, e.g. Europe/Berlin).")
+
+    @field_validator("exempt")
+    @classmethod
+    def _qualified_exempt(cls, entries: list[str]) -> list[str]:
+        return [_user_entry(e) for e in entries]
+
+    @field_validator("users")
+    @classmethod
+    def _qualified_users(cls, users: dict[str, UserBudget]) -> dict[str, UserBudget]:
+        return {_user_entry(name): limits for name, limits in users.items()}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if value.upper() == "UTC":
+            return "UTC"
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone (an IANA name such as UTC or Europe/Berlin)") from None
+        return value
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (none: nothing is checked before a turn)."""
+        return (
+            self.daily_usd is not None
+            or self.monthly_usd is not None
+            or any(u.daily_usd is not None or u.monthly_usd is not None for u in self.users.values())
+        )
+
+
+def _user_entry(entry: object) -> str:
+    platform, sep, user = str(entry).partition(":")
+    if not sep or not platform or not user:
+        raise ValueError(f"{entry!r} must look like 'platform:user_id'")
+    return str(entry)
+
+
+class OpsSettings(_Section):
+    """The ops port (``ops:``): ``/health``, ``/ready`` and ``/metrics`` for deployments without the HTTP API."""
+
+    port: int | None = Field(None, ge=0, le=65535, description="Where to serve them (null: off).")
+    host: str = Field("127.0.0.1", description="The interface to listen on (0.0.0.0: every one).")
+
+
 class CoordinationSettings(_Section):
     """What several instances of one bot share to agree (memory: a single instance)."""
 
@@ -177,6 +257,11 @@ class CoordinationSettings(_Section):
     )
     key_prefix: str = "ccbridge:"
     lease_ttl: float = Field(15.0, gt=1, description="Seconds an instance's leases outlive its last heartbeat.")
+    shared_storage: bool = Field(
+        False,
+        description="workspace.base_dir and agent.sessions_dir are on storage every instance mounts "
+        "(silences the start-up warning when they look local).",
+    )
 
 
 class ProjectSettings(_Section):
@@ -219,6 +304,7 @@ class Sections(_Section):
     reply: ReplySettings = Field(default_factory=ReplySettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
     projects: dict[str, ProjectSettings] = Field(default_factory=dict)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
 
 
 SECTION_NAMES = tuple(Sections.model_fields)
@@ -260,8 +346,8 @@ class Origins:
             if ref is not None:
                 return self._from_var(full, ref, msg)
             blank = self._blank_field_named(place, msg)
-            if blank is not None:  # a model-level check about a field left empty by its variable
-                return self._from_var((*full, blank[0]), blank[1], msg)
+            if blank is not None:  # a check of the whole model about a field its variable left empty
+                return f"{_dotted(full)}: {msg}; {self._set_var(blank[1])}"
         if full:  # "store.backend must be one of ..." reported on store: name the key it is about
             about = re.match(rf"{re.escape(str(full[-1]))}\.(\w+) (.+)", msg)
             if about:
@@ -279,7 +365,10 @@ class Origins:
     def _from_var(self, loc: Loc, ref: VarRef, msg: str) -> str:
         if ref.value.strip():
             return f"{_dotted(loc)}: {msg} (the value comes from {ref.name})"
-        return f"{_dotted(loc)}: is empty; set {ref.name} ({self.file or 'the config file'} uses {ref.written})"
+        return f"{_dotted(loc)}: is empty; {self._set_var(ref)}"
+
+    def _set_var(self, ref: VarRef) -> str:
+        return f"set {ref.name} ({self.file or 'the config file'} uses {ref.written})"
 
     def _blank_field_named(self, place: Loc, msg: str) -> tuple[str, VarRef] | None:
         best: tuple[int, str, VarRef] | None = None
@@ -319,6 +408,7 @@ class BotEntry(BaseModel):
     reply: dict[str, Any] | None = None
     coordination: dict[str, Any] | None = None
     projects: dict[str, Any] | None = None
+    budgets: dict[str, Any] | None = None
 
     @field_validator("kind")
     @classmethod
@@ -348,7 +438,9 @@ class AppConfig(BaseSettings):
     reply: ReplySettings = Field(default_factory=ReplySettings)
     coordination: CoordinationSettings = Field(default_factory=CoordinationSettings)
     projects: dict[str, ProjectSettings] = Field(default_factory=dict)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     bots: dict[str, BotEntry] = Field(default_factory=dict)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
     log_level: str = "INFO"
     log_format: LogFormat = Field(
         "text", description="'text': one readable line per record; 'json': one JSON object per line (log shippers)."
@@ -564,7 +656,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     origins = Origins()
     if path is not None:
         shown = os.fspath(path)
-        origins.file = shown
+        origins.file = Path(shown).name
         source = Path(path).resolve()
         try:
             text = source.read_text(encoding="utf-8")

@@ -22,9 +22,10 @@ from typing import Any
 
 from .attachments import Attachment
 from .coordination import ConversationLocks
-from .errors import ConversationNotFound, StoreError
+from .errors import ConversationNotFound, Fenced, StoreError
 from .events import AgentEvent, MessagesMerged, TurnError, TurnResult, TurnWaiting
 from .keys import ConversationKey, UserRef
+from .observe import TurnObserver, observed
 from .outcome import TurnOutcome
 from .projects import Projects, Workplace
 from .runtime import AgentRuntime, TurnRequest
@@ -74,10 +75,21 @@ class Conversations:
         self._retrier: asyncio.Task[None] | None = None
         self._parked: dict[str, Parked] = {}
         self._started_at = time.time()
+        self.fences: dict[ConversationKey, int] = {}  # this instance's fencing token per owned conversation
+        self.shared = False  # several instances coordinate: turns run on the conversation's owner
+        self.observer: TurnObserver | None = None  # sees every turn (metrics, the turn's log line, budgets)
 
     # -- records -------------------------------------------------------------
     async def get(self, key: ConversationKey) -> Conversation | None:
         return await self.store.get(key)
+
+    async def acknowledge_interruption(self, key: ConversationKey) -> None:
+        """The user saw their turn cut off as it happened: the next turn need not tell them again."""
+        conv = await self.store.get(key)
+        if conv is not None and conv.status == "interrupted":
+            conv.status = "idle"
+            conv.fence = max(conv.fence, self.fences.get(key, 0))
+            await self.store.put(conv)
 
     async def open(
         self,
@@ -335,6 +347,7 @@ class Conversations:
             self._retrier.cancel()
         await self.flush_unwritten()
 
+    @observed
     async def turn(
         self,
         key: ConversationKey,
@@ -446,6 +459,7 @@ class Conversations:
         conv.cwd = str(cwd)
         conv.status = "running"
         conv.instance_id = self.instance_id
+        conv.fence = max(conv.fence, self.fences.get(key, 0))
         conv.last_active_at = time.time()
         record = TurnRecord(
             key=key,
@@ -472,6 +486,27 @@ class Conversations:
         )
         return conv, record, request, merged
 
+    async def warm_request(self, conv: Conversation) -> TurnRequest | None:
+        """What a turn of ``conv`` would start Claude Code with, to start it ahead of the turn (no prompt).
+
+        None when the conversation's directory is gone (its next turn brings it back: a project's
+        worktree is recreated by git, not here).
+        """
+        if not await asyncio.to_thread(self.root_of(conv).is_dir):
+            return None
+        cwd = await self._working_dir(conv)
+        return TurnRequest(
+            key=conv.key,
+            session_id=conv.session_id,
+            resume=conv.message_count > 0,
+            cwd=str(cwd),
+            root=str(self.root_of(conv)),
+            writable=[str(Path(conv.metadata["repository"]) / ".git")] if conv.metadata.get("repository") else [],
+            model=self.model_of(conv),
+            text="",
+            user_id=conv.key.owner,
+        )
+
     async def _working_dir(self, conv: Conversation) -> Path:
         """The conversation's directory, recreated if deleted; back to the root if it moved away."""
         rel = self.relative(conv, conv.cwd)
@@ -485,6 +520,8 @@ class Conversations:
     ) -> None:
         try:
             await self._write_finish(key, session_id, record, cli_total)
+        except Fenced as exc:
+            log.warning("not recording the end of a turn in %s: %s (another instance took it over)", key, exc)
         except StoreError as exc:
             log.error(
                 "could not record the end of a turn in %s (%s); it is kept and written when the store is back", key, exc
@@ -498,6 +535,8 @@ class Conversations:
     ) -> None:
         conv = await self.store.get(key)
         if conv is not None and conv.session_id == session_id:
+            if key in self.fences:
+                conv.fence = self.fences[key]  # a newer owner's record refuses this write (Fenced)
             conv.message_count += 1
             conv.status = "idle"
             conv.last_active_at = time.time()
@@ -513,6 +552,8 @@ class Conversations:
             key, session_id, record, cli_total = self._unwritten[0]
             try:
                 await self._write_finish(key, session_id, record, cli_total)
+            except Fenced:
+                pass  # another instance owns it now: its record wins
             except StoreError:
                 return len(self._unwritten)
             self._unwritten.pop(0)

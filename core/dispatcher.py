@@ -7,8 +7,11 @@ and *how* to answer lives here, in this order, before anything is downloaded:
 
 1. not addressed to the bot (no mention) and no conversation there yet -> ignored
 2. not on the allowlist -> one polite refusal per cooldown, nothing runs
-3. a command (``/new``, ``/stop``, ...) -> runs at once, never queued
-4. an empty message -> a hint; an oversized one -> refused with the limit
+3. a command (``/new``, ``/stop``, ...) -> runs at once, never queued;
+   anything else that may start a turn shows the typing indicator at once (a sign of life
+   before any file is downloaded, any process started or any turn ahead has finished)
+4. an empty message -> a hint; an oversized one -> refused with the limit; a user whose
+   budget is spent (``budgets:``, :mod:`core.budgets`) -> one message saying so, nothing runs
 5. files -> downloaded and saved in the conversation's ``uploads/`` (one size
    limit); a refused file refuses the message, the user is told which and why
 6. ``access.debounce``: a first message waits that long for more from the same person
@@ -28,21 +31,24 @@ conversation only.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .approvals import EXPIRED
 from .commands import CommandContext, CommandRunner, parse_command
-from .errors import CCBridgeError, StoreError
+from .errors import ApprovalNotFound, CCBridgeError, StoreError
 from .events import ApprovalRequest, Decision
 from .grants import AccessGrants
 from .intake import FileIntake, IncomingFile
 from .keys import ConversationKey, UserRef
-from .reply import ReplyStreamer, send_notice
+from .reply import ReplyStreamer, TypingShown, send_notice
+from .routing import DispatchRouting, RelaySink
 from .sink import ReplySink
 
 if TYPE_CHECKING:  # the agent imports nothing from here; avoid the cycle at run time
@@ -51,6 +57,8 @@ if TYPE_CHECKING:  # the agent imports nothing from here; avoid the cycle at run
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 100_000
+CLAIM_TTL = 120.0  # with several instances: a delivery claimed but not yet accepted is free again after this
+_claims: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("ccbridge_claims", default=())
 REFUSAL_COOLDOWN = 3600.0
 DEDUPE_TTL = 6 * 3600.0  # how long a delivered event id is remembered (platforms retry within minutes)
 
@@ -78,6 +86,8 @@ class IncomingMessage:
     places: list[str] = field(default_factory=list)  # names its place goes by ("slack:C0123"), for projects
     mentions: list[str] = field(default_factory=list)  # platform ids of the users it mentions (not the bot)
     role_mentions: list[str] = field(default_factory=list)  # role ids it mentions (Discord)
+    #: the typing indicator the dispatcher showed for it (its reply repeats it from there)
+    typing_shown: TypingShown | None = field(default=None, repr=False, compare=False)
 
     @property
     def platform(self) -> str:
@@ -155,7 +165,7 @@ class Dispatcher:
         self.conversations = agent.conversations
         self.access = agent.access
         self.grants = AccessGrants(agent.store, self.name)
-        self.commands = CommandRunner(agent.conversations, agent.access, self.grants)
+        self.commands = CommandRunner(agent.conversations, agent.access, self.grants, budgets=agent.budgets)
         self.intake = FileIntake(agent.workspaces, int(agent.sections.workspace.max_upload_mb * 1024 * 1024))
         self._tasks: set[asyncio.Task[None]] = set()
         self._intake_order: dict[ConversationKey, asyncio.Future[None]] = {}
@@ -164,6 +174,8 @@ class Dispatcher:
         self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
         #: the names a conversation's place goes by (``slack:C0123``); bots set their own policy
         self.places_of: Callable[[ConversationKey], list[str]] = lambda key: [key.place]
+        self.routing = DispatchRouting(self)
+        self.routing.subscribe()
 
     # -- entry points ----------------------------------------------------------
     def reserve(self, key: ConversationKey) -> Ticket:
@@ -195,8 +207,9 @@ class Dispatcher:
             if ticket is not None:
                 ticket.release()
             ticket = self.reserve(msg.key)
+        claims, _ = _claims.get(), _claims.set(())  # the deliveries this message came in (accepted below)
         task = asyncio.create_task(
-            self._handle_safely(msg, ticket.previous, ticket.release), name=f"ccbridge-msg-{msg.key}"
+            self._handle_safely(msg, ticket.previous, ticket.release, claims), name=f"ccbridge-msg-{msg.key}"
         )
         task.add_done_callback(lambda _: ticket.release())
         self._tasks.add(task)
@@ -205,7 +218,8 @@ class Dispatcher:
 
     async def handle(self, msg: IncomingMessage) -> None:
         """Handle ``msg`` and wait until its reply is complete."""
-        await self._handle_safely(msg, None, lambda: None)
+        claims, _ = _claims.get(), _claims.set(())
+        await self._handle_safely(msg, None, lambda: None, claims)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for messages in flight (at shutdown)."""
@@ -218,17 +232,40 @@ class Dispatcher:
         If the memory of deliveries is unreachable, the event is handled (a rare duplicate
         answer is better than a lost message).
         """
+        seen = self.agent.coordination.seen
+        key = f"{self.name}:{event_id}"
         try:
-            return await self.agent.coordination.seen.first_time(f"{self.name}:{event_id}", ttl)
+            if not self.agent.coordination.shared:
+                return await seen.first_time(key, ttl)
+            # Several instances: claim it briefly; keep it once accepted (an instance dying in between
+            # leaves the delivery free for the platform's retry to be answered).
+            first = await seen.first_time(key, CLAIM_TTL)
+            if first:
+                _claims.set((*_claims.get(), key))
+            return first
         except CCBridgeError as exc:
             log.warning("could not check delivery %s for repeats (%s); handling it", event_id, exc)
             return True
 
-    async def resolve_approval(self, request_id: str, decision: Decision | str, user: UserRef | str) -> ApprovalRequest:
+    async def resolve_approval(
+        self,
+        request_id: str,
+        decision: Decision | str,
+        user: UserRef | str,
+        *,
+        conversation: ConversationKey | str | None = None,
+    ) -> ApprovalRequest:
         """Answer an approval request for a button press by ``user``.
 
+        ``conversation``: the conversation the pressed button was posted in, when the platform's button
+        payload carries it; a button naming another conversation than the request's answers nothing.
         Raises :class:`~core.errors.ApprovalNotFound` / :class:`~core.errors.ApprovalForbidden`.
         """
+        if conversation is not None:
+            pending = await self.agent.approvals.find(request_id)
+            if pending is not None and str(conversation) != str(pending.key):
+                log.warning("a button for approval %s names another conversation (%s)", request_id, conversation)
+                raise ApprovalNotFound(EXPIRED)
         return await self.agent.resolve_approval(request_id, Decision(decision), user)
 
     async def admits(self, platform: str, user: UserRef) -> bool:
@@ -238,10 +275,14 @@ class Dispatcher:
 
     # -- the pipeline ----------------------------------------------------------
     async def _handle_safely(
-        self, msg: IncomingMessage, previous: asyncio.Future[None] | None, release: Callable[[], None]
+        self,
+        msg: IncomingMessage,
+        previous: asyncio.Future[None] | None,
+        release: Callable[[], None],
+        claims: tuple[str, ...] = (),
     ) -> None:
         try:
-            await self._handle(msg, previous, release)
+            await self._handle(msg, previous, release, claims)
         except asyncio.CancelledError:
             raise
         except StoreError as exc:
@@ -256,36 +297,35 @@ class Dispatcher:
         finally:
             release()
 
+    async def _accept(self, claims: tuple[str, ...]) -> None:
+        """The message was taken on: its deliveries are remembered for good (see :meth:`first_delivery`)."""
+        for key in claims:
+            await self.agent.coordination.seen.confirm(key, DEDUPE_TTL)
+
     async def _handle(
-        self, msg: IncomingMessage, previous: asyncio.Future[None] | None, release: Callable[[], None]
+        self,
+        msg: IncomingMessage,
+        previous: asyncio.Future[None] | None,
+        release: Callable[[], None],
+        claims: tuple[str, ...] = (),
     ) -> None:
         if not msg.mentioned and await self.conversations.get(msg.key) is None:
             log.debug("ignoring a message in %s: not addressed to the bot", msg.key)
+            await self._accept(claims)
             return
         await self._refresh_grants()
         if not self.access.allows(msg.platform, msg.user.id, msg.user.roles):
+            await self._accept(claims)
             await self._refuse(msg)
             return
+        await self._accept(claims)
         text = msg.text.strip()
         command = parse_command(text)
         if command is not None:
             release()  # commands act at once, never behind queued messages
-            ctx = CommandContext(
-                msg.key,
-                msg.user,
-                is_admin=self.access.is_admin(msg.platform, msg.user.id, msg.user.roles),
-                mentions=list(msg.mentions),
-                role_mentions=list(msg.role_mentions),
-                places=msg.places or self.places_of(msg.key),
-            )
-            answer = await self.commands.answer(ctx, command)
-            await send_notice(msg.reply, answer.text)
-            if answer.file is not None:
-                try:
-                    await msg.reply.send_file(answer.file, "")
-                except Exception as exc:
-                    log.warning("could not send %s: %r", answer.file.name, exc)
-                    await send_notice(msg.reply, f"⚠️ I couldn't send {answer.file.name} ({exc}).")
+            if await self.routing.forward(msg, text, [], command=True):
+                return
+            await self._command(msg, command)
             return
         if not text and not msg.files:
             await send_notice(msg.reply, empty_hint(msg.command_prefix))
@@ -297,15 +337,63 @@ class Dispatcher:
                 "Send it as a file instead.",
             )
             return
+        await self._sign_of_life(msg)
+        is_admin = self.access.is_admin(msg.platform, msg.user.id, msg.user.roles)
+        refusal = await self.agent.budgets.refusal(msg.platform, msg.user.id, is_admin=is_admin)
+        if refusal is not None:  # the user's budget is spent: one message, nothing downloaded, nothing run
+            await send_notice(msg.reply, refusal.message(msg.command_prefix))
+            return
         attachments = []
         if msg.files:
-            taken = await self.intake.take(msg.key, msg.files)
+            conv = await self.conversations.open(msg.key, places=msg.places or self.places_of(msg.key))
+            folder = self.conversations.root_of(conv) / self.agent.workspaces.uploads_dir
+            taken = await self.intake.take(msg.key, msg.files, folder=folder)
             if taken.refused:
                 await send_notice(msg.reply, taken.notice())
                 return
             attachments = taken.attachments
         if previous is not None:
             await asyncio.wait([previous])  # the conversation's earlier messages go first
+        if await self.routing.forward(msg, text, attachments, release=release):
+            return  # another instance owns the conversation: it answered, through us
+        await self.deliver(msg, text, attachments, release)
+
+    async def _sign_of_life(self, msg: IncomingMessage) -> None:
+        """Show the typing indicator now, without waiting for the platform to confirm it."""
+        call = asyncio.create_task(_show_typing(msg.reply), name=f"ccbridge-typing-{msg.key}")
+        msg.typing_shown = TypingShown(time.monotonic(), call)
+        self.track(call)
+        await asyncio.sleep(0)  # the call goes out before anything else of the message is done
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Count ``task`` among the messages in flight (drained at shutdown)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run_command(self, msg: IncomingMessage, command: Any) -> None:
+        await self._command(msg, command)
+
+    async def _command(self, msg: IncomingMessage, command: Any) -> None:
+        """Run a command for this instance's conversation and answer it."""
+        ctx = CommandContext(
+            msg.key,
+            msg.user,
+            is_admin=self.access.is_admin(msg.platform, msg.user.id, msg.user.roles),
+            mentions=list(msg.mentions),
+            role_mentions=list(msg.role_mentions),
+            places=msg.places or self.places_of(msg.key),
+        )
+        answer = await self.commands.answer(ctx, command)
+        await send_notice(msg.reply, answer.text)
+        if answer.file is not None:
+            try:
+                await msg.reply.send_file(answer.file, "")
+            except Exception as exc:
+                log.warning("could not send %s: %r", answer.file.name, exc)
+                await send_notice(msg.reply, f"⚠️ I couldn't send {answer.file.name} ({exc}).")
+
+    async def deliver(self, msg: IncomingMessage, text: str, attachments: list, release: Callable[[], None]) -> None:
+        """The admitted message, on the instance owning its conversation: batching, caps, the turn."""
         access = self.agent.sections.access
         batch_key = (msg.key, msg.user.id if access.debounce > 0 else None)
         merging = access.busy_policy == "merge" and self.conversations.busy(msg.key)
@@ -341,10 +429,8 @@ class Dispatcher:
             await self.conversations.park(msg.key, text, msg.user, attachments, batch=batch.id)
             release()  # the conversation's next messages may join the batch now
             if access.debounce > 0:
-                try:
-                    await msg.reply.typing()  # a sign of life while it waits for more
-                except Exception as exc:
-                    log.debug("typing indicator failed: %r", exc)
+                if msg.typing_shown is None:  # a sign of life while it waits for more
+                    await _show_typing(msg.reply)
                 await batch.quiet(access.debounce, longest=4 * access.debounce)
             if access.busy_policy == "merge" and self.conversations.busy(msg.key):
                 await send_notice(msg.reply, "⏳ I'll answer your messages together once the current reply is done.")
@@ -380,7 +466,10 @@ class Dispatcher:
                 await send_notice(msg.reply, f"⏳ Queued — I'll answer after the current reply ({ahead} ahead).")
         conv = await self.conversations.get(key)
         if conv is not None and conv.status == "interrupted":
-            await send_notice(msg.reply, "ℹ️ Your previous request was cut off by a restart; the session continues.")
+            await send_notice(
+                msg.reply,
+                "ℹ️ Your previous request was cut off (the bot restarted or the instance running it stopped); the session continues.",
+            )
         speaker = str(msg.user) if key.owner != msg.user.id else None
         events = self.conversations.turn(
             key,
@@ -396,7 +485,18 @@ class Dispatcher:
         )
         reply = self.agent.sections.reply
         async with aclosing(events):
-            await ReplyStreamer(msg.reply, verbosity=reply.verbosity, show_cost=reply.show_cost).run(events)
+            if isinstance(msg.reply, RelaySink):  # a forwarded message: the receiving instance shows the reply
+                await msg.reply.relay(events)
+            else:
+                metrics = self.agent.metrics.platform(msg.platform)
+                streamer = ReplyStreamer(
+                    msg.reply,
+                    verbosity=reply.verbosity,
+                    show_cost=reply.show_cost,
+                    metrics=metrics,
+                    typing_shown=msg.typing_shown,
+                )
+                await streamer.run(events)
 
     async def _refresh_grants(self) -> None:
         """Bring the access granted in the chat up to date (a store read every few seconds at most)."""
@@ -414,3 +514,10 @@ class Dispatcher:
         # In a shared chat an outsider is told once per cooldown; a private answer can be given every time.
         if msg.reply.private_notices or await self.agent.coordination.refusals.should_notify(who, REFUSAL_COOLDOWN):
             await send_notice(msg.reply, self.access.settings.refusal)
+
+
+async def _show_typing(sink: ReplySink) -> None:
+    try:
+        await sink.typing()
+    except Exception as exc:
+        log.debug("typing indicator failed: %r", exc)

@@ -9,7 +9,8 @@ All errors raised on purpose by ccbridge derive from :class:`CCBridgeError`::
     ├── AccessDenied                 a user is not allowed to do this
     ├── ConversationNotFound         no conversation has that key / session id
     ├── StoreError                   a conversation store failed
-    │   └── StoreUnavailable         the store cannot be written / reached right now (retry later)
+    │   ├── StoreUnavailable         the store cannot be written / reached right now (retry later)
+    │   └── Fenced                   a stale owner's write, refused (a newer instance owns the conversation)
     ├── PlatformUnavailable          a chat platform could not be reached at start-up
     ├── FileRefused                  a file a user sent could not be taken (the text says why)
     ├── ApprovalError                answering an approval request failed
@@ -63,6 +64,10 @@ class StoreError(CCBridgeError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or written right now (read-only, disk full, deleted, down)."""
+
+
+class Fenced(StoreError):
+    """A write by an instance that no longer owns the conversation (a newer fencing token was written)."""
 
 
 class PlatformUnavailable(CCBridgeError):

@@ -171,7 +171,7 @@ class TurnResult:
 @dataclass
 class TurnError:
     message: str
-    kind: str = "agent"  # agent | unavailable | timeout | internal | store
+    kind: str = "agent"  # agent | unavailable | timeout | internal | store | budget (nothing ran)
     text: str = ""  # text produced before the failure
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
 

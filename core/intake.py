@@ -13,10 +13,12 @@ which and why, and nothing is sent to Claude, so they can send it again.
 from __future__ import annotations
 
 import logging
+import mimetypes
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .attachments import Attachment, sniff_image
+from .attachments import IMAGE_TYPES, Attachment, sniff_image
 from .errors import CCBridgeError, FileRefused
 from .keys import ConversationKey
 from .workspace import Workspaces
@@ -71,13 +73,14 @@ class FileIntake:
         self.workspaces = workspaces
         self.max_bytes = max_bytes
 
-    async def take(self, key: ConversationKey, files: list[IncomingFile]) -> IntakeResult:
-        """Download and save every file; any refusal refuses them all (saved ones are kept on disk)."""
+    async def take(self, key: ConversationKey, files: list[IncomingFile], folder: Path | None = None) -> IntakeResult:
+        """Download and save every file (into ``folder``, default the workspace's uploads); any refusal
+        refuses them all (saved ones are kept on disk)."""
         attachments: list[Attachment] = []
         problems: list[str] = []
         for incoming in files:
             try:
-                attachments.append(await self._take_one(key, incoming))
+                attachments.append(await self._take_one(key, incoming, folder))
             except FileRefused as exc:
                 problems.append(str(exc))
             except CCBridgeError as exc:
@@ -88,11 +91,15 @@ class FileIntake:
                 problems.append(f"{incoming.name} could not be downloaded ({type(exc).__name__})")
         return IntakeResult([] if problems else attachments, problems)
 
-    async def _take_one(self, key: ConversationKey, incoming: IncomingFile) -> Attachment:
+    async def _take_one(self, key: ConversationKey, incoming: IncomingFile, folder: Path | None) -> Attachment:
         if incoming.size is not None and incoming.size > self.max_bytes:
             raise too_large(incoming.name, incoming.size, self.max_bytes)
         data = await incoming.fetch(self.max_bytes)
         if len(data) > self.max_bytes:
             raise too_large(incoming.name, len(data), self.max_bytes)
-        path = await self.workspaces.save_upload(key, incoming.name, data)
-        return Attachment(path, path.name, sniff_image(data, incoming.mime_type))
+        mime = sniff_image(data, incoming.mime_type)
+        name = incoming.name
+        if mime in IMAGE_TYPES and not Path(name).suffix:  # an image the platform named without a suffix
+            name += mimetypes.guess_extension(mime) or ""
+        path = await self.workspaces.save_upload(key, name, data, folder)
+        return Attachment(path, path.name, mime)

@@ -9,6 +9,8 @@
   breaking code fences (:mod:`core.text_split`).
 * Tool activity is shown compactly (``verbosity`` quiet / normal / verbose);
   an error ends the message with a clear line.
+* Rate limits and refused operations are reported to ``metrics`` (a
+  :class:`~core.metrics.PlatformReport`, labelled by the caller with the platform).
 
 The rendered reply is append-only (text, tool lines, the closing line are only
 ever added at the end), which is what native streaming APIs need.
@@ -21,6 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import MessageGone, RateLimited, SinkError
@@ -38,6 +41,7 @@ from .events import (
     TurnResult,
     TurnWaiting,
 )
+from .metrics import UNREPORTED, PlatformReport
 from .sink import ReplySink
 from .text_split import cut
 
@@ -47,7 +51,16 @@ Verbosity = Literal["quiet", "normal", "verbose"]
 Terminal = TurnResult | TurnError
 
 _FINAL_ATTEMPTS = 5  # non-rate-limit failures tolerated per final delivery
+_TYPING_WAIT = 5.0  # seconds the final text waits at most for a typing call still under way
 _FINAL_DEADLINE = 15 * 60.0  # seconds a final delivery keeps waiting out rate limits
+
+
+@dataclass(frozen=True)
+class TypingShown:
+    """The typing indicator shown as the message came in (by the dispatcher): when, and the call itself."""
+
+    at: float  # time.monotonic()
+    call: asyncio.Task[None]
 
 
 def _inline(text: str) -> str:
@@ -63,8 +76,14 @@ class ReplyStreamer:
         show_cost: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        metrics: PlatformReport = UNREPORTED,
+        typing_shown: TypingShown | None = None,
     ) -> None:
         self.sink = sink
+        #: the indicator shown already: its first repetition waits for the sink's ``typing_interval``, and
+        #: no final text goes out while its call is under way (the final text clears the indicator)
+        self._typing_shown = typing_shown
+        self.metrics = metrics
         self.limits = sink.limits
         self.verbosity = verbosity
         self.show_cost = show_cost
@@ -166,7 +185,9 @@ class ReplyStreamer:
                 self._append_block(f"_${event.cost_usd:.4f} · {secs:.1f}s_", "text", new_block=True)
         elif isinstance(event, TurnError):
             self.terminal = event
-            self._append_block(f"⚠️ Error: {event.message}", "text", new_block=True)
+            # a spent budget is no failure: its message says it all
+            line = event.message if event.kind == "budget" else f"⚠️ Error: {event.message}"
+            self._append_block(line, "text", new_block=True)
 
     # -- delivery ------------------------------------------------------------
     def _current_text(self) -> str:
@@ -233,12 +254,14 @@ class ReplyStreamer:
             self._last_sent = text
             self._next_allowed = self._clock() + self.limits.min_edit_interval
         except RateLimited as exc:
+            self.metrics.rate_limited(exc.retry_after)
             self._next_allowed = self._clock() + exc.retry_after
         except MessageGone:
             log.info("reply message is gone; continuing in a new one")
             self._handle = None
             self._last_sent = ""
         except SinkError as exc:
+            self.metrics.failed()
             log.warning("live update failed (%s); the final text will follow as a new message", exc)
             self._edits_broken = True
         except Exception:
@@ -257,6 +280,8 @@ class ReplyStreamer:
 
     async def _deliver_final(self, text: str) -> None:
         """Give the current message its final text; never gives up on rate limits."""
+        if self._typing_shown is not None and not self._typing_shown.call.done():
+            await asyncio.wait([self._typing_shown.call], timeout=_TYPING_WAIT)
         handle = None if self._edits_broken else self._handle
 
         async def attempt() -> None:
@@ -293,11 +318,13 @@ class ReplyStreamer:
                 self._next_allowed = self._clock() + self.limits.min_edit_interval
                 return True
             except RateLimited as exc:
+                self.metrics.rate_limited(exc.retry_after)
                 self._next_allowed = self._clock() + exc.retry_after
                 if self._clock() + exc.retry_after > deadline:
                     log.error("gave up delivering the %s: rate limited for too long", what)
                     return False
             except SinkError as exc:
+                self.metrics.failed()
                 failures += 1
                 log.warning("delivering the %s failed (%s), attempt %d", what, exc, failures)
                 if failures == _FINAL_ATTEMPTS // 2 and fallback is not None and current is not fallback:
@@ -312,6 +339,10 @@ class ReplyStreamer:
 
     async def _typing_loop(self) -> None:
         interval = self.limits.typing_interval
+        if self._typing_shown is not None:
+            if interval <= 0:
+                return  # shown once, as the message came in
+            await asyncio.sleep(max(0.0, self._typing_shown.at + interval - time.monotonic()))
         while not self._finished:
             try:
                 await self.sink.typing()

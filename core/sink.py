@@ -11,7 +11,9 @@ call into their platform's API. The contract (``tests/contracts/sink_contract.py
   ``handle=None`` it sends ``text`` as a new complete message (notices, the
   continuation of a split reply, or a fallback when an edit is impossible).
   Adapters with native streaming (drafts, stream APIs) end the stream here.
-* ``typing()`` shows that the agent is working (repeated while it works).
+* ``typing()`` shows that the agent is working (repeated while it works). The first call comes
+  as soon as the message is accepted, and may still be under way when the reply's first ``post``
+  is made; the reply's final text waits for it (up to 5 s).
 * ``show_approval(request)`` shows the approval buttons for a pending request,
   and, called again once ``request.decision`` is set, shows the decision.
 * ``send_file(path, caption)`` uploads a file from the workspace.

@@ -144,9 +144,12 @@ class Workspaces:
         """The directory incoming files are saved to."""
         return await self.ensure(key, self.uploads_dir)
 
-    async def save_upload(self, key: ConversationKey, filename: str, data: bytes) -> Path:
-        """Write an incoming file into the uploads directory under a safe, unique name."""
-        folder = await self.uploads(key)
+    async def save_upload(self, key: ConversationKey, filename: str, data: bytes, folder: Path | None = None) -> Path:
+        """Write an incoming file into the uploads directory (or ``folder``) under a safe, unique name."""
+        if folder is None:
+            folder = await self.uploads(key)
+        else:
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         name = sanitize_name(filename) or "file"
 
         def write() -> Path:

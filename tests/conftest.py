@@ -8,15 +8,17 @@ throwaway HOME / CLAUDE_CONFIG_DIR. Nothing leaves the machine.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from core import Agent, Sections
 from core.config import deep_merge
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.servers import PostgresServer, RedisServer, new_database, pg_template
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +82,52 @@ def make_sections(tmp_path: Path, cli_env: dict[str, str]) -> Callable[..., Sect
 async def agent(make_sections: Callable[..., Sections]) -> AsyncIterator[Agent]:
     async with Agent(make_sections()) as started:
         yield started
+
+
+# -- real servers, one of each per xdist worker --------------------------------------------------
+# They start on first use (a test that needs neither starts nothing), on free 127.0.0.1 ports, and
+# stop at the end of the session. Tests share them and stay apart: a key prefix of their own on
+# Redis, a schema of their own on PostgreSQL.
+
+
+def _shared_dir(factory: pytest.TempPathFactory, config: pytest.Config) -> Path:
+    """pytest's temporary directory of the whole session (the workers' parent under xdist)."""
+    base = factory.getbasetemp()
+    return base.parent if hasattr(config, "workerinput") else base
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    return pg_template(_shared_dir(tmp_path_factory, pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_template: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(postgres_template).start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """A fresh, empty database (schema) on the shared server."""
+    dsn = await new_database(postgres_server)
+    yield dsn
+    if postgres_server.running:
+        conn = await asyncpg.connect(postgres_server.dsn())
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{dsn.rsplit("=", 1)[1]}" CASCADE')
+        finally:
+            await conn.close()

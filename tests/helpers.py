@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
@@ -85,3 +90,65 @@ def immutable(*paths: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", *names], check=False)
+
+
+@dataclass
+class BotProcess:
+    """A real ``run_bot.py`` process and the lines of its log (stderr), as they arrive."""
+
+    proc: asyncio.subprocess.Process
+    log: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    async def logged(self, needle: str) -> str:
+        """The first log line holding ``needle``, once it is written."""
+        await eventually(
+            lambda: any(needle in line for line in self.log) or self.proc.returncode is not None,
+            what=f"{needle!r} in the log",
+        )
+        assert self.proc.returncode is None, "".join(self.log)
+        return next(line for line in self.log if needle in line)
+
+    async def stop(self) -> None:
+        """SIGTERM (unless it already ended), then wait for it."""
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(self.proc.wait(), 30)
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+async def start_bot_process(config: Path, home: Path, *, stdin: bool = False) -> BotProcess:
+    """``run_bot.py --config config`` with its own ``HOME`` (and none of this process's Anthropic,
+    ccbridge or Claude variables); ``stdin``: a pipe to type into (else nothing)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CCBRIDGE_", "CLAUDE_"))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "run_bot.py"),
+        "--config",
+        str(config),
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=home,
+        env={**inherited, "HOME": str(home)},
+    )
+    running = BotProcess(proc)
+
+    async def read_log() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            running.log.append(line.decode(errors="replace"))
+
+    running.reader = asyncio.create_task(read_log())
+    return running
+
+
+@contextlib.asynccontextmanager
+async def bot_process(config: Path, home: Path) -> AsyncIterator[BotProcess]:
+    """:func:`start_bot_process`, stopped with SIGTERM afterwards."""
+    running = await start_bot_process(config, home)
+    try:
+        yield running
+    finally:
+        await running.stop()

@@ -117,15 +117,17 @@ class SocketTransport:
 
     async def start(self) -> None:
         assert self.config.app_token is not None  # SlackConfig guarantees it in socket mode
-        self._handler = AsyncSocketModeHandler(
-            self.app, self.config.app_token.get_secret_value(), web_client=self.client
-        )
+        app_token = self.config.app_token.get_secret_value()
+        # slack_sdk's Socket Mode client retries a refused token forever (it never raises): ask once
+        # ourselves, so a wrong app token is a clear error at start instead of a silent retry loop.
         try:
-            await self._handler.connect_async()
+            await self.client.apps_connections_open(app_token=app_token)
         except SlackApiError as exc:
             raise ConfigError(
                 f"Socket Mode connection refused ({error_code(exc) or exc})", key=self.app_token_key
             ) from None
+        self._handler = AsyncSocketModeHandler(self.app, app_token, web_client=self.client)
+        await self._handler.connect_async()
         log.info("Slack: connected over Socket Mode")
 
     async def stop(self) -> None:

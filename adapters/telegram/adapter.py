@@ -142,6 +142,10 @@ class TelegramAdapter(ChatAdapter[MessageView]):
         return app
 
     @property
+    def single_connection(self) -> bool:
+        return self.config.mode == "polling"  # Telegram hands updates to one getUpdates caller at a time
+
+    @property
     def me(self) -> User:
         return self.application.bot.bot
 

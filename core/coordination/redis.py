@@ -311,9 +311,7 @@ class RedisSeenKeys(SeenKeys):
     async def first_time(self, key: str, ttl: float) -> bool:
         b = self.backend
         try:
-            claimed = await b._claim(
-                keys=[b.k("seen", key)], args=[b.instance_id, int(ttl * 1000), b.k("alive", "")]
-            )
+            claimed = await b._claim(keys=[b.k("seen", key)], args=[b.instance_id, int(ttl * 1000), b.k("alive", "")])
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the coordination Redis is unreachable: {exc}") from exc
         return bool(claimed)

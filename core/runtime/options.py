@@ -16,6 +16,7 @@ from claude_agent_sdk import ClaudeAgentOptions, HookMatcher, ToolPermissionCont
 
 from ..config import AgentSettings
 from ..events import FileOffered
+from ..transcripts import LocalMirror, TranscriptStore
 from ..workspace import is_within
 from .isolation import SandboxStatus, SessionHome, sandbox_settings
 from .permissions import SEND_FILE_TOOL, Permissions
@@ -32,6 +33,9 @@ BRIDGE_PROMPT = (
 
 
 class OptionsBuilder:
+    #: the store transcripts are mirrored to (``store.transcripts: store``), set by the Agent once started
+    transcripts: TranscriptStore | None = None
+
     def __init__(
         self,
         settings: AgentSettings,
@@ -101,6 +105,8 @@ class OptionsBuilder:
             cli_path=self.cli_path,
             stderr=on_stderr,
             sandbox=sandbox_settings(root, home.tmp_dir, self.hidden, writable) if self.sandbox.active else None,  # type: ignore[arg-type]
+            session_store=LocalMirror(self.transcripts, home.config_dir) if self.transcripts is not None else None,
+            session_store_flush="batched",
         )
 
 

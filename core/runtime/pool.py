@@ -9,6 +9,10 @@ for one to free — never by closing a busy client, and never by spawning past
 the cap. Clients idle for ``idle_timeout`` seconds are closed by a reaper. A
 closed conversation loses nothing: its next turn resumes the session from its
 transcript.
+
+A client can also be opened ahead of its turn (:meth:`ClientPool.prewarm`, driven by
+:mod:`core.prewarm`): only into free room, never at a turn's expense, and a turn
+arriving meanwhile uses the process being started instead of starting another.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class WarmClient:
 
 
 Closed = Callable[[WarmClient], None]
+Connect = Callable[[WarmClient], Awaitable[None]]
 
 
 class LeaseAborted(Exception):
@@ -82,9 +87,16 @@ class ClientPool:
         self._clients: OrderedDict[ConversationKey, WarmClient] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._warming: dict[ConversationKey, asyncio.Task[bool]] = {}  # clients opened ahead of their turn
+        self._starting: set[ConversationKey] = set()  # turns starting their conversation's process
         self.spawns = 0
         self.evictions = 0
+        self.prewarmed = 0  # clients opened ahead of their turn (counted in ``spawns`` too)
         self.generation = 0  # bumped when the settings change: older clients are replaced
+        #: told of a client closed to make room for another (:mod:`core.prewarm` re-warms it first)
+        self.on_evicted: Closed | None = None
+        #: told when a process is gone and the pool has room for another client
+        self.on_room: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -99,6 +111,14 @@ class ClientPool:
     def keys(self) -> list[ConversationKey]:
         return list(self._clients)
 
+    def warming(self, key: ConversationKey) -> bool:
+        """A client of ``key`` is being opened ahead of its turn."""
+        return key in self._warming
+
+    def has_room(self) -> bool:
+        """Another client fits without closing one (clients kept plus those being opened ahead)."""
+        return len(self._clients) + len(self._warming) + len(self._starting) < self.size
+
     def start(self) -> None:
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever(), name="ccbridge-pool-reaper")
@@ -107,7 +127,7 @@ class ClientPool:
         self,
         key: ConversationKey,
         spec: ClientSpec,
-        connect: Callable[[WarmClient], Awaitable[None]],
+        connect: Connect,
         *,
         owner: str = "",
         abort: asyncio.Event | None = None,
@@ -117,8 +137,13 @@ class ClientPool:
 
         A new process needs a slot: ``owner`` (the user) waits in line for one when the cap is
         reached (``waiting`` is set when it has to); ``abort`` being set gives the wait up
-        (:class:`LeaseAborted`). Starting the process itself is never interrupted.
+        (:class:`LeaseAborted`). Starting the process itself is never interrupted. When the
+        conversation's client is being opened ahead of the turn (:meth:`prewarm`), the turn
+        takes that process once it is up, instead of starting a second one.
         """
+        opening = self._warming.get(key)
+        if opening is not None:
+            await asyncio.shield(opening)  # never cancelled by the turn leaving: the client stays
         warm = self._clients.get(key)
         if warm is not None and warm.busy:
             raise ConversationBusy(f"a turn is already running in {key}")
@@ -126,22 +151,68 @@ class ClientPool:
             self.discard(key)
             warm = None
         if warm is None:
-            await self._slot(owner, abort, waiting)
-            warm = WarmClient(key, spec, busy=True, generation=self.generation)
+            self._starting.add(key)
             try:
-                async with self.slots.spawning():
-                    await connect(warm)
-            except BaseException:
-                self.slots.release()
-                if self._on_closed is not None:
-                    self._on_closed(warm)
-                raise
+                await self._slot(owner, abort, waiting)
+                warm = WarmClient(key, spec, busy=True, generation=self.generation)
+                try:
+                    async with self.slots.spawning():
+                        await connect(warm)
+                except BaseException:
+                    self.slots.release()
+                    if self._on_closed is not None:
+                        self._on_closed(warm)
+                    raise
+            finally:
+                self._starting.discard(key)
             self.spawns += 1
             self._clients[key] = warm
         warm.busy = True
         self._clients.move_to_end(key)
         self._evict_over_capacity()
         return warm
+
+    async def prewarm(self, key: ConversationKey, spec: ClientSpec, connect: Connect) -> bool:
+        """Open a client for ``key`` ahead of its turn, if that costs no turn anything; True once it is up.
+
+        Nothing happens (False) when ``key`` has a client or one starting, when the pool has no
+        room (no client is closed for it) or when no process slot is free right now (a turn
+        waiting for one comes first). The client is the least recently used one: the first to give
+        way. A turn of ``key`` arriving meanwhile waits for this process rather than starting another.
+        """
+        if key in self._clients or key in self._warming or key in self._starting or not self.has_room():
+            return False
+        if not self.slots.try_acquire():
+            return False
+        task = asyncio.create_task(self._open(key, spec, connect), name=f"ccbridge-prewarm-{key}")
+        self._warming[key] = task
+        task.add_done_callback(lambda done: self._warming.pop(key) if self._warming.get(key) is done else None)
+        return await asyncio.shield(task)  # the caller leaving never cuts a process start short
+
+    async def _open(self, key: ConversationKey, spec: ClientSpec, connect: Connect) -> bool:
+        warm = WarmClient(key, spec, generation=self.generation)
+        try:
+            async with self.slots.spawning():
+                await connect(warm)
+        except BaseException as exc:
+            self._warming.pop(key, None)
+            self.slots.release()
+            if self._on_closed is not None:
+                self._on_closed(warm)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("could not open a warm client for %s ahead of its turn: %s", key, exc)
+            return False
+        self._warming.pop(key, None)
+        self.spawns += 1
+        warm.last_used = time.monotonic()
+        self._clients[key] = warm
+        self._clients.move_to_end(key, last=False)  # the least recently used: the first to give way
+        if len(self._clients) > self.size or self.slots.waiting:
+            self.discard(key)  # turns took the room meanwhile, or one waits for a process: they come first
+            return False
+        self.prewarmed += 1
+        return True
 
     async def _slot(self, owner: str, abort: asyncio.Event | None, waiting: asyncio.Event | None) -> None:
         on_queue = waiting.set if waiting is not None else None
@@ -194,6 +265,8 @@ class ClientPool:
             self.slots.release()
             if self._on_closed is not None:
                 self._on_closed(warm)
+            if self.on_room is not None and self.has_room() and not self.slots.waiting:
+                self.on_room()
 
     def _idle_lru(self) -> ConversationKey | None:
         return next((k for k, w in self._clients.items() if not w.busy), None)
@@ -203,8 +276,16 @@ class ClientPool:
         if idle is None:
             return False
         log.debug("process cap reached (%d): closing idle %s for a waiting turn", self.slots.limit, idle)
+        self._evict(idle)
+        return True
+
+    def _evict(self, key: ConversationKey) -> None:
+        """Close an idle client to make room for another (the conversation is remembered for re-warming)."""
         self.evictions += 1
-        return self.discard(idle)
+        warm = self._clients.get(key)
+        if warm is not None and self.on_evicted is not None:
+            self.on_evicted(warm)
+        self.discard(key)
 
     def _evict_over_capacity(self) -> None:
         while len(self._clients) > self.size:
@@ -212,8 +293,7 @@ class ClientPool:
             if idle is None:
                 return
             log.debug("pool full (%d): closing least recently used %s", self.size, idle)
-            self.evictions += 1
-            self.discard(idle)
+            self._evict(idle)
 
     def retire_idle(self) -> int:
         """New settings: every client is replaced on its next turn; idle ones are closed now."""
@@ -241,6 +321,11 @@ class ClientPool:
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
+        self.on_room = self.on_evicted = None
+        if self._warming:  # a process being started is let finish (cutting it short could orphan it), then closed
+            _, late = await asyncio.wait(list(self._warming.values()), timeout=_DISCONNECT_TIMEOUT)
+            for task in late:
+                task.cancel()
         for key in list(self._clients):
             self.discard(key)
         if self._closing:

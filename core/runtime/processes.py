@@ -48,6 +48,13 @@ class ProcessSlots:
         """Hold while a process starts (``async with slots.spawning():``)."""
         return self._spawning
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free now and nobody waits for one (work that may give way)."""
+        if self.alive < self.limit and not self._queues:
+            self.alive += 1
+            return True
+        return False
+
     async def acquire(
         self, owner: str, make_room: Callable[[], bool], on_queue: Callable[[], None] | None = None
     ) -> None:

@@ -21,7 +21,7 @@ from claude_agent_sdk import ClaudeSDKClient, ClaudeSDKError, CLINotFoundError, 
 
 from ..approvals import ApprovalBroker
 from ..config import AgentSettings
-from ..errors import AgentUnavailable
+from ..errors import AgentUnavailable, StoreUnavailable
 from ..events import AgentEvent, TurnError, TurnResult, TurnWaiting
 from ..keys import ConversationKey
 from ..tool_policy import ToolPolicy
@@ -125,6 +125,14 @@ class AgentRuntime:
         if session_id:
             self.permissions.forget_session(session_id)
 
+    async def prewarm(self, request: TurnRequest) -> bool:
+        """Start the conversation's Claude Code ahead of its turn, when there is room (see :meth:`ClientPool.prewarm`).
+
+        ``request`` is what its turn would start the CLI with (its text is not sent).
+        """
+        spec = ClientSpec(request.session_id, request.cwd, request.model)
+        return await self.pool.prewarm(request.key, spec, lambda w: self._connect(w, request))
+
     # -- turns ---------------------------------------------------------------
     async def run_turn(self, request: TurnRequest) -> AsyncIterator[AgentEvent]:
         """Run one turn; yields events and ends with a TurnResult or TurnError.
@@ -146,6 +154,9 @@ class AgentRuntime:
             warm = await leasing
         except AgentUnavailable as exc:
             yield TurnError(str(exc), kind="unavailable")
+            return
+        except StoreUnavailable as exc:
+            yield TurnError(f"{exc}; nothing was run, please try again shortly", kind="store")
             return
         except BaseException:  # the consumer left while the turn waited for a process
             leasing.cancel()
@@ -295,6 +306,11 @@ class AgentRuntime:
                 ) from exc
             except OSError as exc:
                 raise AgentUnavailable(f"could not start Claude Code: {exc}") from exc
+            except RuntimeError as exc:
+                if "SessionStore" not in str(exc):
+                    raise
+                # the SDK could not read the session's transcript from the store to resume it
+                raise StoreUnavailable(f"the session's transcript could not be read from the store ({exc})") from exc
             warm.client = client
             return
 

@@ -109,6 +109,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX IF NOT EXISTS transcript_entries_uuid
         ON transcript_entries(project_key, session_id, subpath, uuid) WHERE uuid IS NOT NULL;
     """,
+    # listings newest first without sorting every matching row: one platform's (the admin listing),
+    # one owner's, one thread's (the owner and thread indexes gain the order, so they stay the planner's pick)
+    """
+    CREATE INDEX IF NOT EXISTS conversations_platform_active ON conversations(platform, last_active_at);
+    DROP INDEX IF EXISTS conversations_owner;
+    CREATE INDEX IF NOT EXISTS conversations_owner_active ON conversations(platform, owner, last_active_at);
+    DROP INDEX IF EXISTS conversations_thread;
+    CREATE INDEX IF NOT EXISTS conversations_thread_active ON conversations(platform, thread, last_active_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -32,7 +32,14 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
     config = load_config(example)
     assert config.agent.permission_mode == "default"
-    assert {entry.kind for entry in config.bots.values()} >= {"console", "telegram", "slack", "http_api", "discord", "feishu"}
+    assert {entry.kind for entry in config.bots.values()} >= {
+        "console",
+        "telegram",
+        "slack",
+        "http_api",
+        "discord",
+        "feishu",
+    }
     for name, entry in config.bots.items():
         config.for_bot(name)
         load_bot_class(entry.kind).parse_settings(name, entry.settings)

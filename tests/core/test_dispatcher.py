@@ -10,6 +10,7 @@ import pytest
 from core import (
     Agent,
     ApprovalForbidden,
+    ApprovalNotFound,
     ConversationKey,
     Dispatcher,
     IncomingMessage,
@@ -203,7 +204,11 @@ async def test_approvals_through_the_sink_and_only_by_the_requester(
     request = d.agent.approvals.pending(key=DM)[0]
     with pytest.raises(ApprovalForbidden):
         await d.resolve_approval(request.id, "allow_once", "mallory")
-    await d.resolve_approval(request.id, "allow_once", "alice")
+    elsewhere = ConversationKey("chat", "channel-1", "thread-9")
+    with pytest.raises(ApprovalNotFound):  # a button carried into another conversation answers nothing
+        await d.resolve_approval(request.id, "allow_once", "alice", conversation=elsewhere)
+    assert d.agent.approvals.pending(key=DM) == [request]
+    await d.resolve_approval(request.id, "allow_once", "alice", conversation=DM)
     await task
     assert msg.reply.approvals == [  # type: ignore[attr-defined]
         "Bash: echo hi > ok.txt -> Waiting for approval",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from core import Agent, Sections
-from tests.core.test_run_bot import REPO, run_bot, write_config
+from tests.core.test_run_bot import run_bot, write_config
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Hang
-from tests.helpers import eventually
+from tests.helpers import eventually, start_bot_process
 
 
 def clis_of(sessions_dir: Path) -> list[int]:
@@ -38,18 +37,7 @@ async def test_sigkill_mid_turn_loses_nothing_and_leaves_no_cli(
     config = write_config(tmp_path, cli_env)
     sessions = tmp_path / "data" / "sessions"
     fake_api.rules["a long job"] = [Hang("working on it", seconds=60)]
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CCBRIDGE_", "CLAUDE_"))}
-    bot = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(REPO / "run_bot.py"),
-        "--config",
-        str(config),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        cwd=tmp_path,
-        env={**base, "HOME": str(tmp_path)},
-    )
+    bot = (await start_bot_process(config, tmp_path, stdin=True)).proc
     assert bot.stdin is not None
     bot.stdin.write(b"a long job\n")
     await bot.stdin.drain()

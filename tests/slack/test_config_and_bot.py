@@ -182,6 +182,7 @@ async def test_a_bad_bot_token_is_a_config_error(make_sections: Any, slack: Fake
 # The bot scope each Web API method the adapter calls needs (auth.test needs none).
 METHOD_SCOPES = {
     "auth_test": None,
+    "apps_connections_open": None,  # the app-level token's connections:write, not a bot scope
     "chat_postMessage": "chat:write",
     "chat_update": "chat:write",
     "chat_postEphemeral": "chat:write",

@@ -337,6 +337,10 @@ class FakeBotAPI(PlatformServer):
 
     def press(self, sender: dict[str, Any], message: ChatMessage, data: str) -> dict[str, Any]:
         """A user presses an inline button of ``message``; returns the queued update."""
+        return self.push(self.new_press(sender, message, data))
+
+    def new_press(self, sender: dict[str, Any], message: ChatMessage, data: str) -> dict[str, Any]:
+        """The update of a button press (not queued: e.g. to post it to a webhook)."""
         query = {
             "id": f"cbq-{next(self._callback_ids)}",
             "from": sender,
@@ -344,7 +348,7 @@ class FakeBotAPI(PlatformServer):
             "data": data,
             "message": self.message_json(message),
         }
-        return self.push({"callback_query": query})
+        return {"update_id": next(self._update_ids), "callback_query": query}
 
     def message_json(self, m: ChatMessage) -> dict[str, Any]:
         chat = {"id": m.chat_id, "type": "private" if m.chat_id > 0 else "supergroup"}

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.core.test_run_bot import REPO
 from tests.fakes.anthropic_api import FakeAnthropicAPI
-from tests.helpers import eventually
+from tests.helpers import bot_process
 
 from .fake_bot_api import FakeBotAPI
 from .people import ADA, ADA_DM
@@ -44,52 +40,23 @@ async def test_sighup_reloads_the_allowlist_and_an_invalid_file_keeps_the_runnin
 ) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config(bot_api, cli_env, ["telegram:1"])))
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CCBRIDGE_", "CLAUDE_"))}
-    bot = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(REPO / "run_bot.py"),
-        "--config",
-        str(path),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=tmp_path,
-        env={**base, "HOME": str(tmp_path)},
-    )
-    log: list[str] = []
-
-    async def read_log() -> None:
-        assert bot.stderr is not None
-        async for line in bot.stderr:
-            log.append(line.decode(errors="replace"))
-
-    reader = asyncio.create_task(read_log())
-
-    async def logged(needle: str) -> None:
-        await eventually(lambda: any(needle in line for line in log), what=f"{needle!r} in the log")
-
-    try:
-        await logged("starting telegram")
+    async with bot_process(path, tmp_path) as bot:
+        await bot.logged("starting telegram")
         bot_api.say(ADA_DM, ADA, "hello?")
         await bot_api.wait_for(lambda: bot_api.texts(42), what="the refusal")
         assert bot_api.texts(42) == ["not on the allowlist"]
 
         path.write_text(yaml.safe_dump(config(bot_api, cli_env, ["telegram:1", "telegram:42"])))
-        bot.send_signal(signal.SIGHUP)
-        await logged("configuration reloaded")
+        bot.proc.send_signal(signal.SIGHUP)
+        await bot.logged("configuration reloaded")
         bot_api.say(ADA_DM, ADA, "and now?")
         await bot_api.wait_for(lambda: "echo: and now?" in bot_api.texts(42), what="the answer")
 
         broken = config(bot_api, cli_env, ["telegram:1"])
         broken["access"]["allowlist"] = ["not-an-entry"]
         path.write_text(yaml.safe_dump(broken))
-        bot.send_signal(signal.SIGHUP)
-        await logged("reload failed, keeping the running configuration")
-        failure = next(line for line in log if "reload failed" in line)
+        bot.proc.send_signal(signal.SIGHUP)
+        failure = await bot.logged("reload failed, keeping the running configuration")
         assert "access.allowlist" in failure and failure.count("\n") == 1  # one line, naming the key
         bot_api.say(ADA_DM, ADA, "still?")
         await bot_api.wait_for(lambda: "echo: still?" in bot_api.texts(42), what="the answer")
-    finally:
-        bot.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(bot.wait(), 30)
-        reader.cancel()

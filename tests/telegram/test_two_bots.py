@@ -31,7 +31,8 @@ async def test_two_bots_of_one_platform_never_share_a_conversation(
             plain, scoped = ConversationKey("telegram", "42"), ConversationKey("telegram", "42", bot="team_tg")
             one, two = await first.agent.conversations.get(plain), await second.agent.conversations.get(scoped)
             assert one is not None and two is not None and one.session_id != two.session_id
-            assert await first.agent.conversations.get(scoped) == two  # one store: both records are there
+            seen_by_first = await first.agent.conversations.get(scoped)  # one store: both records are there
+            assert seen_by_first is not None and seen_by_first.session_id == two.session_id
             assert first.agent.workspaces.root(plain) != second.agent.workspaces.root(scoped)
             assert one.cwd != two.cwd
             last = fake_api.requests[-1]
