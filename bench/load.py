@@ -288,15 +288,10 @@ async def settle_pool(agent: Agent) -> None:
 
 FAIRNESS_ROUNDS = 2
 FAIRNESS_NOTES = """How the others are served: the bursting user runs at most 2 turns at once (the rest wait in the
-dispatcher, holding nothing), process slots are handed over round-robin by user, and Claude Code starts
-(2 at a time) go first come, first served. The burst's first two turns arrive first and take both start
-lanes, so the others wait at least that one start; then all of them start before the burst's next turns
-(an instrumented run showed that order: the burst's first two starts, the ten others, the burst's
-next). What the others lose beyond that is CPU: the bursting user's processes keep running and being
-closed beside theirs, on 2 cores shared with other jobs (compare the alone rows: the same ten starts
-spread over many seconds). Not changed here: starts handed over round-robin by user too, and a slot taken
-only once a start lane is free (so that idle warm processes are not closed for turns that cannot start
-yet), are the next steps; both change `core/runtime/pool.py` / `processes.py`."""
+dispatcher, holding nothing), and a process slot is handed out, round-robin by user, only when a Claude
+Code start may begin at once (2 at a time): a turn that would only wait for a start waits in that fair
+line, holding nothing. What the others lose beyond one start is CPU: the bursting user's processes keep
+running beside theirs, on 2 cores (compare the alone rows: the same ten starts spread over seconds)."""
 
 
 async def fairness(
@@ -531,11 +526,10 @@ def markdown(result: LoadResult) -> str:
             f"What limits it here: {result.spawns} of the {len(sent)} turns started a Claude Code process of "
             f"their own. The conversations arrive {shape.conversations / shape.over:.1f} per second; this "
             "machine starts Claude Code about as fast as the throughput above (2 starts at a time, each about "
-            "a CPU-second with the sandbox), so a queue builds at once. A turn waiting in it takes a process "
-            "slot before it waits for one of the 2 start lanes, so the cap is reached by turns that have no "
-            "process yet, and each idle warm process is closed for them as soon as its turn ends: a follow-up "
-            "a second later finds its process gone and starts again. The cap and the pool hold (see the "
-            "processes alive); the queue is the machine's start-up capacity, not the pool's size.",
+            "a CPU-second with the sandbox), so a queue builds at once; with more conversations than the pool "
+            "holds, an idle warm process is closed for a waiting turn once the cap is reached, so a follow-up "
+            "can find its process gone. The cap and the pool hold (see the processes alive); the queue is the "
+            "machine's start-up capacity, not the pool's size.",
         ]
     fair = result.fair
     if fair is not None:

@@ -227,7 +227,7 @@ class ClientPool:
             await asyncio.wait({acquiring, aborted}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
-                self.slots.release()  # got a slot just as the turn was cancelled
+                self.slots.abandon()  # got a slot just as the turn was cancelled
             raise
         finally:
             aborted.cancel()

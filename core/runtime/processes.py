@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -25,33 +26,51 @@ import signal
 import sys
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
 class ProcessSlots:
-    """A counting semaphore over live processes with per-owner round-robin hand-over."""
+    """A counting semaphore over live processes with per-owner round-robin hand-over.
+
+    A slot is handed out only when a process may also start at once (fewer than ``spawns``
+    starting): a turn that would only wait for a start waits in the fair line instead, so it
+    neither holds a slot an idle warm process could keep nor jumps the line of other users.
+    """
 
     def __init__(self, limit: int, spawns: int) -> None:
         self.limit = limit
+        self.spawns = spawns
         self.alive = 0  # processes starting, running or closing
+        self.starting = 0  # slots handed out whose process has not finished starting
         self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
-        self._spawning = asyncio.Semaphore(spawns)
 
     @property
     def waiting(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
-    def spawning(self) -> asyncio.Semaphore:
-        """Hold while a process starts (``async with slots.spawning():``)."""
-        return self._spawning
+    def _free(self) -> bool:
+        return self.alive < self.limit and self.starting < self.spawns
+
+    @contextlib.asynccontextmanager
+    async def spawning(self) -> AsyncIterator[None]:
+        """Hold while the process of a slot just taken starts (``async with slots.spawning():``)."""
+        try:
+            yield
+        finally:
+            self._started()
+
+    def _started(self) -> None:
+        self.starting = max(0, self.starting - 1)
+        self._hand_over()
 
     def try_acquire(self) -> bool:
         """Take a slot only if one is free now and nobody waits for one (work that may give way)."""
-        if self.alive < self.limit and not self._queues:
+        if self._free() and not self._queues:
             self.alive += 1
+            self.starting += 1
             return True
         return False
 
@@ -60,38 +79,51 @@ class ProcessSlots:
     ) -> None:
         """Take a slot for a new process of ``owner``; ``make_room()`` closes an idle process if it can.
 
-        ``on_queue`` is called when the caller has to wait in line.
+        ``on_queue`` is called when the caller has to wait in line for a process to end (not merely
+        for others to finish starting). Hold :meth:`spawning` while the
+        process starts; a slot given up before its process started goes back with :meth:`abandon`.
         """
-        if self.alive < self.limit and not self._queues:
+        if self._free() and not self._queues:
             self.alive += 1
+            self.starting += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(owner, deque()).append(future)
-        if on_queue is not None:
-            on_queue()
-        if self.alive < self.limit:  # room, but others were queued first: serve them in order
-            self._hand_over()
-        else:
+        if on_queue is not None and self.alive + self.waiting > self.limit:
+            on_queue()  # the line needs more processes than may live: some wait for one to end
+        if self.alive >= self.limit:
             make_room()
+        else:  # room, but others were queued first (or a start is under way): serve them in order
+            self._hand_over()
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():  # handed a slot while being cancelled
-                self.release()
+                self.abandon()
             else:
                 self._drop(owner, future)
             raise
 
+    def abandon(self) -> None:
+        """A slot handed out is given back before its process started."""
+        self.starting = max(0, self.starting - 1)
+        self.release()
+
     def release(self) -> None:
         """A process is gone: hand its slot to the next waiter, or free it."""
-        if not self._hand_over_one():
+        if self.starting < self.spawns and self._hand_over_one():
+            self.starting += 1
+        else:
             self.alive = max(0, self.alive - 1)
+            self._hand_over()
 
     def _hand_over(self) -> None:
-        while self.alive < self.limit and self._queues:
+        while self._free() and self._queues:
             self.alive += 1
+            self.starting += 1
             if not self._hand_over_one():
                 self.alive -= 1
+                self.starting -= 1
                 return
 
     def _hand_over_one(self) -> bool:

@@ -53,10 +53,14 @@ def test_slots_are_handed_over_round_robin_by_user() -> None:
         slots = ProcessSlots(limit=1, spawns=1)
         order: list[str] = []
         await slots.acquire("first", lambda: False)
+        async with slots.spawning():  # its process starts
+            pass
 
         async def wait(owner: str) -> None:
             await slots.acquire(owner, lambda: False)
             order.append(owner)
+            async with slots.spawning():
+                pass
 
         tasks = [asyncio.create_task(wait(o)) for o in ("bulk", "bulk", "bulk", "other", "bulk")]
         await asyncio.sleep(0)
@@ -70,6 +74,26 @@ def test_slots_are_handed_over_round_robin_by_user() -> None:
     # one user's burst does not hold another back by more than one turn
     assert order.index("other") <= 1, order
     assert sorted(order) == ["bulk", "bulk", "bulk", "bulk", "other"]
+
+
+def test_a_turn_waiting_only_for_a_start_holds_no_slot_and_closes_no_idle_process() -> None:
+    async def scenario() -> None:
+        slots = ProcessSlots(limit=3, spawns=1)
+        evictions: list[str] = []
+        told: list[str] = []
+        await slots.acquire("ann", lambda: evictions.append("ann") is None)
+        waiter = asyncio.create_task(
+            slots.acquire("bob", lambda: evictions.append("bob") is None, lambda: told.append("bob"))
+        )
+        await asyncio.sleep(0)
+        assert not waiter.done() and slots.alive == 1  # bob waits for ann's start, holding no slot
+        assert evictions == [] and told == []  # room for processes: nobody is closed, nobody told "busy"
+        async with slots.spawning():  # ann's process has started
+            pass
+        await waiter
+        assert (slots.alive, slots.starting) == (2, 1)
+
+    asyncio.run(scenario())
 
 
 async def test_a_user_over_their_running_turns_waits_and_is_told(
