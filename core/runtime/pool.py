@@ -208,7 +208,7 @@ class ClientPool:
         warm.last_used = time.monotonic()
         self._clients[key] = warm
         self._clients.move_to_end(key, last=False)  # the least recently used: the first to give way
-        if len(self._clients) > self.size or self.slots.waiting:
+        if len(self._clients) > self.size or self.slots.short:
             self.discard(key)  # turns took the room meanwhile, or one waits for a process: they come first
             return False
         self.prewarmed += 1
@@ -245,8 +245,8 @@ class ClientPool:
         if not healthy and self._clients.get(warm.key) is warm:
             self.discard(warm.key)
         self._evict_over_capacity()
-        if self.slots.waiting:
-            self._make_room()  # somebody waits for a process: an idle one gives way
+        if self.slots.short:
+            self._make_room()  # somebody waits for a process to end: an idle one gives way
 
     def discard(self, key: ConversationKey) -> bool:
         """Close a conversation's client in the background; True when there was one."""

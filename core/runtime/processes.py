@@ -51,6 +51,11 @@ class ProcessSlots:
     def waiting(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
+    @property
+    def short(self) -> bool:
+        """Turns wait in line and every process allowed is alive: one must end for them."""
+        return bool(self._queues) and self.alive >= self.limit
+
     def _free(self) -> bool:
         return self.alive < self.limit and self.starting < self.spawns
 
