@@ -37,8 +37,11 @@ Contract (``tests/contracts/store_contract.py``, a class every backend's test pl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TypedDict, Unpack
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import ParamSpec, TypedDict, TypeVar, Unpack
 
+from ..errors import StoreError
 from ..keys import ConversationKey
 from .records import Conversation, TurnRecord
 
@@ -136,3 +139,30 @@ class ConversationStore(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translating(
+    server: str, errors: tuple[type[BaseException], ...], classify: Callable[[BaseException, str], StoreError]
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """A decorator for a server-backed store's methods: the client library's ``errors`` become the
+    store's (``classify`` picks StoreUnavailable or StoreError), naming ``server`` and the store
+    (``self.describe()``)."""
+
+    def decorate(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @wraps(method)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await method(*args, **kwargs)
+            except StoreError:
+                raise
+            except errors as exc:
+                store = args[0]
+                raise classify(exc, f"{server} ({store.describe()}) failed") from exc  # type: ignore[attr-defined]
+
+        return wrapper
+
+    return decorate

@@ -18,16 +18,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import wraps
-from typing import ParamSpec, TypeVar, Unpack
+from typing import Unpack
 
 import asyncpg
 
 from ..errors import Fenced, StoreError, StoreUnavailable
 from ..keys import ConversationKey
-from .base import ConversationStore, ListFilter, check_filter
+from .base import ConversationStore, ListFilter, check_filter, translating
 from .codec import (
     CONVERSATION_FIELDS,
     TURN_FIELDS,
@@ -38,9 +37,6 @@ from .codec import (
 )
 from .records import Conversation, TurnRecord
 from .settings import PostgresStoreSettings, redact_url
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 _LOCK_ID = 0x63636272  # "ccbr": the advisory lock migrations take
 
@@ -138,20 +134,9 @@ def classify(exc: BaseException, what: str) -> StoreError:
     return StoreError(f"{what}: {exc}")
 
 
-def _guard(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn asyncpg's exceptions into the store's."""
-
-    @wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except StoreError:
-            raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            store = args[0]
-            raise classify(exc, f"PostgreSQL ({store.describe()}) failed") from exc  # type: ignore[attr-defined]
-
-    return wrapper
+_guard = translating(
+    "PostgreSQL", (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError), classify
+)  # asyncpg's exceptions become the store's
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0) -> asyncpg.Pool:

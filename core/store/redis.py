@@ -31,9 +31,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar, Unpack
+from typing import Any, Unpack
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -53,13 +51,10 @@ from redis.exceptions import (
 
 from ..errors import Fenced, StoreError, StoreUnavailable
 from ..keys import ConversationKey
-from .base import FILTER_FIELDS, ConversationStore, ListFilter, check_filter
+from .base import FILTER_FIELDS, ConversationStore, ListFilter, check_filter, translating
 from .codec import conversation_from_row, conversation_to_row, turn_from_row, turn_to_row
 from .records import Conversation, TurnRecord
 from .settings import RedisStoreSettings, redact_url
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 #: the exceptions that mean "the server cannot be reached or used right now"
 UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -135,20 +130,7 @@ def classify(exc: BaseException, what: str) -> StoreError:
     return StoreError(f"{what}: {exc}")
 
 
-def _guard(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn redis-py's exceptions into the store's."""
-
-    @wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except StoreError:
-            raise
-        except (TimeoutError, RedisError, OSError) as exc:
-            store = args[0]
-            raise classify(exc, f"Redis ({store.describe()}) failed") from exc  # type: ignore[attr-defined]
-
-    return wrapper
+_guard = translating("Redis", (TimeoutError, RedisError, OSError), classify)  # redis-py's exceptions become the store's
 
 
 def connect(url: str, *, timeout: float = 5.0) -> aioredis.Redis:
