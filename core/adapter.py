@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .keys import ConversationKey
@@ -56,6 +56,24 @@ if TYPE_CHECKING:
 PlaceT = TypeVar("PlaceT")
 #: A bot's routing policy: where a message was written -> its conversation, or None (not for the bot).
 Router = Callable[[PlaceT], ConversationKey | None]
+
+
+async def drain_tasks(tasks: Collection[asyncio.Task[Any]], timeout: float) -> None:
+    """Let an adapter's tasks in flight finish within ``timeout`` seconds, then cancel what is left.
+
+    ``tasks`` is read again after each wait: a task finishing may start another (a download
+    that submits its message), which is waited for too.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending := [t for t in tasks if not t.done()]:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            return
+        await asyncio.wait(pending, timeout=remaining)
 
 
 class ChatAdapter(ABC, Generic[PlaceT]):

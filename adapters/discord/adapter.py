@@ -41,7 +41,7 @@ from core import (
     PlatformUnavailable,
     UserRef,
 )
-from core.adapter import Router
+from core.adapter import Router, drain_tasks
 from core.commands import help_text
 from core.dispatcher import Ticket
 
@@ -255,7 +255,7 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
         """Stop taking messages, let replies in flight finish (approvals can still be answered), disconnect."""
         self._stopping = True
         self._open.set()  # events waiting for start() see that the bot is stopping
-        await self._drain(drain_timeout)
+        await drain_tasks(self._tasks, drain_timeout)
         await self.client.close()
         gateway, self._gateway = self._gateway, None
         if gateway is not None and not gateway.done():
@@ -269,18 +269,6 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
                 await gateway
         elif gateway is not None and not gateway.cancelled():
             gateway.exception()  # retrieved: no "never retrieved" warning
-
-    async def _drain(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while pending := [t for t in self._tasks if not t.done()]:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                return
-            await asyncio.wait(pending, timeout=remaining)
 
     def _submit(self, incoming: IncomingMessage, ticket: Ticket | None = None) -> None:
         task = self.dispatcher.submit(incoming, ticket)

@@ -34,7 +34,7 @@ from core import (
     PlatformUnavailable,
     UserRef,
 )
-from core.adapter import Router
+from core.adapter import Router, drain_tasks
 
 from . import approvals
 from .api import FeishuApi
@@ -178,16 +178,7 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
         """Let the messages in flight finish (``timeout`` seconds), then cancel what is left."""
         for _ in range(3):  # bodies the long connection handed over just before it stopped: let them start
             await asyncio.sleep(0)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while pending := [t for t in self._tasks if not t.done()]:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                return
-            await asyncio.wait(pending, timeout=remaining)
+        await drain_tasks(self._tasks, timeout)
 
     def _track(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
         self._tasks.add(task)

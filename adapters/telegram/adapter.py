@@ -50,6 +50,7 @@ from core import (
     UserRef,
 )
 from core.adapter import Router as CoreRouter
+from core.adapter import drain_tasks
 from core.commands import COMMANDS
 
 from . import approvals
@@ -209,21 +210,8 @@ class TelegramAdapter(ChatAdapter[MessageView]):
         if app.running:
             await app.stop()
         self.albums.flush()
-        await self._drain(drain_timeout)
+        await drain_tasks(self._tasks, drain_timeout)
         await app.shutdown()  # a no-op when it never started
-
-    async def _drain(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        # a finishing download submits a message: a new task while we wait
-        while pending := [t for t in self._tasks if not t.done()]:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                return
-            await asyncio.wait(pending, timeout=remaining)
 
     async def _register_commands(self) -> None:
         commands = [BotCommand(spec.name, spec.help[:256]) for spec in COMMANDS.values()]
