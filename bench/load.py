@@ -147,6 +147,7 @@ class Sample:
     cli_rss: int  # bytes, all live CLIs
     biggest_cli: int
     pool: int
+    idle: int  # pool clients no turn is using
     closing: int
     alive: int  # process slots taken (starting, running, idle or closing)
     bot_rss: int
@@ -203,6 +204,7 @@ class Monitor:
                     cli_rss=sum(clis),
                     biggest_cli=max(clis, default=0),
                     pool=len(pool),
+                    idle=sum(1 for key in pool.keys() if (warm := pool.get(key)) is not None and not warm.busy),
                     closing=pool.closing,
                     alive=slots.alive,
                     bot_rss=me.memory_info().rss,

@@ -2,8 +2,8 @@
 
 Real Claude Code CLIs against the fake model; nothing here is timed. More conversations than the pool
 holds arrive at once, each sends two messages: the live Claude Code processes (counted from the
-bot's process tree every 0.1 s) never exceed the cap (pool size + 2), the warm pool never exceeds
-its size, and every message is answered exactly once.
+bot's process tree every 0.1 s) never exceed the cap (pool size + 2), the warm pool keeps no idle
+client beyond its size, and every message is answered exactly once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ async def test_the_pool_never_exceeds_its_size_under_the_load_scenario() -> None
     assert result.samples, "the monitor took no sample"
     assert max(s.clis for s in result.samples) <= result.limit
     assert max(s.alive for s in result.samples) <= result.limit
-    assert max(s.pool for s in result.samples) <= shape.pool_size
+    # the warm pool keeps at most pool_size clients; beyond it only while every client runs a turn
+    # (on the extra processes the cap allows), the first one to go idle is closed at once
+    assert all(s.pool <= shape.pool_size or s.idle == 0 for s in result.samples)
+    assert max(s.pool for s in result.samples) <= result.limit
     # the scenario did press on the pool: more starts than it holds, idle processes closed for others
     assert result.spawns > shape.pool_size
     assert result.evictions > 0
