@@ -39,16 +39,24 @@ While running, for every event:
   presser privately when it raises :class:`~core.errors.ApprovalForbidden` /
   :class:`~core.errors.ApprovalNotFound`;
 * event types the adapter does not handle are skipped with a debug log.
+
+With several instances, a message for a conversation another instance owns is
+handed to that instance (:mod:`core.routing`) together with its sink's
+``address()``; the owner's adapter rebuilds the sink with ``sink_at(address)``
+and posts the reply itself. ``sink_at`` returns None when this instance cannot
+post there (not connected, an address it does not know): the receiver then shows
+the reply, from the events the owner sends back.
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .keys import ConversationKey
+from .sink import ReplySink
 
 if TYPE_CHECKING:
     from .dispatcher import Dispatcher
@@ -58,15 +66,15 @@ PlaceT = TypeVar("PlaceT")
 Router = Callable[[PlaceT], ConversationKey | None]
 
 
-async def drain_tasks(tasks: Collection[asyncio.Task[Any]], timeout: float) -> None:
+async def drain_tasks(timeout: float, *task_sets: Collection[asyncio.Task[Any]]) -> None:
     """Let an adapter's tasks in flight finish within ``timeout`` seconds, then cancel what is left.
 
-    ``tasks`` is read again after each wait: a task finishing may start another (a download
+    The sets are read again after each wait: a task finishing may start another (a download
     that submits its message), which is waited for too.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while pending := [t for t in tasks if not t.done()]:
+    while pending := [t for tasks in task_sets for t in tasks if not t.done()]:
         remaining = deadline - loop.time()
         if remaining <= 0:
             for task in pending:
@@ -92,6 +100,11 @@ class ChatAdapter(ABC, Generic[PlaceT]):
         self.dispatcher = dispatcher
         self.route = route
         self.where = where
+        dispatcher.adapter = self  # rebuilds the sinks of messages other instances hand over
+
+    def sink_at(self, address: Mapping[str, Any]) -> ReplySink | None:
+        """The sink a :meth:`ReplySink.address` of this bot names, or None when this instance cannot post there."""
+        return None
 
     def config_key(self, name: str) -> str:
         """The full config key of one of the adapter's settings, for errors (``bots.team.token``)."""

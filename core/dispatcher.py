@@ -52,6 +52,7 @@ from .routing import DispatchRouting, RelaySink
 from .sink import ReplySink
 
 if TYPE_CHECKING:  # the agent imports nothing from here; avoid the cycle at run time
+    from .adapter import ChatAdapter
     from .agent import Agent
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ class Dispatcher:
         self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
         #: the names a conversation's place goes by (``slack:C0123``); bots set their own policy
         self.places_of: Callable[[ConversationKey], list[str]] = lambda key: [key.place]
+        #: the bot's adapter (it registers itself): rebuilds the sinks of messages other instances hand over
+        self.adapter: ChatAdapter[Any] | None = None
         self.routing = DispatchRouting(self)
         self.routing.subscribe()
 
@@ -220,6 +223,11 @@ class Dispatcher:
         """Handle ``msg`` and wait until its reply is complete."""
         claims, _ = _claims.get(), _claims.set(())
         await self._handle_safely(msg, None, lambda: None, claims)
+
+    @property
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """The messages in flight (a live set: local ones and the ones other instances handed over)."""
+        return self._tasks
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for messages in flight (at shutdown)."""

@@ -5,10 +5,16 @@ lease (:mod:`core.coordination.redis`); from then on every instance hands that
 conversation's messages to the owner, after doing what only the receiver can do
 (checking access, downloading files onto the shared workspace storage). The
 owner runs the rest of the dispatcher's pipeline — batching, caps, the busy
-policy, commands, the turn on its warm Claude Code process — and sends the
-turn's events back; the receiver shows them on its platform connection through
-the same reply engine as a local turn. The HTTP API and the library route their
-turns the same way (:class:`AgentRouting`).
+policy, commands, the turn on its warm Claude Code process — and replies to the
+platform itself: the message carries its sink's address
+(:meth:`~core.sink.ReplySink.address`), from which the owner's adapter rebuilds
+the sink (:meth:`~core.adapter.ChatAdapter.sink_at`). The receiver only waits
+for the owner to finish (and tells the user once if the owner dies mid-reply).
+Where the owner cannot post there (a sink without an address, an instance not
+connected to the platform), it sends the turn's events back and the receiver
+shows them through the same reply engine as a local turn. The HTTP API and the
+library route their turns the same way (:class:`AgentRouting`); their events
+always travel back to the instance holding the client's connection.
 
 When an owner dies, its heartbeat lapses and the next message for one of its
 conversations makes the receiver the owner (with the next fencing token): it
@@ -20,19 +26,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .commands import parse_command
 from .coordination.base import OwnerGone
-from .events import AgentEvent, ApprovalRequested, FileOffered, TurnError, TurnResult, TurnWaiting
+from .events import (
+    AgentEvent,
+    ApprovalRequest,
+    ApprovalRequested,
+    FileOffered,
+    TurnError,
+    TurnResult,
+    TurnWaiting,
+)
 from .keys import ConversationKey, UserRef
 from .reply import ReplyStreamer, send_notice
 from .sink import ReplySink
 from .wire import (
     Done,
     Notice,
+    Posting,
     Typing,
     attachment_from_wire,
     attachment_to_wire,
@@ -50,6 +66,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SILENCE_TIMEOUT = 15 * 60.0  # seconds without a word from an owner before a forwarded message is given up
+KEEPALIVE = 60.0  # seconds between the owner's signs of life to the receiver while it works on a message
+CUT_OFF = "the instance running this conversation stopped; this reply was cut off"
 
 
 class RelaySink(ReplySink):
@@ -85,8 +103,67 @@ class RelaySink(ReplySink):
         await self.send(FileOffered(path, caption))
 
 
-async def show(replies: AsyncIterator[dict[str, Any]], sink: ReplySink, verbosity: str, show_cost: bool) -> None:
-    """Show an owner's events on the receiver's sink: notices at once, a turn through the reply engine."""
+class PostingSink(ReplySink):
+    """The sink of a handed-over message whose owner posts the reply itself.
+
+    It is the platform's sink rebuilt from the receiver's address; the receiver is told
+    once (:class:`~core.wire.Posting`) when the reply begins to show, so that an owner dying
+    after that is never answered twice.
+    """
+
+    def __init__(self, sink: ReplySink, relay: RelaySink) -> None:
+        self.sink = sink
+        self.relay = relay
+        self.limits = sink.limits
+        self.private_notices = sink.private_notices
+        self.shown = False
+
+    async def _showing(self) -> None:
+        if not self.shown:
+            self.shown = True
+            await self.relay.send(Posting(shown=True))
+
+    async def post(self, text: str) -> Any:
+        await self._showing()
+        return await self.sink.post(text)
+
+    async def edit(self, handle: Any, text: str) -> None:
+        await self.sink.edit(handle, text)
+
+    async def finalize(self, handle: Any | None, text: str) -> None:
+        await self._showing()
+        await self.sink.finalize(handle, text)
+
+    async def typing(self) -> None:
+        await self.sink.typing()
+
+    async def show_approval(self, request: ApprovalRequest) -> None:
+        await self._showing()
+        await self.sink.show_approval(request)
+
+    async def notify(self, text: str) -> None:
+        await self.sink.notify(text)  # a notice is no part of the reply: the message may still run elsewhere
+
+    async def send_file(self, path: Path, caption: str = "") -> None:
+        await self._showing()
+        await self.sink.send_file(path, caption)
+
+    def address(self) -> dict[str, Any] | None:
+        return self.sink.address()
+
+
+async def show(
+    replies: AsyncIterator[dict[str, Any]],
+    sink: ReplySink,
+    verbosity: str,
+    show_cost: bool,
+    take_over: Callable[[], Awaitable[None]],
+) -> None:
+    """Show an owner's events on the receiver's sink: notices at once, a turn through the reply engine.
+
+    When the owner dies after its reply began to show, ``take_over`` runs (the conversation
+    changes hands, the cut-off turn is acknowledged) before the user is told, once.
+    """
     queue: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
     streamer: asyncio.Task[Any] | None = None
 
@@ -94,15 +171,19 @@ async def show(replies: AsyncIterator[dict[str, Any]], sink: ReplySink, verbosit
         while (event := await queue.get()) is not None:
             yield event
 
+    posted = shown = False  # the owner replies on the platform itself; its reply has begun to show
     try:
         async for data in replies:
             event = event_from_wire(data)
             if isinstance(event, Done):
                 break
+            if isinstance(event, Posting):
+                posted, shown = True, shown or event.shown
+                continue
             if isinstance(event, Notice):
                 await send_notice(sink, event.text)
                 continue
-            if isinstance(event, Typing):
+            if isinstance(event, Typing) and not posted:
                 try:
                     await sink.typing()
                 except Exception as exc:
@@ -121,18 +202,19 @@ async def show(replies: AsyncIterator[dict[str, Any]], sink: ReplySink, verbosit
                 await streamer
                 streamer = None
     except OwnerGone as gone:
-        if streamer is None:  # nothing of the turn was shown: the message can be run elsewhere
+        if streamer is None and not shown:  # nothing of the turn was shown: the message can be run elsewhere
             raise OwnerGone(gone.instance, started=False) from None
-        raise
+        log.warning("%s stopped while answering a message for this instance", gone.instance)
+        await take_over()
+        if streamer is None:  # the owner posted the reply itself: the notice goes below it
+            await send_notice(sink, f"⚠️ {CUT_OFF[0].upper()}{CUT_OFF[1:]}.")
     except TimeoutError as exc:
         log.warning("a forwarded message got no answer: %s", exc)
-        if streamer is None:
+        if streamer is None and not shown:
             await send_notice(sink, "⚠️ The instance running this conversation did not answer; please send it again.")
     finally:
         if streamer is not None:
-            queue.put_nowait(
-                TurnError("the instance running this conversation stopped; this reply was cut off", kind="unavailable")
-            )
+            queue.put_nowait(TurnError(CUT_OFF, kind="unavailable"))
             queue.put_nowait(None)
             await streamer
 
@@ -185,6 +267,7 @@ class DispatchRouting:
             "role_mentions": list(msg.role_mentions),
             "places": list(msg.places or self.dispatcher.places_of(msg.key)),
             "message_id": msg.message_id,
+            "address": msg.reply.address(),
         }
         reply = self.agent.sections.reply
         while True:
@@ -195,17 +278,17 @@ class DispatchRouting:
             await backend.send(ownership.instance, {**message, "channel": channel})
             if release is not None:
                 release()  # the owner receives this conversation's messages in the order they were sent
+
+            async def take_over() -> None:  # the user is told of the cut-off as it happens: not again later
+                await self._ownership(msg.key)
+                await self.agent.conversations.acknowledge_interruption(msg.key)
+
             try:
                 async with aclosing(backend.replies(channel, SILENCE_TIMEOUT, sender=ownership.instance)) as replies:
-                    await show(replies, msg.reply, reply.verbosity, reply.show_cost)
+                    await show(replies, msg.reply, reply.verbosity, reply.show_cost, take_over)
                 return True
-            except OwnerGone as gone:
-                log.warning("%s stopped answering a message for %s", gone.instance, msg.key)
-                if not gone.started:
-                    continue  # never taken up: the next owner (likely this instance) runs it
-                await self._ownership(msg.key)  # take over now; the reply shown above told the user
-                await self.agent.conversations.acknowledge_interruption(msg.key)
-                return True
+            except OwnerGone as gone:  # never taken up: the next owner (likely this instance) runs it
+                log.warning("%s stopped before answering a message for %s; running it again", gone.instance, msg.key)
 
     async def _ownership(self, key: ConversationKey) -> Ownership:
         backend = self.backend
@@ -225,7 +308,17 @@ class DispatchRouting:
         backend = self.backend
         assert backend is not None
         key = ConversationKey.parse(message["key"])
-        sink = RelaySink(backend, message["channel"])
+        relay = RelaySink(backend, message["channel"])
+        sink: ReplySink = relay
+        address, adapter = message.get("address"), self.dispatcher.adapter
+        if address and adapter is not None:
+            try:
+                posting = adapter.sink_at(address)
+            except Exception:
+                log.exception("could not rebuild the reply sink of a message handed over for %s", key)
+                posting = None
+            if posting is not None:
+                sink = PostingSink(posting, relay)
         msg = IncomingMessage(
             key=key,
             user=user_from_wire(message["user"]),
@@ -238,12 +331,12 @@ class DispatchRouting:
             places=list(message.get("places") or []),
         )
         ticket = self.dispatcher.reserve(key)  # inbox order is arrival order
-        task = asyncio.create_task(self._run(msg, message, ticket), name=f"ccbridge-forwarded-{key}")
+        task = asyncio.create_task(self._run(msg, message, ticket, relay), name=f"ccbridge-forwarded-{key}")
         self.dispatcher.track(task)
 
-    async def _run(self, msg: IncomingMessage, message: dict[str, Any], ticket: Any) -> None:
+    async def _run(self, msg: IncomingMessage, message: dict[str, Any], ticket: Any, relay: RelaySink) -> None:
         sink = msg.reply
-        assert isinstance(sink, RelaySink)
+        keepalive = asyncio.create_task(self._keepalive(sink, relay)) if isinstance(sink, PostingSink) else None
         try:
             if message.get("command"):
                 ticket.release()
@@ -260,7 +353,16 @@ class DispatchRouting:
             await sink.notify("⚠️ Something went wrong on our side; the error was logged.")
         finally:
             ticket.release()
-            await sink.send(Done())
+            if keepalive is not None:
+                keepalive.cancel()
+            await relay.send(Done())
+
+    @staticmethod
+    async def _keepalive(sink: PostingSink, relay: RelaySink) -> None:
+        """Tell the receiver this instance replies itself, and keep telling it while it works."""
+        while True:
+            await relay.send(Posting(shown=sink.shown))
+            await asyncio.sleep(KEEPALIVE)
 
 
 class AgentRouting:
@@ -332,9 +434,7 @@ class AgentRouting:
                 raise OwnerGone(gone.instance, started=False) from None
             await self.owner(key)  # take the conversation over; the caller is told here, once
             await self.agent.conversations.acknowledge_interruption(key)
-            yield TurnError(
-                "the instance running this conversation stopped; this reply was cut off", kind="unavailable"
-            )
+            yield TurnError(CUT_OFF, kind="unavailable")
         finally:
             if not finished:  # the caller left (an HTTP client went away): stop the turn over there
                 await backend.send(instance, {"type": "stop", "key": str(key)})

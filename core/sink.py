@@ -20,6 +20,11 @@ call into their platform's API. The contract (``tests/contracts/sink_contract.py
 * ``notify(text)`` shows a notice that is not part of a reply (refusals, "queued",
   hints, refused files); the default is ``finalize(None, text)``. A platform may
   show notices privately where it can (e.g. an ephemeral answer to a slash command).
+* ``address()`` says where the sink answers as plain JSON data, from which another
+  instance of the same bot rebuilds it (:meth:`~core.adapter.ChatAdapter.sink_at`),
+  so that with several instances the one running a conversation posts its replies
+  itself. None (the default): the sink cannot be rebuilt elsewhere (an interaction's
+  private answer) and the instance that received the message shows the reply.
 
 Errors: raise :class:`~core.errors.RateLimited` (with ``retry_after``) when the
 platform says slow down, :class:`~core.errors.MessageGone` when a message can no
@@ -29,13 +34,18 @@ streamer waits out rate limits, coalesces updates, and never drops the final tex
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .events import ApprovalRequest
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,3 +92,25 @@ class ReplySink(ABC):
     async def send_file(self, path: Path, caption: str = "") -> None:
         """Upload a file; the default only names it."""
         await self.finalize(None, f"📎 {path.name}" + (f" — {caption}" if caption else ""))
+
+    def address(self) -> dict[str, Any] | None:
+        """Where this sink answers, as JSON data its adapter's ``sink_at`` rebuilds it from (None: nowhere else)."""
+        return None
+
+
+class TargetedSink(ReplySink):
+    """A sink whose ``target`` (a dataclass of plain values: chat, thread, message answered) says where it answers."""
+
+    target: Any
+
+    def address(self) -> dict[str, Any] | None:
+        return dataclasses.asdict(self.target)
+
+
+def target_from(cls: type[T], address: Mapping[str, Any]) -> T | None:
+    """``cls`` rebuilt from a :meth:`TargetedSink.address` (None, logged, when it does not fit)."""
+    try:
+        return cls(**address)
+    except TypeError as exc:
+        log.warning("a reply address that does not fit %s: %s", cls.__name__, exc)
+        return None

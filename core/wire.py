@@ -3,9 +3,10 @@
 When another instance owns a conversation, the message is handed to it and the
 turn's events come back the same way (:mod:`core.routing`). Everything here is
 plain data: the events of :mod:`core.events`, the people (:class:`UserRef`), the
-files already saved on shared storage (:class:`Attachment`), and two events that
-only exist on the way back — :class:`Notice` (a notice the owner sent) and
-:class:`Typing` (a sign of life while the owner waits).
+files already saved on shared storage (:class:`Attachment`), and the events that
+only exist on the way back — :class:`Notice` (a notice the owner sent),
+:class:`Typing` (a sign of life while the owner waits), :class:`Posting` (the owner
+replies on the platform itself) and :class:`Done`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,14 @@ class Typing:
 
 
 @dataclass
+class Posting:
+    """The owner posts this message's reply on the platform itself (said when it takes the message up, and
+    now and then while it works); ``shown``: the reply has begun to show (run elsewhere, it would show twice)."""
+
+    shown: bool = False
+
+
+@dataclass
 class Done:
     """The owner finished with the forwarded message."""
 
@@ -69,6 +78,7 @@ _EVENTS: dict[str, type] = {
         TurnError,
         Notice,
         Typing,
+        Posting,
         Done,
     )
 }

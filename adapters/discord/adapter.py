@@ -255,7 +255,7 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
         """Stop taking messages, let replies in flight finish (approvals can still be answered), disconnect."""
         self._stopping = True
         self._open.set()  # events waiting for start() see that the bot is stopping
-        await drain_tasks(self._tasks, drain_timeout)
+        await drain_tasks(drain_timeout, self._tasks, self.dispatcher.in_flight)
         await self.client.close()
         gateway, self._gateway = self._gateway, None
         if gateway is not None and not gateway.done():

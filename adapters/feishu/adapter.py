@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lark_oapi.ws.exception import ClientException, ServerException
@@ -35,6 +36,7 @@ from core import (
     UserRef,
 )
 from core.adapter import Router, drain_tasks
+from core.sink import target_from
 
 from . import approvals
 from .api import FeishuApi
@@ -178,7 +180,7 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
         """Let the messages in flight finish (``timeout`` seconds), then cancel what is left."""
         for _ in range(3):  # bodies the long connection handed over just before it stopped: let them start
             await asyncio.sleep(0)
-        await drain_tasks(self._tasks, timeout)
+        await drain_tasks(timeout, self._tasks, self.dispatcher.in_flight)
 
     def _track(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
         self._tasks.add(task)
@@ -257,6 +259,11 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
 
     def sink_for(self, target: FeishuTarget) -> FeishuSink:
         return FeishuSink(self.api, target, self.sink_options, self.caps, self.pacer)
+
+    def sink_at(self, address: Mapping[str, Any]) -> FeishuSink | None:
+        """A reply another instance received, posted from here (while this instance is running)."""
+        target = target_from(FeishuTarget, address)
+        return self.sink_for(target) if target is not None and self._accepting and self._ready.is_set() else None
 
     # -- buttons -----------------------------------------------------------------------------
     async def _on_card_action(self, body: dict[str, Any]) -> dict[str, Any]:

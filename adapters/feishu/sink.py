@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core import ApprovalRequest, MessageGone, ReplySink, SinkError, SinkLimits
+from core import ApprovalRequest, MessageGone, SinkError, SinkLimits
 from core.intake import human_size
+from core.sink import TargetedSink
 
 from . import approvals, cards
 from .api import FeishuApi, dumps
@@ -138,7 +139,7 @@ class CardHandle:
 
 
 @dataclass(eq=False)
-class FeishuSink(ReplySink):
+class FeishuSink(TargetedSink):
     api: FeishuApi
     target: FeishuTarget
     options: SinkOptions = field(default_factory=SinkOptions)

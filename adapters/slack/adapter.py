@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from slack_bolt.app.async_app import AsyncApp
@@ -18,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core import ChatAdapter, ConfigError, Dispatcher, PlatformUnavailable
 from core.adapter import Router
+from core.sink import target_from
 
 from .config import SlackConfig
 from .errors import NETWORK_ERRORS, error_code
@@ -53,6 +55,7 @@ class SlackAdapter(ChatAdapter[SlackPlace]):
         api_host = urlsplit(config.base_url).hostname or ""
         self.files = FileFetcher(token, extra_hosts={api_host} if api_host else set())
         self.bot: BotIdentity | None = None
+        self._running = False  # started and not stopping: replies other instances received may be posted here
         secret = config.signing_secret.get_secret_value() if config.signing_secret else None
         self.app = AsyncApp(
             client=self.client,
@@ -92,6 +95,11 @@ class SlackAdapter(ChatAdapter[SlackPlace]):
     def sink_for(self, target: SlackTarget) -> SlackSink:
         return SlackSink(self.client, target, self.sink_options, self.caps)
 
+    def sink_at(self, address: Mapping[str, Any]) -> SlackSink | None:
+        """A reply another instance received, posted from here (while this instance is running)."""
+        target = target_from(SlackTarget, address)
+        return self.sink_for(target) if target is not None and self._running else None
+
     async def start(self) -> None:
         await self.identity()
         try:
@@ -102,8 +110,10 @@ class SlackAdapter(ChatAdapter[SlackPlace]):
         except BaseException:
             await self.stop(drain_timeout=0)
             raise
+        self._running = True
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
+        self._running = False
         if self.socket is not None:
             await self.socket.stop()
         if self.http is not None:

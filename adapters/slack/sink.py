@@ -29,7 +29,8 @@ from typing import Any, Literal
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core import ApprovalRequest, MessageGone, ReplySink, SinkLimits
+from core import ApprovalRequest, MessageGone, SinkLimits
+from core.sink import TargetedSink
 
 from . import approvals
 from .errors import (
@@ -94,7 +95,7 @@ class _StreamEnded(Exception):
 
 
 @dataclass(eq=False)
-class SlackSink(ReplySink):
+class SlackSink(TargetedSink):
     client: AsyncWebClient
     target: SlackTarget
     options: SinkOptions = field(default_factory=SinkOptions)

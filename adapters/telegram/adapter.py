@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from telegram import BotCommand, CallbackQuery, Message, Update, User
@@ -52,6 +53,7 @@ from core import (
 from core.adapter import Router as CoreRouter
 from core.adapter import drain_tasks
 from core.commands import COMMANDS
+from core.sink import target_from
 
 from . import approvals
 from .albums import Album, AlbumCollector
@@ -210,7 +212,7 @@ class TelegramAdapter(ChatAdapter[MessageView]):
         if app.running:
             await app.stop()
         self.albums.flush()
-        await drain_tasks(self._tasks, drain_timeout)
+        await drain_tasks(drain_timeout, self._tasks, self.dispatcher.in_flight)
         await app.shutdown()  # a no-op when it never started
 
     async def _register_commands(self) -> None:
@@ -239,6 +241,14 @@ class TelegramAdapter(ChatAdapter[MessageView]):
             thread_id=view.thread_id,
             reply_to=None if view.private else view.message_id,
         )
+        return self._sink(target)
+
+    def sink_at(self, address: Mapping[str, Any]) -> TelegramSink | None:
+        """A reply another instance received, posted from here (only while this instance is connected)."""
+        target = target_from(ChatTarget, address)
+        return self._sink(target) if target is not None and self.application.running else None
+
+    def _sink(self, target: ChatTarget) -> TelegramSink:
         return TelegramSink(
             self.application.bot, target, limits=self.limits, pacer=self.pacer, drafts=self.drafts, names=self.names
         )

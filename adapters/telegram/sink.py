@@ -24,7 +24,8 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, EndPointNotFound, InvalidToken, TelegramError
 
-from core import ApprovalRequest, CCBridgeError, MessageGone, ReplySink, SinkLimits
+from core import ApprovalRequest, CCBridgeError, MessageGone, SinkLimits
+from core.sink import TargetedSink
 
 from . import approvals
 from .errors import call, translate
@@ -120,7 +121,7 @@ class Handle:
 
 
 @dataclass
-class TelegramSink(ReplySink):
+class TelegramSink(TargetedSink):
     bot: Bot
     target: ChatTarget
     limits: SinkLimits = field(default_factory=telegram_limits)

@@ -10,6 +10,7 @@ its platform's user ids.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ class ChatHarness(ABC):
 
     platform: str
     fake_api: FakeAnthropicAPI
+    bot: Any  # the running ChatBot (its adapter and dispatcher), None when stopped
+    #: the bot's reply sinks have an address another instance rebuilds them from (so the instance
+    #: running a conversation posts its replies itself); False: the receiving instance shows them
+    replies_elsewhere: bool = True
 
     @abstractmethod
     async def start(self, **sections: Any) -> Agent:
@@ -169,6 +174,34 @@ class ChatBotContract:
         harness.rate_limit_final(retry_after=1)
         await harness.say("alice", "the whole answer please")
         assert await harness.reply_containing("alice", "echo: the whole answer please")
+
+    async def test_another_instance_rebuilds_a_reply_sink_from_its_address(self, harness: ChatHarness) -> None:
+        await harness.start()
+        dispatcher = harness.bot.dispatcher
+        received: list[Any] = []
+        submit = dispatcher.submit
+
+        def recording(msg: Any, ticket: Any = None) -> Any:
+            received.append(msg.reply)
+            return submit(msg, ticket)
+
+        dispatcher.submit = recording
+        await harness.say("alice", "where do you answer?")
+        await harness.reply_containing("alice", "echo: where do you answer?")
+        address = received[0].address()
+        assert dispatcher.adapter is harness.bot.adapter  # the adapter the owner rebuilds sinks with
+        if not harness.replies_elsewhere:
+            assert address is None
+            return
+        travelled = json.loads(json.dumps(address))  # what the coordination Redis carries
+        rebuilt = harness.bot.adapter.sink_at(travelled)
+        assert rebuilt is not None and rebuilt.address() == address
+        await rebuilt.finalize(None, "posted by the owner")
+        await harness.reply_containing("alice", "posted by the owner")
+        adapter = harness.bot.adapter
+        assert adapter.sink_at({"no such field": 1}) is None
+        await harness.stop()
+        assert adapter.sink_at(travelled) is None  # a stopped instance does not post
 
     async def test_a_rejected_token_is_a_config_error_naming_the_key(self, harness: ChatHarness) -> None:
         with pytest.raises(ConfigError) as info:

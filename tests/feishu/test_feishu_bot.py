@@ -258,6 +258,7 @@ async def test_a_refused_card_update_falls_back_to_patching_and_the_full_text_ar
     fake.fail("cardkit.v1.card.create", Failure(400, code=99991672, description="Access denied"))
     await bot.send(alice, text="one more")
     await reply_containing(fake, dm, "echo: one more")
+    await idle(bot, bot.key(alice))  # not queued behind the turn still recording its end (a notice more)
     await bot.send(alice, text="and once more")
     await reply_containing(fake, dm, "echo: and once more")
     assert len(fake.called("cardkit.v1.card.create")) == 2  # not tried again after the refusal

@@ -87,6 +87,48 @@ async def test_a_conversation_started_on_a_continues_on_b_on_as_warm_process(
     await recorded(tmp_path, [("my name is Ada", "ok", "a"), ("what is my name?", "ok", "a")])
 
 
+async def test_the_owner_posts_the_reply_itself_so_the_receiver_may_die_after_handing_over(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    a, b = await launch("a"), await launch("b")
+    await a.deliver(update(bot_api, "my name is Ada"))
+    await answered(bot_api, "my name is Ada")
+    fake_api.rules["take your time"] = [Text("slowly, for Ada", chunks=6, delay=0.5)]
+    assert await b.deliver(update(bot_api, "take your time")) == 200  # handed to A, the owner
+    await eventually(lambda: asked(fake_api, "take your time"), what="the turn reaching the model on A")
+    b.kill()  # the receiver is gone: nobody is left to show events sent back to it
+    await b.process.wait()
+    await bot_api.wait_for(lambda: "slowly, for Ada" in bot_api.texts(42), timeout=60, what="A's own reply")
+    assert not [t for t in bot_api.texts(42) if "cut off" in t or "went wrong" in t]
+    await recorded(tmp_path, [("my name is Ada", "ok", "a"), ("take your time", "ok", "a")])
+
+
+async def test_an_owner_killed_mid_reply_to_a_handed_over_message_costs_one_notice(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    a, b = await launch("a"), await launch("b")
+    await a.deliver(update(bot_api, "my name is Ada"))
+    await answered(bot_api, "my name is Ada")
+    fake_api.rules["a long job"] = [Hang("working on it", seconds=120)]
+    await b.deliver(update(bot_api, "a long job"))  # handed to A, which begins to show its reply
+    await bot_api.wait_for(
+        lambda: any("working on it" in d.text for d in bot_api.drafts), what="A's reply beginning to show"
+    )
+    a.kill()
+    await a.process.wait()
+    # B sees the owner's heartbeat lapse: the user is told once that the reply was cut off
+    await bot_api.wait_for(lambda: [t for t in bot_api.texts(42) if "cut off" in t], timeout=30, what="the notice")
+    await b.deliver(update(bot_api, "what is my name?"))
+    await answered(bot_api, "what is my name?", timeout=90)
+    assert "my name is Ada" in str(fake_api.requests[-1].messages)
+    assert len([t for t in bot_api.texts(42) if "cut off" in t]) == 1, bot_api.texts(42)
+    assert asked(fake_api, "a long job") == 1  # shown once already: never run again elsewhere
+    await recorded(
+        tmp_path,
+        [("my name is Ada", "ok", "a"), ("a long job", "interrupted", "a"), ("what is my name?", "ok", "b")],
+    )
+
+
 async def test_the_same_update_delivered_to_two_instances_is_answered_once(
     launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
 ) -> None:
