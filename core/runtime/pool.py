@@ -59,6 +59,7 @@ class WarmClient:
     spawn_id: str | None = None  # the launcher's pidfile name
     generation: int = 0  # the pool's settings generation it was started with
     cli_cost_usd: float | None = None  # the last cumulative cost this process reported
+    owner: str = ""  # the user of its current (or last) turn
 
     async def disconnect(self) -> None:
         client, self.client = self.client, None
@@ -88,7 +89,7 @@ class ClientPool:
         self._closing: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._warming: dict[ConversationKey, asyncio.Task[bool]] = {}  # clients opened ahead of their turn
-        self._starting: set[ConversationKey] = set()  # turns starting their conversation's process
+        self._starting: dict[ConversationKey, str] = {}  # turns starting their conversation's process: their user
         self.spawns = 0
         self.evictions = 0
         self.prewarmed = 0  # clients opened ahead of their turn (counted in ``spawns`` too)
@@ -114,6 +115,11 @@ class ClientPool:
     def warming(self, key: ConversationKey) -> bool:
         """A client of ``key`` is being opened ahead of its turn."""
         return key in self._warming
+
+    def turns_of(self, owner: str) -> int:
+        """``owner``'s turns in progress here: running on a client, or starting (or waiting for) a process."""
+        running = sum(1 for warm in self._clients.values() if warm.busy and warm.owner == owner)
+        return running + sum(1 for user in self._starting.values() if user == owner)
 
     def has_room(self) -> bool:
         """Another client fits without closing one (clients kept plus those being opened ahead)."""
@@ -151,7 +157,7 @@ class ClientPool:
             self.discard(key)
             warm = None
         if warm is None:
-            self._starting.add(key)
+            self._starting[key] = owner
             try:
                 await self._slot(owner, abort, waiting)
                 warm = WarmClient(key, spec, busy=True, generation=self.generation)
@@ -164,10 +170,11 @@ class ClientPool:
                         self._on_closed(warm)
                     raise
             finally:
-                self._starting.discard(key)
+                self._starting.pop(key, None)
             self.spawns += 1
             self._clients[key] = warm
         warm.busy = True
+        warm.owner = owner
         self._clients.move_to_end(key)
         self._evict_over_capacity()
         return warm

@@ -38,11 +38,15 @@ class ProcessSlots:
     A slot is handed out only when a process may also start at once (fewer than ``spawns``
     starting): a turn that would only wait for a start waits in the fair line instead, so it
     neither holds a slot an idle warm process could keep nor jumps the line of other users.
+    With ``load`` (an owner -> its turns in progress), the next slot goes to the waiting owner
+    with the fewest, round-robin among equals: a user with turns running already lets a user
+    with none start first.
     """
 
-    def __init__(self, limit: int, spawns: int) -> None:
+    def __init__(self, limit: int, spawns: int, load: Callable[[str], int] | None = None) -> None:
         self.limit = limit
         self.spawns = spawns
+        self.load = load
         self.alive = 0  # processes starting, running or closing
         self.starting = 0  # slots handed out whose process has not finished starting
         self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
@@ -133,8 +137,8 @@ class ProcessSlots:
 
     def _hand_over_one(self) -> bool:
         while self._queues:
-            owner, queue = next(iter(self._queues.items()))
-            self._queues.pop(owner)
+            owner = min(self._queues, key=self.load) if self.load is not None else next(iter(self._queues))
+            queue = self._queues.pop(owner)
             while queue:
                 future = queue.popleft()
                 if not future.done():

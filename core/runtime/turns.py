@@ -55,6 +55,7 @@ class AgentRuntime:
         self.launcher = Launcher(settings.sessions_dir, settings.cli_path)
         self.homes = SessionHomes(settings.sessions_dir, settings.env, user_settings="user" in settings.setting_sources)
         self.pool = ClientPool(settings.pool_size, settings.idle_timeout, self.slots, on_closed=self._closed)
+        self.slots.load = self.pool.turns_of  # the next process slot goes to the user with the fewest turns going
         self.hidden = list(hidden_paths or [])
         self.sandbox = SandboxStatus(False, "not started")
         self._options: OptionsBuilder | None = None

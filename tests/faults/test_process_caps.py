@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from core import Agent, ConversationKey, Sections, TurnWaiting, UserRef
 from core.dispatcher import Dispatcher, IncomingMessage
+from core.runtime.pool import ClientPool, ClientSpec, WarmClient
 from core.runtime.processes import ProcessSlots
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text
 from tests.fakes.recording_sink import RecordingSink
@@ -46,6 +47,7 @@ async def test_a_burst_of_new_conversations_stays_under_the_process_cap(
         assert 1 <= peak <= 3, peak
         assert waits  # the ones that waited were told why
         assert agent.runtime.slots.alive <= 3
+        assert agent.runtime.slots.load == agent.runtime.pool.turns_of  # the line favours users with fewer turns
 
 
 def test_slots_are_handed_over_round_robin_by_user() -> None:
@@ -74,6 +76,66 @@ def test_slots_are_handed_over_round_robin_by_user() -> None:
     # one user's burst does not hold another back by more than one turn
     assert order.index("other") <= 1, order
     assert sorted(order) == ["bulk", "bulk", "bulk", "bulk", "other"]
+
+
+def test_the_next_slot_goes_to_the_user_with_the_fewest_turns_going() -> None:
+    async def scenario() -> list[str]:
+        going = {"bulk": 2, "other": 0}  # bulk has turns running already; other has none
+        slots = ProcessSlots(limit=1, spawns=1, load=lambda owner: going[owner])
+        order: list[str] = []
+        await slots.acquire("bulk", lambda: False)
+        async with slots.spawning():
+            pass
+
+        async def wait(owner: str) -> None:
+            await slots.acquire(owner, lambda: False)
+            order.append(owner)
+            async with slots.spawning():
+                pass
+
+        tasks = [asyncio.create_task(wait(o)) for o in ("bulk", "bulk", "other")]  # bulk queued first
+        await asyncio.sleep(0)
+        for _ in range(3):
+            slots.release()
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["other", "bulk", "bulk"]
+
+
+async def test_the_pool_counts_each_users_turns_going_for_the_process_line() -> None:
+    class Process:
+        async def disconnect(self) -> None:
+            return None
+
+    async def connect(warm: WarmClient) -> None:
+        warm.client = Process()  # type: ignore[assignment]
+
+    slots = ProcessSlots(limit=2, spawns=1)
+    pool = ClientPool(size=2, idle_timeout=600, slots=slots)
+    slots.load = pool.turns_of
+    spec = ClientSpec("s", "/tmp", None)
+    ann_1 = await pool.lease(ConversationKey("chat", "a1"), spec, connect, owner="ann")
+    xavier = await pool.lease(ConversationKey("chat", "x1"), spec, connect, owner="xavier")
+    assert (pool.turns_of("ann"), pool.turns_of("bob")) == (1, 0)
+    got: list[str] = []
+
+    async def lease(name: str, owner: str) -> None:
+        await pool.lease(ConversationKey("chat", name), spec, connect, owner=owner)
+        got.append(owner)
+
+    ann_2 = asyncio.create_task(lease("a2", "ann"))  # ann waits first, with a turn running already
+    await asyncio.sleep(0)
+    bob = asyncio.create_task(lease("b1", "bob"))
+    await asyncio.sleep(0)
+    assert (pool.turns_of("ann"), pool.turns_of("bob")) == (2, 1)  # waiting for a process counts too
+    pool.release(xavier)  # xavier's idle process gives way: one slot frees
+    await eventually(lambda: got, what="the freed slot")
+    assert got == ["bob"]
+    pool.release(ann_1)
+    await asyncio.wait_for(asyncio.gather(ann_2, bob), 10)
+    assert got == ["bob", "ann"]
 
 
 def test_a_turn_waiting_only_for_a_start_holds_no_slot_and_closes_no_idle_process() -> None:
