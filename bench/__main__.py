@@ -10,7 +10,8 @@ Redis; ``--rounds N`` failovers; with ``--write``, its section of RESULTS.md),
 ``--burst`` (instead: 50 new conversations at once with and without the process caps),
 ``--cold-start`` (instead: one Claude Code start with ccbridge's options, option by option, against a
 bare ``claude -p --resume``; ``--turns N`` starts each), ``--load`` (instead: 200 conversations from
-50 users over 30 s against one bot, warm pool of 8; writes bench/load-first-update.png), ``--idle``
+50 users over 30 s against one bot, warm pool of 8; writes bench/load-first-update.png),
+``--fairness-ab`` (instead: the load bench's fairness phase with both orders of the process line), ``--idle``
 (instead: 10,000 idle conversations in the SQLite store: RSS, /status, listing, the next turn),
 ``--sign-of-life`` (instead: message in -> first sink call, warm and cold, ``--turns N`` of each; the
 quick default run measures it too, with a few turns, printed only), ``--prewarm`` (instead: the first
@@ -69,6 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--load", action="store_true", help="200 conversations from 50 users over 30 s against one bot (bench/load.py)"
+    )
+    parser.add_argument(
+        "--fairness-ab",
+        action="store_true",
+        help="the load bench's fairness phase with both orders of the process line, interleaved (bench/fairness_ab.py)",
     )
     parser.add_argument(
         "--idle", action="store_true", help="10,000 idle conversations in the store: RSS and latency (bench/idle.py)"
@@ -165,6 +171,8 @@ async def amain(args: argparse.Namespace) -> int:
         return await section_main(args, "coldstart", f"python -m bench --cold-start --turns {args.turns} --write")
     if args.load:
         return await section_main(args, "load", "python -m bench --load --write")
+    if args.fairness_ab:
+        return await section_main(args, "fairness_ab", "python -m bench --fairness-ab --write")
     if args.idle:
         return await section_main(args, "idle", "python -m bench --idle --write")
     if args.sign_of_life:

@@ -292,8 +292,12 @@ NOTES = """What prevents the target, and what was trimmed:
   The seccomp stage that the lookup is for comes embedded in the bundled CLI and is applied anyway
   (checked: an approved `socket(AF_UNIX)` is refused in ccbridge's sandbox here, although the lookup
   finds none of those files).
-- Without npm on the CLI's PATH (ccbridge's Docker image has no Node.js) the lookup fails at once and
-  the sandbox costs about half as much; the rest is the sandbox's own set-up.
+- **Trimmed: the `npm root -g` of every start.** ccbridge asks npm once, in the background at start-up,
+  and puts an `npm` first on the CLI's PATH that gives that question the answer kept and hands anything
+  else to the real npm (`core/runtime/npm_probe.py`; the script sits in the session directory, which the
+  sandbox hides, so Bash inside it runs the real npm directly). The rows with all of ccbridge's options
+  and ccbridge's cold resume include it; "no `npm` on PATH" is the floor (the lookup failing at once, as
+  in ccbridge's Docker image, which has no Node.js). What is left is the sandbox's own set-up.
 - Nothing ccbridge adds could be removed safely: settings files are already not read
   (`setting_sources=[]`), the only MCP server is ccbridge's own `send_file` (used; MCP servers start
   without blocking the first request), the environment is the operator's plus the private directories,

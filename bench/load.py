@@ -290,10 +290,13 @@ async def settle_pool(agent: Agent) -> None:
 
 FAIRNESS_ROUNDS = 2
 FAIRNESS_NOTES = """How the others are served: the bursting user runs at most 2 turns at once (the rest wait in the
-dispatcher, holding nothing), and a process slot is handed out, round-robin by user, only when a Claude
-Code start may begin at once (2 at a time): a turn that would only wait for a start waits in that fair
-line, holding nothing. What the others lose beyond one start is CPU: the bursting user's processes keep
-running beside theirs, on 2 cores (compare the alone rows: the same ten starts spread over seconds)."""
+dispatcher, holding nothing), and a process slot is handed out only when a Claude Code start may begin at
+once (2 at a time), to the waiting user with the fewest turns going (round-robin among equals): the
+burst's next turns wait until every newcomer has started. What the others still lose is the burst's two
+starts already under way when they arrive (the burst came first) and CPU: the bursting user's processes
+keep running beside theirs, on 2 cores (compare the alone rows: the same ten starts spread over seconds).
+`python -m bench --fairness-ab` compares that order of the line with plain round-robin (see its section):
+the per-user limit of 2 running turns already keeps the burst to its share."""
 
 
 async def fairness(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ BRIDGE_PROMPT = (
 class OptionsBuilder:
     #: the store transcripts are mirrored to (``store.transcripts: store``), set by the Agent once started
     transcripts: TranscriptStore | None = None
+    #: a directory whose ``npm`` answers the sandbox's ``npm root -g`` at once (:mod:`.npm_probe`), once known
+    npm_probe: Path | None = None
 
     def __init__(
         self,
@@ -57,7 +60,10 @@ class OptionsBuilder:
         if s.max_retries is not None:
             base["CLAUDE_CODE_MAX_RETRIES"] = str(s.max_retries)
         # the operator's env, then what isolation requires (it must win over a CLAUDE_CONFIG_DIR given there)
-        return {**base, **s.env, **home.env(), **spawn_env}
+        env = {**base, **s.env, **home.env(), **spawn_env}
+        if self.npm_probe is not None and self.sandbox.active:
+            env["PATH"] = f"{self.npm_probe}{os.pathsep}{env.get('PATH') or os.environ.get('PATH', os.defpath)}"
+        return env
 
     def build(
         self,

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import logging
 import mimetypes
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..events import AgentEvent, TurnError, TurnResult, TurnWaiting
 from ..keys import ConversationKey
 from ..tool_policy import ToolPolicy
 from .isolation import SandboxStatus, SessionHomes, probe_sandbox
+from .npm_probe import npm_probe_dir
 from .options import OptionsBuilder
 from .permissions import Permissions
 from .pool import ClientPool, ClientSpec, LeaseAborted, WarmClient
@@ -59,6 +61,7 @@ class AgentRuntime:
         self.hidden = list(hidden_paths or [])
         self.sandbox = SandboxStatus(False, "not started")
         self._options: OptionsBuilder | None = None
+        self._npm_probe: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self._options is not None:
@@ -75,9 +78,21 @@ class AgentRuntime:
         self._options = OptionsBuilder(
             self.settings, self.permissions, cli_path=cli_path, sandbox=self.sandbox, hidden=self.hidden
         )
+        if self.sandbox.active:  # the sandbox's start-up asks npm where global packages are: ask once, aside
+            self._npm_probe = asyncio.create_task(self._answer_npm_probe(), name="ccbridge-npm-probe")
         self.pool.start()
 
+    async def _answer_npm_probe(self) -> None:
+        path = self.settings.env.get("PATH") or os.environ.get("PATH", os.defpath)
+        found = await asyncio.to_thread(npm_probe_dir, self.settings.sessions_dir / ".npm-probe", path)
+        if found is not None and self._options is not None:
+            self._options.npm_probe = found
+            log.debug("Claude Code's npm root -g is answered from %s", found)
+
     async def close(self) -> None:
+        if self._npm_probe is not None:
+            self._npm_probe.cancel()
+            await asyncio.gather(self._npm_probe, return_exceptions=True)
         await self.pool.close()
 
     def reconfigure(self, settings: AgentSettings) -> None:

@@ -62,3 +62,15 @@ def test_default_options_measure_twenty_turns_of_every_scenario() -> None:
     assert select(["raw-sdk-warm"]) == [s for s in SCENARIOS if s.name == "raw-sdk-warm"]
     with pytest.raises(ValueError, match="unknown scenario"):
         select(["nope"])
+
+
+def test_the_fairness_ab_report_has_a_row_per_order_and_their_medians() -> None:
+    from bench.fairness_ab import markdown
+
+    def row(delay: float) -> dict[str, float]:
+        return {"turn": 0.9, "delay median": delay, "delay worst": delay + 1, "burst done": 12.0}
+
+    report = markdown({"fewest turns first": [row(1.0), row(3.0), row(2.0)], "round-robin": [row(1.5)]})
+    assert "| fewest turns first | 0.90, 0.90, 0.90 | 1.00, 3.00, 2.00 | 2.00, 4.00, 3.00 |" in report
+    assert "| round-robin | 0.90 | 1.50 | 2.50 | 12.00 |" in report
+    assert "2.00 s with the fewest turns first, 1.50 s with round-robin" in report
