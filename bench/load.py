@@ -296,7 +296,10 @@ burst's next turns wait until every newcomer has started. What the others still 
 starts already under way when they arrive (the burst came first) and CPU: the bursting user's processes
 keep running beside theirs, on 2 cores (compare the alone rows: the same ten starts spread over seconds).
 `python -m bench --fairness-ab` compares that order of the line with plain round-robin (see its section):
-the per-user limit of 2 running turns already keeps the burst to its share."""
+here the two are within run-to-run noise, as the per-user limit of 2 running turns already keeps the
+burst to its share; the order matters where that limit is higher. What would remove the rest — a user
+starting at most one Claude Code at a time even on an idle machine — would slow every user who opens two
+threads at once, so it is not done."""
 
 
 async def fairness(
