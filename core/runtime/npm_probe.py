@@ -47,6 +47,8 @@ def npm_probe_dir(directory: Path, path: str) -> Path | None:
             [npm, "root", "-g"],
             cwd="/",
             env={**os.environ, "PATH": path},
+            stdin=subprocess.DEVNULL,  # never the console's terminal: Node.js would reset its mode on exit
+            start_new_session=True,  # nor its Ctrl-C
             capture_output=True,
             text=True,
             timeout=_TIMEOUT,
