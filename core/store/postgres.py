@@ -109,6 +109,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX IF NOT EXISTS transcript_entries_uuid
         ON transcript_entries (project_key, session_id, subpath, uuid) WHERE uuid IS NOT NULL;
     """,
+    # one platform's newest conversations (the admin listing) without sorting all of the platform's rows
+    """
+    CREATE INDEX IF NOT EXISTS conversations_platform_active ON conversations (platform, last_active_at DESC);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

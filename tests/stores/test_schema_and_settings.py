@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from core import StoreError
 from core.store import StoreSettings
-from core.store.postgres import SCHEMA_VERSION, PostgresStore
+from core.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
 from core.store.settings import PostgresStoreSettings, RedisStoreSettings, redact_url
 from core.transcripts import create_transcripts
 from tests.contracts.store_contract import KEY, conv
@@ -33,6 +33,35 @@ async def test_instances_starting_at_once_migrate_once(postgres_dsn: str) -> Non
         await asyncio.gather(*(s.close() for s in stores))
     async with PostgresStore(postgres_dsn) as again:  # opening a migrated database changes nothing
         assert (await again.get(KEY)) is not None
+
+
+async def test_an_older_schema_is_migrated_forward_keeping_its_rows(postgres_dsn: str) -> None:
+    conn = await asyncpg.connect(postgres_dsn)
+    try:  # a database as the previous release left it: schema version 2, one conversation
+        await conn.execute("CREATE TABLE ccbridge_schema_version (version INTEGER NOT NULL)")
+        for step in MIGRATIONS[:2]:
+            await conn.execute(step)
+        await conn.execute("INSERT INTO ccbridge_schema_version (version) VALUES (2)")
+        await conn.execute(
+            "INSERT INTO conversations (key, platform, owner, session_id, cwd, created_at, last_active_at) "
+            "VALUES ('slack:C1', 'slack', 'C1', 's-1', '/w', 1, 2)"
+        )
+        async with PostgresStore(postgres_dsn) as store:
+            kept = await store.list(platform="slack")
+        assert [c.session_id for c in kept] == ["s-1"]
+        assert await conn.fetch("SELECT version FROM ccbridge_schema_version") == [(SCHEMA_VERSION,)]
+        indexes = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
+        assert "conversations_platform_active" in indexes
+        await conn.execute("SET enable_seqscan = off")  # with a handful of rows PostgreSQL would scan anyway
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                "EXPLAIN SELECT * FROM conversations WHERE platform = 'slack' ORDER BY last_active_at DESC LIMIT 100"
+            )
+        )
+        assert "conversations_platform_active" in plan and "Sort" not in plan
+    finally:
+        await conn.close()
 
 
 async def test_a_newer_schema_is_refused(postgres_dsn: str) -> None:
