@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from claude_agent_sdk import project_key_for_directory
+
 from .attachments import Attachment
 from .coordination import ConversationLocks
 from .errors import ConversationNotFound, Fenced, StoreError
@@ -30,9 +32,21 @@ from .outcome import TurnOutcome
 from .projects import Projects, Workplace
 from .runtime import AgentRuntime, TurnRequest
 from .store import Conversation, ConversationStore, TurnRecord
+from .transcripts.base import make_key
 from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
+
+
+def _sessions_of(conv: Conversation) -> list[tuple[str, str]]:
+    """(session id, cwd) of the conversation's session and of its earlier ones (``/new``, ``/resume``)."""
+    earlier = [
+        (str(note["session_id"]), str(note.get("cwd") or conv.cwd))
+        for note in conv.metadata.get("sessions") or []
+        if isinstance(note, dict) and note.get("session_id")
+    ]
+    return [(conv.session_id, conv.cwd), *earlier]
+
 
 _RETRY_WRITES_EVERY = 5.0  # seconds between attempts to write records the store refused
 _QUEUE_SCAN = 200  # latest turns looked at for queued messages
@@ -173,10 +187,21 @@ class Conversations:
         return await self.store.find_session(session_id)
 
     async def delete(self, key: ConversationKey) -> bool:
+        """Delete the conversation: its record and turns, and the transcripts of all of its sessions
+        (in the conversation's private directory and, with ``transcripts: store``, in the store).
+        Its workspace files stay (they are the user's)."""
         conv = await self.store.get(key)
         await self.stop(key)
-        self.runtime.forget(key, conv.session_id if conv else None)
-        return await self.store.delete(key)
+        sessions = _sessions_of(conv) if conv is not None else []
+        await self.runtime.erase(key, [session_id for session_id, _ in sessions])
+        deleted = await self.store.delete(key)
+        transcripts = self.runtime.options.transcripts if self.runtime.started else None
+        for session_id, cwd in sessions if transcripts is not None else []:
+            try:
+                await transcripts.delete(make_key(project_key_for_directory(cwd), session_id))
+            except StoreError as exc:
+                log.warning("could not delete the stored transcript of session %s: %s", session_id, exc)
+        return deleted
 
     async def reset(
         self, key: ConversationKey, *, project: str | None | bool = False

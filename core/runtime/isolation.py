@@ -76,9 +76,18 @@ class SessionHomes:
     async def prepare(self, key: ConversationKey, session_id: str) -> SessionHome:
         return await asyncio.to_thread(self._prepare, key, session_id)
 
+    def _tmp_dir(self, base: Path) -> Path:
+        return self.tmp_root / hashlib.sha256(str(base).encode()).hexdigest()[:16]
+
+    async def remove(self, key: ConversationKey) -> None:
+        """Delete the conversation's private directories: its transcripts, todos, shell snapshots, temp files."""
+        base = self.path(key)
+        for directory in (base, self._tmp_dir(base)):
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+
     def _prepare(self, key: ConversationKey, session_id: str) -> SessionHome:
         base = self.path(key)
-        tmp = self.tmp_root / hashlib.sha256(str(base).encode()).hexdigest()[:16]
+        tmp = self._tmp_dir(base)
         home = SessionHome(base / "config", tmp)
         self.tmp_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for directory in (home.config_dir, home.tmp_dir):

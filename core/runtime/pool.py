@@ -257,13 +257,22 @@ class ClientPool:
 
     def discard(self, key: ConversationKey) -> bool:
         """Close a conversation's client in the background; True when there was one."""
+        return self._discard(key) is not None
+
+    async def close_client(self, key: ConversationKey) -> None:
+        """Close a conversation's client and wait until its process has ended (if it had one)."""
+        task = self._discard(key)
+        if task is not None:
+            await asyncio.shield(task)
+
+    def _discard(self, key: ConversationKey) -> asyncio.Task[None] | None:
         warm = self._clients.pop(key, None)
         if warm is None:
-            return False
+            return None
         task = asyncio.create_task(self._close(warm), name=f"ccbridge-disconnect-{key}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        return True
+        return task
 
     async def _close(self, warm: WarmClient) -> None:
         try:

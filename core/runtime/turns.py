@@ -104,6 +104,10 @@ class AgentRuntime:
             self._options.settings = settings
 
     @property
+    def started(self) -> bool:
+        return self._options is not None
+
+    @property
     def options(self) -> OptionsBuilder:
         if self._options is None:
             raise AgentUnavailable("the agent runtime is not started")
@@ -140,6 +144,13 @@ class AgentRuntime:
         self.pool.discard(key)
         if session_id:
             self.permissions.forget_session(session_id)
+
+    async def erase(self, key: ConversationKey, session_ids: list[str]) -> None:
+        """A deleted conversation: its process ended, its approvals forgotten, its private directories removed."""
+        await self.pool.close_client(key)  # nothing writes into the directories while they are removed
+        for session_id in session_ids:
+            self.permissions.forget_session(session_id)
+        await self.homes.remove(key)
 
     async def prewarm(self, request: TurnRequest) -> bool:
         """Start the conversation's Claude Code ahead of its turn, when there is room (see :meth:`ClientPool.prewarm`).

@@ -86,3 +86,32 @@ async def test_with_local_transcripts_another_machine_starts_without_memory(
         again = await second.chat("what was the password?", user_id="alice")
     assert not again.is_error
     assert fake_api.requests[-1].user_texts() == ["what was the password?"]
+
+
+async def test_deleting_a_conversation_deletes_the_transcripts_of_all_its_sessions(
+    make_sections: Callable[..., Sections], tmp_path: Path, fake_api: FakeAnthropicAPI, store_section: dict[str, Any]
+) -> None:
+    async with Agent(machine(make_sections, tmp_path, "a", store_section)) as agent:
+        first = await agent.chat("the password is pineapple", user_id="alice")
+        conv = await agent.store.find_session(first.session_id)
+        assert conv is not None
+        key = conv.key
+        await agent.conversations.reset(key)  # /new: the first session is remembered as an earlier one
+        second = await agent.chat("the colour is teal", user_id="alice")
+        assert second.session_id != first.session_id
+        transcripts = agent.transcripts
+        assert transcripts is not None
+        stored = {k["session_id"] for k in await transcripts.keys()}
+        assert {first.session_id, second.session_id} <= stored
+        private = agent.runtime.homes.path(key)
+        assert transcripts_under(private)
+
+        assert await agent.conversations.delete(key)
+        assert await agent.store.get(key) is None
+        assert not {first.session_id, second.session_id} & {k["session_id"] for k in await transcripts.keys()}
+        assert not private.exists()  # the private transcripts, todos and temp files went with it
+        assert agent.workspaces.root(key).is_dir()  # the user's files stay
+
+        again = await agent.chat("what was the password?", user_id="alice")
+        assert again.session_id not in (first.session_id, second.session_id)
+        assert "pineapple" not in str(fake_api.requests[-1].messages)  # nothing of the deleted sessions is resumed
