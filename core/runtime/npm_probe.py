@@ -17,8 +17,9 @@ import os
 import shlex
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
+
+from .processes import write_script
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,5 @@ def npm_probe_dir(directory: Path, path: str) -> Path | None:
     if not root or "\n" in root:
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "npm"
-    text = _SCRIPT.format(root=shlex.quote(root), npm=shlex.quote(npm))
-    if not script.is_file() or script.read_text() != text:
-        tmp = directory / f".npm.{uuid.uuid4().hex[:6]}"
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        tmp.replace(script)
+    write_script(directory / "npm", _SCRIPT.format(root=shlex.quote(root), npm=shlex.quote(npm)), 0o755)
     return directory

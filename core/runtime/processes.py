@@ -166,6 +166,17 @@ _LAUNCHER = """#!/bin/sh
 """
 
 
+def write_script(path: Path, text: str, mode: int) -> None:
+    """Put an executable script in place at once (a CLI starting meanwhile sees the old or the new one), unless
+    it already says ``text`` (blocking)."""
+    if path.is_file() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
 def bundled_cli() -> Path | None:
     """The Claude Code CLI shipped in the claude-agent-sdk wheel."""
     import claude_agent_sdk
@@ -196,11 +207,7 @@ class Launcher:
         exec_line = f'exec {setpriv} --pdeathsig TERM -- {quoted} "$@"' if setpriv else f'exec {quoted} "$@"'
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         text = _LAUNCHER.format(exec_line=exec_line)
-        if not self.script.is_file() or self.script.read_text() != text:
-            tmp = self.script.with_suffix(f".{uuid.uuid4().hex[:6]}")
-            tmp.write_text(text)
-            tmp.chmod(0o700)
-            tmp.replace(self.script)
+        write_script(self.script, text, 0o700)
         return str(self.script)
 
     def spawn_env(self) -> tuple[str, dict[str, str]]:

@@ -50,58 +50,41 @@ async def test_a_burst_of_new_conversations_stays_under_the_process_cap(
         assert agent.runtime.slots.load == agent.runtime.pool.turns_of  # the line favours users with fewer turns
 
 
-def test_slots_are_handed_over_round_robin_by_user() -> None:
-    async def scenario() -> list[str]:
-        slots = ProcessSlots(limit=1, spawns=1)
-        order: list[str] = []
-        await slots.acquire("first", lambda: False)
-        async with slots.spawning():  # its process starts
+async def hand_over_order(slots: ProcessSlots, first: str, waiters: list[str]) -> list[str]:
+    """``first`` holds the only slot; ``waiters`` queue in this order; the order they are handed slots in."""
+    order: list[str] = []
+    await slots.acquire(first, lambda: False)
+    async with slots.spawning():  # its process starts
+        pass
+
+    async def wait(owner: str) -> None:
+        await slots.acquire(owner, lambda: False)
+        order.append(owner)
+        async with slots.spawning():
             pass
 
-        async def wait(owner: str) -> None:
-            await slots.acquire(owner, lambda: False)
-            order.append(owner)
-            async with slots.spawning():
-                pass
-
-        tasks = [asyncio.create_task(wait(o)) for o in ("bulk", "bulk", "bulk", "other", "bulk")]
+    tasks = [asyncio.create_task(wait(o)) for o in waiters]
+    await asyncio.sleep(0)
+    for _ in waiters:
+        slots.release()
         await asyncio.sleep(0)
-        for _ in range(5):
-            slots.release()
-            await asyncio.sleep(0)
-        await asyncio.gather(*tasks)
-        return order
+    await asyncio.gather(*tasks)
+    return order
 
-    order = asyncio.run(scenario())
+
+def test_slots_are_handed_over_round_robin_by_user() -> None:
+    waiters = ["bulk", "bulk", "bulk", "other", "bulk"]
+    order = asyncio.run(hand_over_order(ProcessSlots(limit=1, spawns=1), "first", waiters))
     # one user's burst does not hold another back by more than one turn
     assert order.index("other") <= 1, order
     assert sorted(order) == ["bulk", "bulk", "bulk", "bulk", "other"]
 
 
 def test_the_next_slot_goes_to_the_user_with_the_fewest_turns_going() -> None:
-    async def scenario() -> list[str]:
-        going = {"bulk": 2, "other": 0}  # bulk has turns running already; other has none
-        slots = ProcessSlots(limit=1, spawns=1, load=lambda owner: going[owner])
-        order: list[str] = []
-        await slots.acquire("bulk", lambda: False)
-        async with slots.spawning():
-            pass
-
-        async def wait(owner: str) -> None:
-            await slots.acquire(owner, lambda: False)
-            order.append(owner)
-            async with slots.spawning():
-                pass
-
-        tasks = [asyncio.create_task(wait(o)) for o in ("bulk", "bulk", "other")]  # bulk queued first
-        await asyncio.sleep(0)
-        for _ in range(3):
-            slots.release()
-            await asyncio.sleep(0)
-        await asyncio.gather(*tasks)
-        return order
-
-    assert asyncio.run(scenario()) == ["other", "bulk", "bulk"]
+    going = {"bulk": 2, "other": 0}  # bulk has turns running already; other has none
+    slots = ProcessSlots(limit=1, spawns=1, load=lambda owner: going[owner])
+    order = asyncio.run(hand_over_order(slots, "bulk", ["bulk", "bulk", "other"]))  # bulk queued first
+    assert order == ["other", "bulk", "bulk"]
 
 
 async def test_the_pool_counts_each_users_turns_going_for_the_process_line() -> None:

@@ -87,12 +87,18 @@ async def test_a_conversation_started_on_a_continues_on_b_on_as_warm_process(
     await recorded(tmp_path, [("my name is Ada", "ok", "a"), ("what is my name?", "ok", "a")])
 
 
-async def test_the_owner_posts_the_reply_itself_so_the_receiver_may_die_after_handing_over(
-    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
-) -> None:
+async def a_owning_adas_chat(launch: Launch, bot_api: FakeBotAPI) -> tuple[Instance, Instance]:
+    """Instances A and B; Ada's chat started through A, which owns it."""
     a, b = await launch("a"), await launch("b")
     await a.deliver(update(bot_api, "my name is Ada"))
     await answered(bot_api, "my name is Ada")
+    return a, b
+
+
+async def test_the_owner_posts_the_reply_itself_so_the_receiver_may_die_after_handing_over(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    a, b = await a_owning_adas_chat(launch, bot_api)
     fake_api.rules["take your time"] = [Text("slowly, for Ada", chunks=6, delay=0.5)]
     assert await b.deliver(update(bot_api, "take your time")) == 200  # handed to A, the owner
     await eventually(lambda: asked(fake_api, "take your time"), what="the turn reaching the model on A")
@@ -106,9 +112,7 @@ async def test_the_owner_posts_the_reply_itself_so_the_receiver_may_die_after_ha
 async def test_an_owner_killed_mid_reply_to_a_handed_over_message_costs_one_notice(
     launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
 ) -> None:
-    a, b = await launch("a"), await launch("b")
-    await a.deliver(update(bot_api, "my name is Ada"))
-    await answered(bot_api, "my name is Ada")
+    a, b = await a_owning_adas_chat(launch, bot_api)
     fake_api.rules["a long job"] = [Hang("working on it", seconds=120)]
     await b.deliver(update(bot_api, "a long job"))  # handed to A, which begins to show its reply
     await bot_api.wait_for(
