@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core import Agent, ConfigError, ConversationKey, Dispatcher, Sections
 from core.adapter import ChatAdapter
-from core.config import AccessSettings, describe_validation_error
+from core.config import AccessSettings, ProjectSettings, describe_validation_error
 from core.deployment import shared_storage_warnings
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,28 @@ class ChatBot(Bot):
         if legacy is not None:
             self.dispatcher.intake.max_bytes = int(legacy * 1024 * 1024)
         self.dispatcher.places_of = self.places
+        self.check_places(agent.sections.projects)
+        agent.conversations.places_of = self.places  # /new follows the place's binding too
         self.adapter = self.Adapter(settings, self.dispatcher, self._scoped_route, where=f"bots.{name}")
 
     def places(self, key: ConversationKey) -> list[str]:
         """The names the place of ``key`` goes by in ``projects.*.places`` (default: ``platform:owner``)."""
         return [key.place]
+
+    @classmethod
+    def place_problem(cls, where: str) -> str | None:
+        """What is wrong with ``<platform>:<where>`` as a place of this platform (None: it can match)."""
+        return None
+
+    @classmethod
+    def check_places(cls, projects: Mapping[str, ProjectSettings]) -> None:
+        """A ``projects.*.places`` entry of this platform that can never match is a :class:`ConfigError`."""
+        for name, project in projects.items():
+            for place in project.places:
+                platform, _, where = place.partition(":")
+                problem = cls.place_problem(where) if platform == cls.platform else None
+                if problem is not None:
+                    raise ConfigError(f"{place!r} {problem}", key=f"projects.{name}.places")
 
     def legacy_upload_limit_mb(self) -> float | None:
         """A file size limit set with the adapter's old key (before ``workspace.max_upload_mb``)."""

@@ -11,6 +11,10 @@ Policies:
   forum post is a thread like any other. Other channel chatter is never forwarded.
   ``guilds`` / ``channels`` restrict the bot to some servers / channels (a thread
   counts as its channel).
+* Projects (``projects.*.places``): a server thread's place is its channel
+  (``discord:channel/<channel id>``, a thread's parent: a text or forum channel)
+  and its server (``discord:guild/<server id>``), the channel first; a DM's is
+  the user (``discord:<user id>``).
 * Access: ``access.allowlist`` entries ``discord:<user id>`` and
   ``discord:role:<role id>`` (members holding the role; in DMs, roles in the
   servers the bot shares with them); admins likewise.
@@ -18,14 +22,33 @@ Policies:
 
 from __future__ import annotations
 
+import re
+from collections import OrderedDict
+
 from adapters.discord import PLATFORM, DiscordAdapter, DiscordConfig, DiscordPlace
-from core import ConversationKey
+from core import Agent, ConversationKey
 
 from .base import BotSettings, ChatBot
+
+_PLACE = re.compile(r"(?:guild/|channel/)?[0-9]+")  # Discord ids are numbers (snowflakes)
+CHANNELS_KEPT = 10_000  # conversations whose channel is remembered (every message routed tells it again)
 
 
 class DiscordSettings(DiscordConfig, BotSettings):
     """``bots.<name>:`` keys of a ``kind: discord`` bot (see adapters/discord/config.py)."""
+
+
+def discord_places(key: ConversationKey, channel: str | None = None) -> list[str]:
+    """The names a conversation's place goes by in ``projects.*.places``, the most specific first.
+
+    A server thread (owner ``guild<server id>``): ``discord:channel/<channel>`` (the channel the
+    thread is in; when unknown, the thread's own id, itself a channel) and ``discord:guild/<server>``.
+    A DM: ``discord:<user id>``.
+    """
+    if not key.owner.startswith("guild"):
+        return [key.place]
+    channel = channel or key.thread
+    return ([f"{PLATFORM}:channel/{channel}"] if channel else []) + [f"{PLATFORM}:guild/{key.owner[5:]}"]
 
 
 def conversation_key(
@@ -62,14 +85,39 @@ class DiscordBot(ChatBot):
     settings: DiscordSettings
     adapter: DiscordAdapter
 
+    @classmethod
+    def place_problem(cls, where: str) -> str | None:
+        if _PLACE.fullmatch(where):
+            return None
+        return (
+            "is not a Discord place: write discord:guild/<server id>, "
+            "discord:channel/<channel id> or discord:<user id> (their DMs), with numeric ids"
+        )
+
+    def __init__(self, name: str, agent: Agent, settings: BotSettings) -> None:
+        # (owner, thread) -> the channel the conversation's thread is in: the key does not carry it
+        self._channels: OrderedDict[tuple[str, str | None], str] = OrderedDict()
+        super().__init__(name, agent, settings)
+
     def route(self, place: DiscordPlace) -> ConversationKey | None:
         s = self.settings
-        return conversation_key(
+        key = conversation_key(
             place,
             dms=s.dms,
             guilds=frozenset(str(g) for g in s.guilds),
             channels=frozenset(str(c) for c in s.channels),
         )
+        if key is not None and not place.direct:
+            channel = place.parent_id if place.thread_id is not None else place.channel_id
+            if channel:
+                self._channels[(key.owner, key.thread)] = channel
+                self._channels.move_to_end((key.owner, key.thread))
+                while len(self._channels) > CHANNELS_KEPT:
+                    self._channels.popitem(last=False)
+        return key
+
+    def places(self, key: ConversationKey) -> list[str]:
+        return discord_places(key, self._channels.get((key.owner, key.thread)))
 
     def describe(self) -> str:
         s = self.settings

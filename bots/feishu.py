@@ -31,14 +31,16 @@ def conversation_key(place: FeishuPlace) -> ConversationKey | None:
 
     A p2p chat is one conversation per user. In a group, a message mentioning the bot
     opens (or continues) the conversation of its thread, named after the thread's root
-    message (the message itself when it starts one); a message in a thread without a
-    mention is passed on too (the dispatcher answers it only if that thread's
+    message; outside a thread it starts one (the bot answers in a thread under that very
+    message, so it is named after the message — also when it quotes another, whose
+    ``root_id`` names the quoted message, not the thread to come). A message in a thread
+    without a mention is passed on too (the dispatcher answers it only if that thread's
     conversation exists); other chatter is ignored.
     """
     if place.p2p:
         return ConversationKey(PLATFORM, place.sender)
-    if not place.mentioned and place.thread_id is None:
-        return None
+    if place.thread_id is None:
+        return ConversationKey(PLATFORM, place.chat_id, place.message_id) if place.mentioned else None
     return ConversationKey(PLATFORM, place.chat_id, place.root_id or place.message_id)
 
 

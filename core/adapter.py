@@ -19,6 +19,10 @@ dispatcher does), and never downloads a file itself. The contract
   Nothing is received before ``start()`` returns.
 * ``run()`` starts, receives until cancelled, then stops (the default does
   exactly that around :meth:`serve`).
+* once ``start()`` is ready to post, it calls ``dispatcher.answer_left_waiting()``
+  (messages parked by the debounce window or ``busy_policy: merge`` when the bot
+  last stopped are answered, through ``sink_at``); ``stop()`` first calls
+  ``dispatcher.end_windows()`` (messages in a debounce window stay parked).
 * ``stop(drain_timeout)`` stops receiving, lets messages in flight finish (up
   to ``drain_timeout`` seconds, then cancels them) and releases connections.
   Calling it twice, or before ``start()`` succeeded, is harmless.

@@ -47,7 +47,7 @@ from .metrics import Metrics
 from .observe import TurnObserver
 from .outcome import TurnOutcome
 from .prewarm import Prewarmer
-from .projects import Projects
+from .projects import Projects, check_paths
 from .routing import AgentRouting
 from .runtime import AgentRuntime, Attachment
 from .store import ConversationStore, MemoryStore, SQLiteStore, create_store
@@ -264,26 +264,33 @@ class Agent:
 
     async def clean_worktrees(self) -> int:
         """Remove the worktrees of project conversations idle past their retention (never a running one)."""
-        running = {r.key for r in self.conversations.running()}
         conversations = [c for c in await self.store.list(limit=100_000) if c.metadata.get("project")]
-        return await self.projects.remove_idle(conversations, running)
+        return await self.projects.remove_idle(conversations, self._holds)
+
+    def _holds(self, key: ConversationKey) -> bool:
+        """A turn (or /new, /resume) holds ``key`` right now: asked live, at each removal."""
+        return self.conversations.busy(key) or any(r.key == key for r in self.conversations.running())
 
     async def _clean_worktrees(self) -> None:
-        every = max(60.0, min(p.retention for p in self.sections.projects.values()) / 4)
         while True:
             try:
                 await self.clean_worktrees()
             except Exception as exc:  # a git hiccup must not stop the bot
                 log.warning("could not clean up idle worktrees: %r", exc)
-            await asyncio.sleep(every)
+            retentions = [p.retention for p in self.projects.settings.values()]  # a reload may change them
+            await asyncio.sleep(max(60.0, min(retentions) / 4) if retentions else 300.0)
 
     def reload(self, sections: Sections) -> list[str]:
-        """Use a re-read configuration for new turns: access, replies, the agent's settings.
+        """Use a re-read configuration for new turns: access, replies, the agent's settings, projects.
 
         Running turns finish as they started; warm processes started with other settings are
-        replaced on their next turn. The store, workspaces, coordination and the process pool's
-        sizes are not changed by a reload (they need a restart). Returns what could not change.
+        replaced on their next turn. New project bindings apply to new conversations and to the
+        next session (``/new``) of existing ones; a running session stays where it is. The store,
+        workspaces, coordination and the process pool's sizes are not changed by a reload (they
+        need a restart). Returns what could not change. Raises :class:`ConfigError` (and changes
+        nothing) when a project's directory does not exist.
         """
+        check_paths(sections.projects)  # before anything changes
         if not sections.agent.sessions_dir.is_absolute():
             agent = sections.agent.model_copy(update={"sessions_dir": sections.agent.sessions_dir.resolve()})
             sections = sections.model_copy(update={"agent": agent})
@@ -303,13 +310,32 @@ class Agent:
                 for f in ("pool_size", "max_processes", "max_spawns", "sessions_dir", "cli_path", "sandbox")
             }
         )
+        old_projects = dict(self.sections.projects)
         self.sections = sections.model_copy(update={**kept, "agent": agent_settings})
         self.access.update(self.sections.access)
         self.runtime.reconfigure(agent_settings)
         self.conversations.default_model = agent_settings.model
-        if agent_settings != old:
+        projects_changed = self._reload_projects(old_projects)
+        if agent_settings != old or projects_changed:
             self.runtime.pool.retire_idle()  # warm processes pick the new settings up on their next start
         return needs_restart
+
+    def _reload_projects(self, old: dict[str, Any]) -> bool:
+        """Rebuild the bindings; the sandbox hides the new checkouts (worktrees only), as at start."""
+        new = self.sections.projects
+        if new == old:
+            return False
+        self.projects.update(new)
+        hidden = self.runtime.hidden  # the list the sandbox settings are built from: changed in place
+        for project in old.values():
+            if project.path in hidden:
+                hidden.remove(project.path)
+        hidden.extend(project.path for project in new.values())
+        if self._started and new and (self._janitor is None or self._janitor.done()):
+            self._janitor = asyncio.get_running_loop().create_task(
+                self._clean_worktrees(), name="ccbridge-worktree-cleanup"
+            )
+        return True
 
     async def health(self) -> Health:
         """Readiness: the store answers and takes writes, no turn record is waiting to be written."""

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +22,9 @@ from .store import Conversation
 
 HISTORY_DEFAULT = 5
 HISTORY_MAX = 50
+
+
+NOTHING_RUNNING = "Nothing is running."  # /stop's answer when no reply runs
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,12 @@ class CommandRunner:
             return "No changes yet."
         if len(diff) <= DIFF_INLINE_CHARS:
             return f"```diff\n{diff.rstrip()}\n```"
-        path = await _write_diff(self.conversations.root_of(conv), diff)
+        directory = self.conversations.runtime.homes.tmp_root / "diffs" / _digest(str(ctx.key))
+        name = f"{conv.metadata['project']}-{conv.metadata.get('branch') or 'shared'}.diff"
+        try:
+            path = await asyncio.to_thread(_write_private, directory, _safe_name(name), diff)
+        except OSError as exc:
+            return f"⚠️ Could not write the diff to a file ({exc.strerror or exc}); `/status` still shows the branch."
         files = diff.count("\ndiff --git") + diff.startswith("diff --git")
         return Reply(f"📎 The changes ({files} file(s), {len(diff):,} characters) are in the attached file.", path)
 
@@ -230,7 +241,11 @@ class CommandRunner:
             bound = await projects.project_for(ctx.places, ctx.key.bot)
             names = ", ".join(f"`{n}`" for n in projects.settings)
             here = f"`{current}`" if current else "none (its own workspace)"
-            return f"📦 This conversation works on: {here}. This place is bound to: `{bound or 'none'}`. Projects: {names}."
+            moved = " Its next session (`/new`) follows the place." if bound != current else ""
+            return (
+                f"📦 This conversation works on: {here}. This place is bound to: `{bound or 'none'}`.{moved} "
+                f"Projects: {names}."
+            )
         if not ctx.is_admin:
             return "⛔ Only admins can switch the project of a place."
         target = None if choice.lower() == "none" else choice
@@ -267,14 +282,21 @@ class CommandRunner:
 
     # -- access, for admins ----------------------------------------------------
     @staticmethod
-    def _targets(ctx: CommandContext, args: str) -> list[str]:
-        """The entries a /allow or /revoke names: mentions first, else the words given."""
+    def _targets(ctx: CommandContext, args: str) -> list[str] | str:
+        """The entries a /allow or /revoke names: mentions first, else the ids given.
+
+        An ``@name`` the platform did not turn into a mention names nobody it knows: the
+        answer (a str) says so instead of granting an entry that matches no one.
+        """
         if ctx.mentions or ctx.role_mentions:
             ids = [f"{ctx.platform}:{m}" for m in ctx.mentions]
             return ids + [f"{ctx.platform}:{ROLE}{r}" for r in ctx.role_mentions]
-        entries = []
+        entries, unknown = [], []
         for word in args.split():
-            word = word.strip().lstrip("@")
+            word = word.strip()
+            if word.startswith(("@", "<")):
+                unknown.append(word)
+                continue
             if word.startswith(f"{ctx.platform}:"):
                 word = word[len(ctx.platform) + 1 :]
             if not word or word == "*" or any(c.isspace() for c in word) or word.count(":") > 1:
@@ -282,11 +304,18 @@ class CommandRunner:
             if ":" in word and not word.startswith(ROLE):
                 continue
             entries.append(f"{ctx.platform}:{word}")
+        if unknown and not entries:
+            return (
+                f"I can't tell who {', '.join(f'`{w}`' for w in unknown)} is: pick the person from the "
+                "mention list (so the chat links them), reply to one of their messages, or give their user id."
+            )
         return entries
 
     async def _allow(self, ctx: CommandContext, args: str) -> str:
         assert self.grants is not None
         targets = self._targets(ctx, args)
+        if isinstance(targets, str):
+            return targets
         if not targets:
             return "Usage: `/allow <user>` — mention them, or give their id (or `role:<role id>`)."
         by = f"{ctx.platform}:{ctx.user.id}"
@@ -299,6 +328,8 @@ class CommandRunner:
     async def _revoke(self, ctx: CommandContext, args: str) -> str:
         assert self.grants is not None and self.access is not None
         targets = self._targets(ctx, args)
+        if isinstance(targets, str):
+            return targets
         if not targets:
             return "Usage: `/revoke <user>` — mention them, or give their id (or `role:<role id>`)."
         by = f"{ctx.platform}:{ctx.user.id}"
@@ -345,7 +376,7 @@ class CommandRunner:
     async def _stop(self, key: ConversationKey, args: str) -> str:
         if await self.conversations.stop(key):
             return "⏹ Stopping the current reply. The session is kept."
-        return "Nothing is running."
+        return NOTHING_RUNNING
 
     async def _status(self, key: ConversationKey, args: str) -> str:
         conv = await self.conversations.get(key)
@@ -413,12 +444,23 @@ class CommandRunner:
         return help_text()
 
 
-async def _write_diff(root: Path, diff: str) -> Path:
-    """The diff as a file next to the worktree (not inside it: it is not part of the project)."""
-    target = root.parent / f"{root.name}.diff"
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def write() -> Path:
-        target.write_text(diff)
-        return target
 
-    return await asyncio.to_thread(write)
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "changes.diff"
+
+
+def _write_private(directory: Path, name: str, text: str) -> Path:
+    """``text`` as ``directory/name``: the conversation's own directory (0700), outside every repository and
+    out of the sandbox's reach (under the session homes' temporary root, hidden from sandboxed Bash)."""
+    directory.parent.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the temporary root
+    for folder in (directory.parent, directory):
+        folder.mkdir(exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)  # whatever the umask
+    target = directory / name
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return target

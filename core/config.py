@@ -271,7 +271,7 @@ class ProjectSettings(_Section):
     places: list[str] = Field(
         default_factory=list,
         description="Where it applies: 'platform:place' entries (slack:C0123, telegram:-100123, "
-        "discord:guild/123, feishu:oc_abc; a user id for that user's DMs).",
+        "discord:guild/<server id> or discord:channel/<channel id>, feishu:oc_abc; a user id for that user's DMs).",
     )
     mode: Literal["worktree", "shared"] = Field(
         "worktree",
@@ -292,6 +292,9 @@ class ProjectSettings(_Section):
             if not sep or not platform or not where:
                 raise ValueError(f"{place!r} must look like 'platform:place' (e.g. slack:C0123)")
         return places
+
+    def missing_path(self) -> bool:
+        return not self.path.is_dir()
 
 
 class Sections(_Section):
@@ -492,7 +495,14 @@ class AppConfig(BaseSettings):
             raise ConfigError(
                 describe_validation_error(exc, prefix=f"bots.{name}", origins=self._origins, sections=True)
             ) from None
-        return _resolve_paths(sections, self._base_dir())
+        resolved = _resolve_paths(sections, self._base_dir())
+        own = self.bots[name].projects or {}
+        for project, settings in resolved.projects.items():  # the key that set the path is named
+            if settings.missing_path():
+                given_by_bot = isinstance(own.get(project), dict) and "path" in own[project]
+                where = f"bots.{name}.projects" if given_by_bot else "projects"
+                raise ConfigError(f"{settings.path} is not an existing directory", key=f"{where}.{project}.path")
+        return resolved
 
     @property
     def warnings(self) -> list[str]:
@@ -523,7 +533,11 @@ class AppConfig(BaseSettings):
         return self.source.parent if self.source else Path.cwd()
 
     def resolved(self) -> Sections:
-        return _resolve_paths(self.sections(), self._base_dir())
+        resolved = _resolve_paths(self.sections(), self._base_dir())
+        for project, settings in resolved.projects.items():
+            if settings.missing_path():
+                raise ConfigError(f"{settings.path} is not an existing directory", key=f"projects.{project}.path")
+        return resolved
 
 
 _AGENT_ENV_PREFIX = "CCBRIDGE_AGENT__ENV__"

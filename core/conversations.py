@@ -11,6 +11,7 @@ store is back, so the reply is never lost.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -24,7 +25,7 @@ from claude_agent_sdk import project_key_for_directory
 
 from .attachments import Attachment
 from .coordination import ConversationLocks
-from .errors import ConversationNotFound, Fenced, StoreError
+from .errors import CCBridgeError, ConversationNotFound, Fenced, StoreError
 from .events import AgentEvent, MessagesMerged, TurnError, TurnResult, TurnWaiting
 from .keys import ConversationKey, UserRef
 from .observe import TurnObserver, observed
@@ -50,15 +51,31 @@ def _sessions_of(conv: Conversation) -> list[tuple[str, str]]:
 
 _RETRY_WRITES_EVERY = 5.0  # seconds between attempts to write records the store refused
 _QUEUE_SCAN = 200  # latest turns looked at for queued messages
+_WAITING = "waiting:"  # a store note per queued message: ``waiting:<instance>:<turn id>`` (see ``park``)
 
 
 @dataclass
 class Parked:
-    """What the store does not keep of a queued message: the speaker's name and its files."""
+    """What the turn record does not keep of a queued message: the speaker's name and its files."""
 
     name: str | None
     attachments: list[Attachment]
-    batch: str  # the batch whose turn answers it
+    batch: str  # the batch whose turn answers it ("" once a restart ended the batch)
+
+
+@dataclass
+class LeftWaiting:
+    """A queued message this instance had not answered when it stopped (its store note)."""
+
+    turn_id: str
+    key: ConversationKey
+    bot: str | None  # the bot it came to
+    user: UserRef
+    address: dict[str, Any] | None  # where its reply goes (``ReplySink.address()``), when the sink has one
+
+
+def _waiting_note(turn_id: str, instance_id: str) -> str:
+    return f"{_WAITING}{instance_id}:{turn_id}"
 
 
 class Conversations:
@@ -76,6 +93,9 @@ class Conversations:
         projects: Projects | None = None,
     ) -> None:
         self.projects = projects
+        #: the names a conversation's place goes by in ``projects.*.places`` (a chat bot sets its own;
+        #: default ``platform:owner``)
+        self.places_of: Callable[[ConversationKey], list[str]] | None = None
         self.store = store
         self.workspaces = workspaces
         self.runtime = runtime
@@ -136,9 +156,9 @@ class Conversations:
         metadata: dict[str, Any] | None = None,
         places: list[str] | None = None,
     ) -> Conversation:
-        """A new conversation (replacing any record under ``key``)."""
+        """A new conversation (replacing any record under ``key``), in the project its place is bound to."""
         meta = dict(metadata or {})
-        project = await self.projects.project_for(places or [], key.bot) if self.projects and places else None
+        project = await self.bound_project(key, places)
         if project is not None:
             place = await self._settle(key, project, meta)
             cwd = await self.workspaces.ensure_in(place.root, subdir)
@@ -147,6 +167,15 @@ class Conversations:
         conv = Conversation(key=key, session_id=str(uuid.uuid4()), cwd=str(cwd), metadata=meta)
         await self.store.put(conv)
         return conv
+
+    def places_for(self, key: ConversationKey) -> list[str]:
+        return self.places_of(key) if self.places_of is not None else [key.place]
+
+    async def bound_project(self, key: ConversationKey, places: list[str] | None = None) -> str | None:
+        """The project ``key``'s place is bound to now (an admin's ``/project`` switch, else the config)."""
+        if not self.projects:
+            return None
+        return await self.projects.project_for(places or self.places_for(key), key.bot)
 
     async def _settle(self, key: ConversationKey, project: str, meta: dict[str, Any]) -> Workplace:
         """Put the conversation in project ``project``: its worktree (or the checkout), noted in ``meta``."""
@@ -208,8 +237,9 @@ class Conversations:
     ) -> tuple[Conversation, str | None]:
         """``/new``: stop what runs, then start a fresh session in the same place.
 
-        The session left behind is remembered (``/sessions``, ``/resume``). ``project`` (a name, or
-        None for none) also moves the conversation to another project.
+        The session left behind is remembered (``/sessions``, ``/resume``). The new session follows
+        the place's binding as it is now (a project, or none: the conversation's own workspace);
+        ``project`` (a name, or None for none) names where it goes instead.
         """
         await self.stop(key)
         async with self.locks.hold(key):
@@ -225,6 +255,10 @@ class Conversations:
                 earlier.append(await self._session_note(old))
             meta["sessions"] = earlier[-50:]
             cwd = old.cwd
+            if project is False and (self.projects or meta.get("project")):
+                bound = await self.bound_project(key)
+                if bound != meta.get("project"):
+                    project = bound  # the place was switched (or the config reloaded) since: follow it
             if project is not False:
                 for name in ("project", "root", "branch", "repository"):
                     meta.pop(name, None)
@@ -313,10 +347,18 @@ class Conversations:
         attachments: list[Attachment] | None = None,
         *,
         batch: str,
+        bot: str | None = None,
+        address: dict[str, Any] | None = None,
     ) -> TurnRecord:
-        """Record a message that the turn of ``batch`` answers together with others (``queued``)."""
+        """Record a message that the turn of ``batch`` answers together with others (``queued``).
+
+        Besides the turn record, a note in the store keeps what a restart would lose: the
+        speaker's name, the files, the bot it came to and where its reply goes (``address``),
+        so an instance starting again answers it (:meth:`left_waiting`).
+        """
         conv = await self.open(key)
-        note = _files_note(attachments or [], conv.cwd)
+        files = list(attachments or [])
+        note = _files_note(files, conv.cwd)
         record = TurnRecord(
             key=key,
             session_id=conv.session_id,
@@ -326,7 +368,19 @@ class Conversations:
             instance_id=self.instance_id,
         )
         await self.store.put_turn(record)
-        self._parked[record.turn_id] = Parked(user.name, list(attachments or []), batch)
+        self._parked[record.turn_id] = Parked(user.name, files, batch)
+        waiting = {
+            "key": str(key),
+            "bot": bot,
+            "user": user.id,
+            "name": user.name,
+            "address": address,
+            "files": [{"path": str(a.path), "name": a.name, "mime_type": a.mime_type} for a in files],
+        }
+        try:
+            await self.store.put_meta(_waiting_note(record.turn_id, self.instance_id), json.dumps(waiting))
+        except (NotImplementedError, CCBridgeError) as exc:  # the record alone is answered by the next turn
+            log.debug("no note kept for the message waiting in %s: %r", key, exc)
         return record
 
     async def queued(self, key: ConversationKey) -> list[TurnRecord]:
@@ -337,6 +391,84 @@ class Conversations:
         """A turn of ``batch`` answers its own parked messages, and any a restart left waiting."""
         parked = self._parked.get(queued_turn.turn_id)
         return parked is None or (batch is not None and parked.batch == batch)
+
+    async def _parked_of(self, queued_turn: TurnRecord) -> Parked | None:
+        """What was parked with ``queued_turn``: in memory, or (after a restart) from its store note."""
+        parked = self._parked.pop(queued_turn.turn_id, None)
+        if parked is not None:
+            return parked
+        try:
+            raw = await self.store.get_meta(_waiting_note(queued_turn.turn_id, queued_turn.instance_id or ""))
+            note = json.loads(raw) if raw else None
+        except (NotImplementedError, CCBridgeError, ValueError) as exc:
+            log.debug("no note of the message waiting in %s: %r", queued_turn.key, exc)
+            return None
+        if not isinstance(note, dict):
+            return None
+        files = [
+            Attachment(Path(f["path"]), str(f["name"]), f.get("mime_type"))
+            for f in note.get("files") or []
+            if isinstance(f, dict) and f.get("path") and f.get("name")
+        ]
+        kept = [a for a in files if await asyncio.to_thread(a.path.is_file)]
+        return Parked(note.get("name"), kept, "")
+
+    async def _forget_waiting(self, turns: list[TurnRecord]) -> None:
+        for queued_turn in turns:
+            try:
+                await self.store.delete_meta(_waiting_note(queued_turn.turn_id, queued_turn.instance_id or ""))
+            except (NotImplementedError, CCBridgeError) as exc:
+                log.debug("could not forget the note of turn %s: %r", queued_turn.turn_id, exc)
+
+    async def left_waiting(self, bot: str | None) -> dict[ConversationKey, list[LeftWaiting]]:
+        """The messages that came to ``bot`` and waited (debounce / merge) when this instance stopped.
+
+        By conversation, oldest first; notes of messages answered since (by another instance, or
+        a turn that ended as the process died) are removed.
+        """
+        try:
+            notes = await self.store.list_meta(f"{_WAITING}{self.instance_id}:")
+        except NotImplementedError:
+            return {}
+        found: dict[ConversationKey, list[LeftWaiting]] = {}
+        for name, raw in notes.items():
+            turn_id = name.rsplit(":", 1)[-1]
+            try:
+                note = json.loads(raw)
+                key = ConversationKey.parse(note["key"])
+                user = UserRef(str(note["user"]), note.get("name"))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("a note of a waiting message that does not parse (%s): %r", name, exc)
+                await self.store.delete_meta(name)
+                continue
+            if note.get("bot") != bot:
+                continue
+            address = note.get("address") if isinstance(note.get("address"), dict) else None
+            found.setdefault(key, []).append(LeftWaiting(turn_id, key, bot, user, address))
+        for key, left in list(found.items()):
+            queued = {t.turn_id: t for t in await self.queued(key)}
+            for gone in [w for w in left if w.turn_id not in queued]:
+                await self.store.delete_meta(_waiting_note(gone.turn_id, self.instance_id))
+            left = sorted((w for w in left if w.turn_id in queued), key=lambda w: queued[w.turn_id].started_at)
+            if left:
+                found[key] = left
+            else:
+                del found[key]
+        return found
+
+    async def drop_batch(self, key: ConversationKey, batch: str, reason: str) -> int:
+        """The messages parked for ``batch`` will not be answered (``/stop`` in the debounce window)."""
+        dropped = []
+        for queued_turn in await self.queued(key):
+            parked = self._parked.get(queued_turn.turn_id)
+            if parked is not None and parked.batch == batch:
+                del self._parked[queued_turn.turn_id]
+                queued_turn.status, queued_turn.error = "interrupted", reason
+                queued_turn.finished_at = time.time()
+                await self.store.put_turn(queued_turn)
+                dropped.append(queued_turn)
+        await self._forget_waiting(dropped)
+        return len(dropped)
 
     # -- turns ---------------------------------------------------------------
     def busy(self, key: ConversationKey) -> bool:
@@ -466,7 +598,7 @@ class Conversations:
             shared = speaker is not None or len({t.user_id for t in waiting}) > 1
             parts, files = [], []
             for queued_turn in waiting:
-                parked = self._parked.pop(queued_turn.turn_id, None)
+                parked = await self._parked_of(queued_turn)
                 who = (parked.name if parked and parked.name else None) or queued_turn.user_id
                 parts.append(f"[{who}] {queued_turn.user_text}" if shared else queued_turn.user_text)
                 files += parked.attachments if parked else []
@@ -480,6 +612,7 @@ class Conversations:
             for queued_turn in waiting:
                 queued_turn.status = "merged"
                 await self.store.put_turn(queued_turn)
+            await self._forget_waiting(waiting)
         cwd = await self._working_dir(conv)
         conv.cwd = str(cwd)
         conv.status = "running"

@@ -17,8 +17,11 @@ and *how* to answer lives here, in this order, before anything is downloaded:
 6. ``access.debounce``: a first message waits that long for more from the same person
    (the typing indicator shows at once) and they are answered in one turn;
    ``busy_policy: merge``: what arrives while a reply runs is answered together in one
-   next turn (the user is told once). Both park the messages in the store first
-   (``queued``), so a restart loses none: the next turn answers them.
+   next turn (the user is told once; while a reply runs, everyone's messages join one
+   batch). Both park the messages in the store first (``queued``, with a note of their
+   files and reply address), so a restart loses none: :meth:`Dispatcher.answer_left_waiting`
+   answers them once the adapter is back (or the next message does). ``/stop`` inside the
+   window drops the waiting messages.
 7. the user's running turns over ``access.max_running_per_user`` -> waits (told once)
 8. a turn already running -> queued (told) or, with ``busy_policy: interrupt``, it stops
 9. the turn streams into the message's :class:`~core.sink.ReplySink`
@@ -31,6 +34,7 @@ conversation only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import logging
@@ -41,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .approvals import EXPIRED
-from .commands import CommandContext, CommandRunner, parse_command
+from .commands import NOTHING_RUNNING, CommandContext, CommandRunner, parse_command
 from .errors import ApprovalNotFound, CCBridgeError, StoreError
 from .events import ApprovalRequest, Decision
 from .grants import AccessGrants
@@ -110,25 +114,34 @@ class Ticket:
 
 
 class _Batch:
-    """Messages answered together by one turn: its id, and when the last one came."""
+    """Messages answered together by one turn: its id, how many, and when the last one came."""
 
     _ids = itertools.count(1)
 
     def __init__(self) -> None:
         self.id = f"batch-{next(self._ids)}"
         self.started = self.last = time.monotonic()
+        self.count = 0
+        self.in_window = False  # waiting out the debounce window (``/stop`` drops it then)
+        self.dropped = False  # ``/stop`` came inside the window: nothing runs
+        self.woken = asyncio.Event()  # the window ends early: dropped, or the bot is stopping
 
     def touch(self) -> None:
+        self.count += 1
         self.last = time.monotonic()
 
     async def quiet(self, window: float, longest: float) -> None:
-        """Wait until nothing came for ``window`` seconds (at most ``longest`` in all)."""
-        while True:
-            now = time.monotonic()
-            remaining = min(self.last + window, self.started + longest) - now
-            if remaining <= 0:
-                return
-            await asyncio.sleep(remaining)
+        """Wait until nothing came for ``window`` seconds (at most ``longest`` in all), or the batch is woken."""
+        self.in_window = True
+        try:
+            while not self.woken.is_set():
+                remaining = min(self.last + window, self.started + longest) - time.monotonic()
+                if remaining <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.woken.wait(), remaining)
+        finally:
+            self.in_window = False
 
 
 class _UserTurns:
@@ -173,6 +186,7 @@ class Dispatcher:
         self._ahead: dict[ConversationKey, int] = {}
         self._user_turns = _UserTurns(agent.sections.access.max_running_per_user)
         self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
+        self._closing = False  # the adapter is stopping (see end_windows)
         #: the names a conversation's place goes by (``slack:C0123``); bots set their own policy
         self.places_of: Callable[[ConversationKey], list[str]] = lambda key: [key.place]
         #: the bot's adapter (it registers itself): rebuilds the sinks of messages other instances hand over
@@ -366,6 +380,54 @@ class Dispatcher:
             return  # another instance owns the conversation: it answered, through us
         await self.deliver(msg, text, attachments, release)
 
+    def answer_left_waiting(self) -> None:
+        """Once the adapter is started: answer the messages this instance left waiting when it stopped.
+
+        Messages waiting out the debounce window or a running reply (``busy_policy: merge``) are
+        kept in the store (:meth:`~core.conversations.Conversations.park`). Where the adapter can
+        rebuild their reply's sink (``sink_at``), they are answered now, in one turn per
+        conversation; elsewhere (a sink without an address) the next message there answers them
+        too, and its reply says so.
+        """
+        self._closing = False
+        self.track(asyncio.create_task(self._answer_left_waiting(), name=f"ccbridge-left-waiting-{self.name}"))
+
+    async def _answer_left_waiting(self) -> None:
+        try:
+            left = await self.conversations.left_waiting(self.name)
+        except CCBridgeError as exc:
+            log.warning("could not look for messages left waiting by a restart: %s", exc)
+            return
+        for key, waiting in left.items():
+            address = next((w.address for w in waiting if w.address is not None), None)
+            sink = self.adapter.sink_at(address) if self.adapter is not None and address is not None else None
+            if sink is None:
+                log.warning(
+                    "%d message(s) in %s waited through a restart; the next message there answers them too",
+                    len(waiting),
+                    key,
+                )
+                continue
+            log.info("answering %d message(s) in %s that waited through a restart", len(waiting), key)
+            msg = IncomingMessage(key, waiting[0].user, "", sink, places=self.places_of(key))
+            ticket = self.reserve(key)  # messages arriving now come after these
+            task = asyncio.create_task(self._answer_restored(msg, ticket), name=f"ccbridge-restored-{key}")
+            self.track(task)
+
+    async def _answer_restored(self, msg: IncomingMessage, ticket: Ticket) -> None:
+        try:
+            if await self.routing.forward(msg, "", [], release=ticket.release):
+                return  # another instance owns the conversation now: it answers them
+            async with self._user_turns.hold((msg.platform, msg.user.id)):
+                await self._run_turn(msg, "", [], ticket.release)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not answer the messages left waiting in %s: %r", msg.key, exc)
+            await send_notice(msg.reply, "⚠️ Messages you sent before the bot restarted could not be answered.")
+        finally:
+            ticket.release()
+
     async def _sign_of_life(self, msg: IncomingMessage) -> None:
         """Show the typing indicator now, without waiting for the platform to confirm it."""
         call = asyncio.create_task(_show_typing(msg.reply), name=f"ccbridge-typing-{msg.key}")
@@ -391,8 +453,13 @@ class Dispatcher:
             role_mentions=list(msg.role_mentions),
             places=msg.places or self.places_of(msg.key),
         )
+        dropped = self._drop_windows(msg.key) if command.name == "stop" else 0
         answer = await self.commands.answer(ctx, command)
-        await send_notice(msg.reply, answer.text)
+        text = answer.text
+        if dropped:
+            note = f"⏹ Stopped: your {dropped} waiting message(s) will not be answered."
+            text = note if text == NOTHING_RUNNING else f"{text}\n{note}"
+        await send_notice(msg.reply, text)
         if answer.file is not None:
             try:
                 await msg.reply.send_file(answer.file, "")
@@ -403,10 +470,15 @@ class Dispatcher:
     async def deliver(self, msg: IncomingMessage, text: str, attachments: list, release: Callable[[], None]) -> None:
         """The admitted message, on the instance owning its conversation: batching, caps, the turn."""
         access = self.agent.sections.access
-        batch_key = (msg.key, msg.user.id if access.debounce > 0 else None)
         merging = access.busy_policy == "merge" and self.conversations.busy(msg.key)
-        if access.debounce > 0 or merging or batch_key in self._batches:
-            await self._gather(msg, text, attachments, release, batch_key)
+        # While a reply runs, everyone's messages join one batch (one next turn, in order); otherwise
+        # the debounce window gathers one person's burst.
+        shared_batch = (msg.key, None)
+        if merging or shared_batch in self._batches:
+            await self._gather(msg, text, attachments, release, shared_batch)
+            return
+        if access.debounce > 0:
+            await self._gather(msg, text, attachments, release, (msg.key, msg.user.id))
             return
         who = (msg.platform, msg.user.id)
         if self._user_turns.full(who):
@@ -427,19 +499,31 @@ class Dispatcher:
     ) -> None:
         """Park the message; the first of a batch waits (debounce) and runs the turn answering them all."""
         access = self.agent.sections.access
+        address = msg.reply.address()
         batch = self._batches.get(batch_key)
         if batch is not None:  # a turn will answer this one together with the others
-            await self.conversations.park(msg.key, text, msg.user, attachments, batch=batch.id)
+            await self.conversations.park(
+                msg.key, text, msg.user, attachments, batch=batch.id, bot=self.name, address=address
+            )
             batch.touch()
             return
         batch = self._batches[batch_key] = _Batch()
         try:
-            await self.conversations.park(msg.key, text, msg.user, attachments, batch=batch.id)
+            await self.conversations.park(
+                msg.key, text, msg.user, attachments, batch=batch.id, bot=self.name, address=address
+            )
+            batch.touch()
             release()  # the conversation's next messages may join the batch now
             if access.debounce > 0:
                 if msg.typing_shown is None:  # a sign of life while it waits for more
                     await _show_typing(msg.reply)
                 await batch.quiet(access.debounce, longest=4 * access.debounce)
+                if batch.dropped:  # /stop inside the window: nothing runs
+                    self._close_batch(batch_key, batch)
+                    await self.conversations.drop_batch(msg.key, batch.id, "dropped by /stop before it was answered")
+                    return
+                if self._closing:  # the bot stops: the messages stay parked, the next start answers them
+                    return
             if access.busy_policy == "merge" and self.conversations.busy(msg.key):
                 await send_notice(msg.reply, "⏳ I'll answer your messages together once the current reply is done.")
             who = (msg.platform, msg.user.id)
@@ -449,6 +533,26 @@ class Dispatcher:
                 )
         finally:
             self._close_batch(batch_key, batch)
+
+    def _drop_windows(self, key: ConversationKey) -> int:
+        """``/stop``: the batches of ``key`` still in their debounce window run nothing; how many messages."""
+        dropped = 0
+        for (batch_of, _), batch in list(self._batches.items()):
+            if batch_of == key and batch.in_window and not batch.dropped:
+                batch.dropped = True
+                batch.woken.set()
+                dropped += batch.count
+        return dropped
+
+    def end_windows(self) -> None:
+        """The adapter stops: messages waiting out a debounce window stay parked for the next start.
+
+        (Their turns do not run now, so stopping never waits for a window.)
+        """
+        self._closing = True
+        for batch in self._batches.values():
+            if batch.in_window:
+                batch.woken.set()
 
     def _close_batch(self, batch_key: tuple[ConversationKey, str | None], batch: _Batch) -> None:
         if self._batches.get(batch_key) is batch:

@@ -7,8 +7,9 @@ to the project's directory the same way. When the project is a git repository
 (``mode: worktree``, the default) each conversation gets a ``git worktree`` of
 its own on branch ``ccbridge/<conversation>``, created on its first turn, so two
 threads working at once never edit the same files. Worktrees of conversations
-idle past ``retention`` are removed (never while a turn runs); their branches
-stay, and the worktree comes back from its branch on the next turn. Admins may
+idle past ``retention`` are removed (never while a turn runs), their uncommitted
+work committed on their branch first; the branches stay, and the worktree comes
+back from its branch on the next turn. Admins may
 switch a place to another project from the chat (``/project``), kept in the store.
 
 All git work runs ``git`` as a subprocess, off the event loop.
@@ -19,9 +20,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ProjectSettings
@@ -36,6 +41,11 @@ OVERRIDE_PREFIX = "project:"
 NONE = "-"  # an override meaning "no project here"
 _BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
 GIT_TIMEOUT = 60.0
+#: who commits the work a conversation left uncommitted when its idle worktree is removed
+SAVE_IDENTITY = ("-c", "user.name=ccbridge", "-c", "user.email=ccbridge@localhost", "-c", "commit.gpgsign=false")
+#: on every git ccbridge runs itself (outside the sandbox): no hooks, no fsmonitor command from a repository's config
+_HARDENED = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+_git_home: str | None = None
 
 
 class GitError(CCBridgeError):
@@ -52,16 +62,47 @@ class Workplace:
     repository: Path | None = None  # the main checkout (its .git takes the worktree's writes)
 
 
+def _neutral_home() -> str:
+    """An empty private directory for git's HOME (created once per process)."""
+    global _git_home
+    if _git_home is None or not os.path.isdir(_git_home):
+        _git_home = tempfile.mkdtemp(prefix="ccbridge-git-home-")
+    return _git_home
+
+
+def git_env() -> dict[str, str]:
+    """The environment ccbridge runs git with.
+
+    PATH is the operator's (a git installed outside /usr/bin is found). Nothing else of the
+    operator's environment or configuration applies: their ``~/.gitconfig`` may hold credential
+    helpers, aliases, hooks, signing or filters that have no business in a conversation's worktree,
+    so git reads no global configuration (``GIT_CONFIG_GLOBAL`` is the empty /dev/null) and HOME is
+    an empty private directory. HOME is never the repository or a worktree: a worktree is written
+    by Claude, and a ``.gitconfig`` it left there would otherwise be read as the global configuration
+    of the git ccbridge runs outside the sandbox. The system configuration (``/etc/gitconfig``) applies.
+    """
+    return {
+        "GIT_TERMINAL_PROMPT": "0",
+        "PATH": os.environ.get("PATH") or os.defpath,
+        "HOME": _neutral_home(),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+
+
 async def git(cwd: Path, *args: str, check: bool = True) -> str:
     """Run ``git`` in ``cwd``; its stdout. Raises :class:`GitError` with git's message when it fails."""
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(cwd)},
-    )
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            *_HARDENED,
+            *args,
+            cwd=cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=git_env(),
+        )
+    except OSError as exc:  # no git on PATH, or cwd is gone
+        raise GitError(f"cannot run git in {cwd}: {exc.strerror or exc}") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT)
     except TimeoutError:
@@ -81,16 +122,48 @@ def branch_for(key: ConversationKey) -> str:
     return f"ccbridge/{readable}-{digest}"
 
 
+@dataclass
+class _Lane:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # holders + waiters
+
+
+def check_paths(settings: dict[str, ProjectSettings], prefix: str = "projects") -> None:
+    """Every project's directory exists; else a :class:`ConfigError` naming ``<prefix>.<name>.path``."""
+    for name, project in settings.items():
+        if not project.path.is_dir():
+            raise ConfigError(f"{project.path} is not an existing directory", key=f"{prefix}.{name}.path")
+
+
 class Projects:
     def __init__(self, settings: dict[str, ProjectSettings], base_dir: Path, store: ConversationStore) -> None:
-        for name, project in settings.items():
-            if not project.path.is_dir():
-                raise ConfigError(f"{project.path} is not an existing directory", key=f"projects.{name}.path")
+        check_paths(settings)
         self.settings = dict(settings)
         self.worktrees = base_dir / "_worktrees"
         self.store = store
         self._repos: dict[str, bool] = {}
         self._lock = asyncio.Lock()  # git worktree add/remove on one repository at a time
+        # per worktree: held while a turn makes sure its worktree is there, and while a sweep saves and
+        # removes it, so the two never overlap (the turn itself then holds its conversation's lock)
+        self._lanes: dict[Path, _Lane] = {}
+
+    def update(self, settings: dict[str, ProjectSettings]) -> None:
+        """New bindings (a config reload), for the conversations and sessions to come."""
+        check_paths(settings)
+        self.settings = dict(settings)
+        self._repos.clear()
+
+    @asynccontextmanager
+    async def _holding(self, path: Path) -> AsyncIterator[None]:
+        lane = self._lanes.setdefault(path, _Lane())
+        lane.users += 1
+        try:
+            async with lane.lock:
+                yield
+        finally:
+            lane.users -= 1
+            if lane.users == 0 and self._lanes.get(path) is lane:
+                del self._lanes[path]
 
     def __bool__(self) -> bool:
         return bool(self.settings)
@@ -138,9 +211,9 @@ class Projects:
         path = self.worktree_path(name, key)
         branch = branch_for(key)
         repo = project.path.resolve()
-        if not (path / ".git").exists():
-            async with self._lock:
-                if not (path / ".git").exists():
+        async with self._holding(path):  # waits for a sweep removing it right now; then it comes back
+            if not (path / ".git").exists():
+                async with self._lock:
                     await self._add_worktree(repo, path, branch)
         return Workplace(path, name, branch, repo)
 
@@ -158,37 +231,92 @@ class Projects:
         """The conversation's changes: against its branch's start (committed) and in the worktree (not yet)."""
         if place.branch is None or place.repository is None:
             if place.project and await self.is_repository(place.project):
-                return await git(place.root, "diff", "HEAD") + await _untracked(place.root)
+                return await git(place.root, "diff", *_PLAIN, "HEAD") + await _untracked(place.root)
             return ""
         base = (await git(place.root, "merge-base", "HEAD", await self._main_head(place.repository))).strip()
-        committed = await git(place.root, "diff", base, "HEAD")
-        working = await git(place.root, "diff", "HEAD")
+        committed = await git(place.root, "diff", *_PLAIN, base, "HEAD")
+        working = await git(place.root, "diff", *_PLAIN, "HEAD")
         return committed + working + await _untracked(place.root)
 
     @staticmethod
     async def _main_head(repo: Path) -> str:
         return (await git(repo, "rev-parse", "HEAD")).strip()
 
-    async def remove_idle(self, conversations: list[Conversation], running: set[ConversationKey]) -> int:
-        """Remove the worktrees of conversations idle past their project's retention; branches stay."""
+    async def remove_idle(self, conversations: list[Conversation], busy: Callable[[ConversationKey], bool]) -> int:
+        """Remove the worktrees of conversations idle past their project's retention; branches stay.
+
+        ``busy(key)``: a turn (or /new, /resume) holds the conversation right now; asked live, under
+        the worktree's lock, right before its removal. Work left uncommitted is committed on the
+        conversation's branch first; a worktree whose work cannot be saved is kept.
+        """
         removed = 0
-        now = time.time()
         for conv in conversations:
             name = conv.metadata.get("project")
-            if name not in self.settings or conv.key in running or conv.status == "running":
+            if name not in self.settings or busy(conv.key):
                 continue
             path = self.worktree_path(name, conv.key)
-            if not path.exists() or now - conv.last_active_at < self.settings[name].retention:
+            if not path.exists() or time.time() - conv.last_active_at < self.settings[name].retention:
                 continue
-            async with self._lock:
-                if conv.key in running:
+            async with self._holding(path):  # a turn starting now waits here, then gets its worktree back
+                fresh = await self.store.get(conv.key)  # the record now, not the sweep's listing
+                if (
+                    fresh is None
+                    or busy(conv.key)
+                    or fresh.status == "running"
+                    or time.time() - fresh.last_active_at < self.settings[name].retention
+                    or not (path / ".git").exists()
+                ):
                     continue
-                await git(self.settings[name].path, "worktree", "remove", "--force", str(path))
+                repo = self.settings[name].path
+                try:
+                    if not await self._save(path, conv.key):
+                        continue
+                    async with self._lock:
+                        await git(repo, "worktree", "remove", "--force", str(path))  # only ignored files are left
+                except GitError as exc:
+                    log.warning("project %s: could not remove the worktree of %s (kept): %s", name, conv.key, exc)
+                    continue
             removed += 1
             log.info(
                 "project %s: removed the idle worktree of %s (branch %s kept)", name, conv.key, branch_for(conv.key)
             )
         return removed
+
+    async def _save(self, path: Path, key: ConversationKey) -> bool:
+        """Commit what the worktree holds uncommitted (untracked files too, not ignored ones) on its branch.
+
+        True when nothing is left to lose; False (with a warning) when the worktree must stay.
+        """
+        branch = branch_for(key)
+        try:
+            head = (await git(path, "symbolic-ref", "-q", "HEAD", check=False)).strip()
+            if head != f"refs/heads/{branch}":
+                log.warning(
+                    "the worktree %s of %s is not on its branch %s (%s): kept, so no commit is lost",
+                    path,
+                    key,
+                    branch,
+                    head or "a detached HEAD",
+                )
+                return False
+            if not (await git(path, "status", "--porcelain", "--untracked-files=all")).strip():
+                return True
+            await git(path, "add", "--all")
+            message = (
+                f"ccbridge: work in progress of {key}\n\n"
+                "Left uncommitted when its idle worktree was removed; saved here so nothing is lost."
+            )
+            await git(path, *SAVE_IDENTITY, "commit", "--quiet", "--no-verify", "-m", message)
+            if (await git(path, "status", "--porcelain", "--untracked-files=all")).strip():
+                raise GitError("changes are left after the commit")
+        except GitError as exc:
+            log.warning("could not save the uncommitted work in %s of %s; the worktree is kept: %s", path, key, exc)
+            return False
+        log.info("saved the uncommitted work of %s on branch %s", key, branch)
+        return True
+
+
+_PLAIN = ("--no-ext-diff", "--no-textconv")  # no external diff or textconv command from the repository's config
 
 
 async def _untracked(root: Path) -> str:
@@ -196,6 +324,6 @@ async def _untracked(root: Path) -> str:
     names = [n for n in (await git(root, "ls-files", "--others", "--exclude-standard")).splitlines() if n]
     out = []
     for name in names:
-        diff = await git(root, "diff", "--no-index", "--", "/dev/null", name, check=False)
+        diff = await git(root, "diff", *_PLAIN, "--no-index", "--", "/dev/null", name, check=False)
         out.append(diff)
     return "".join(out)

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 # Discord wants an interaction acknowledged within 3 s; what is looked up first must be quicker than that.
 ADMIT_TIMEOUT = 0.8  # seconds the access check may take before a slash command is deferred anyway
 ROLES_TIMEOUT = 0.8  # seconds a DM author's roles may take to look up (in their servers) before that
+DEDUPE_TIMEOUT = 0.5  # seconds the check for a replayed interaction may take before it is handled anyway
 _PEOPLE_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 CHANNEL_HINT = (
     "In a channel, commands work inside a thread I'm answering in (type `/{name}` there, or `!{name}`). "
@@ -202,6 +203,7 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
             await self.stop(drain_timeout=0)
             raise
         self._open.set()
+        self.dispatcher.answer_left_waiting()
         me = client.user
         log.info(
             "Discord: %s (%s) is up in %d server(s); message content intent %s",
@@ -254,6 +256,7 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop taking messages, let replies in flight finish (approvals can still be answered), disconnect."""
         self._stopping = True
+        self.dispatcher.end_windows()
         self._open.set()  # events waiting for start() see that the bot is stopping
         await drain_tasks(drain_timeout, self._tasks, self.dispatcher.in_flight)
         await self.client.close()
@@ -373,7 +376,7 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
         if self._stopping:
             await self._answer_now(interaction, "⏳ I'm restarting; try again in a moment.")
             return
-        if not await self.dispatcher.first_delivery(f"interaction:{interaction.id}"):
+        if not await self._first_interaction(interaction):
             log.info("Discord: interaction %s was delivered again; it is handled once", interaction.id)
             return
         place = interaction_place(interaction)
@@ -431,6 +434,19 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
             destination = Destination(target, upload_limit=limit)
         self._submit(IncomingMessage(key=key, user=user, text=line, reply=DiscordSink(destination, self.limits)))
 
+    async def _first_interaction(self, interaction: discord.Interaction[Any]) -> bool:
+        """Whether this interaction is new; a slow store is not waited for past DEDUPE_TIMEOUT (Discord
+        wants an answer within 3 s, and an interaction replayed after a resume is rare): then it is new."""
+        try:
+            return await asyncio.wait_for(
+                self.dispatcher.first_delivery(f"interaction:{interaction.id}"), DEDUPE_TIMEOUT
+            )
+        except TimeoutError:
+            log.warning(
+                "Discord: the store took over %gs to check interaction %s; handling it", DEDUPE_TIMEOUT, interaction.id
+            )
+            return True
+
     @staticmethod
     async def _answer_now(interaction: discord.Interaction[Any], text: str) -> None:
         try:
@@ -442,12 +458,12 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
     async def on_approval_press(
         self, interaction: discord.Interaction[Any], request_id: str, decision: Decision
     ) -> None:
-        if not await self.dispatcher.first_delivery(f"interaction:{interaction.id}"):
-            return
         try:
             await interaction.response.defer()  # acknowledged at once; the prompt then shows the decision
         except discord.HTTPException as exc:
             log.info("Discord: could not acknowledge button press %s: %s", interaction.id, exc)
+        if not await self._first_interaction(interaction):
+            return
         presser = await self.user_ref(interaction.user)  # after the acknowledgement: no hurry
         try:
             await self.dispatcher.resolve_approval(request_id, decision, presser)

@@ -111,6 +111,7 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
             await self.stop(drain_timeout=0)
             raise
         self._ready.set()
+        self.dispatcher.answer_left_waiting()
 
     async def _identify(self) -> None:
         """Check the app credentials (a fresh tenant token) and learn the bot's own open_id."""
@@ -166,6 +167,7 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         self._accepting = False
+        self.dispatcher.end_windows()
         self._ready.set()  # let anything still waiting for start() through to the drain
         if self.ws is not None:
             ws, self.ws = self.ws, None

@@ -2,9 +2,11 @@
 
 A message (``message`` or ``text``) addresses a session by ``session_id`` (claude-agent-http's
 way: the session's user speaks), or just by ``user_id`` (that user's default session).
-Approval requests are refused in sync and async mode unless ``approval_mode`` is ``"ask"``;
-then they wait for ``POST /api/v1/approvals/{id}`` (listed by ``GET /api/v1/approvals`` and
-in the task). A client that disconnects stops its turn (sync and stream alike).
+Tools needing approval are refused at once unless the request says ``approval_mode: "ask"``
+(claude-agent-http's clients send none, and could answer none); then they wait for
+``POST /api/v1/approvals/{id}`` (listed by ``GET /api/v1/approvals``, in the task, and on the
+stream as ``approval_request`` events). A client that disconnects stops its turn (sync and
+stream alike).
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from core import ConversationKey
 
 from .auth import require_api_key
 from .common import Ctx, OwnerQuery, errors
-from .context import ApiContext
+from .context import NOT_FOUND_OR_EXPIRED, ApiContext
 from .errors import ApiError
 from .files import attachments_for
 from .models import AsyncChatRequest, ChatRequest, ChatResponse, TaskAccepted, TaskStatus, chat_out
-from .sse import Render, sse_stream, v1_render
+from .sse import SEED_V1, refused_stream, sse_stream, stream_response, v1_render
 from .tasks import task_out
 from .turns import ApprovalModeName, TurnOutcome, TurnRunner, error_status
 
@@ -34,9 +36,10 @@ router = APIRouter(prefix="/api/v1", tags=["chat"], dependencies=[Depends(requir
 TURN_ERRORS = errors(400, 403, 404, 429, 502, 503, 504)
 V1_SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "Server-sent events; each data is a JSON object with a type. claude-agent-http's types "
-        "(text_delta, tool_use, done, error) are unnamed events; ccbridge's others are named: tool_result, "
-        "approval_request, approval_resolved, file, retry, waiting.",
+        "description": "Server-sent events, each `data: {json}` with a type: claude-agent-http's text_delta, "
+        "tool_use, then done or error (also for an unknown session), as unnamed events. With approval_mode "
+        "'ask', ccbridge's others too, as named events: tool_result, approval_request, approval_resolved, "
+        "file, retry, waiting. /api/v2/chat/stream sends them all.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
@@ -48,7 +51,12 @@ def raise_for_outcome(outcome: TurnOutcome) -> None:
         return
     status, code = error_status(outcome)
     raise ApiError(
-        status, code, outcome.error or "the turn failed", session_id=outcome.session_id or None, text=outcome.text
+        status,
+        code,
+        outcome.error or "the turn failed",
+        session_id=outcome.session_id or None,
+        text=outcome.text,
+        cost_usd=outcome.cost_usd,
     )
 
 
@@ -109,10 +117,6 @@ async def start_chat(ctx: ApiContext, body: ChatRequest, approval_mode: Approval
     return start()
 
 
-def stream_response(runner: TurnRunner, render: Render) -> EventSourceResponse:
-    return EventSourceResponse(sse_stream(runner, render), ping=15)
-
-
 @router.post("/chat", responses=TURN_ERRORS)
 async def chat(body: ChatRequest, ctx: Ctx, request: Request) -> ChatResponse:
     """Run one turn and answer with its result (disconnecting stops the turn)."""
@@ -124,9 +128,18 @@ async def chat(body: ChatRequest, ctx: Ctx, request: Request) -> ChatResponse:
 
 @router.post("/chat/stream", response_class=EventSourceResponse, responses={**TURN_ERRORS, **V1_SSE_DOC})
 async def chat_stream(body: ChatRequest, ctx: Ctx) -> EventSourceResponse:
-    """Run one turn and stream its events (claude-agent-http's stream, plus ccbridge's named events);
-    disconnecting stops the turn. ``/api/v2/chat/stream`` names every event."""
-    return stream_response(await start_chat(ctx, body, "ask"), v1_render)
+    """Run one turn and stream its events as claude-agent-http did (ccbridge's named events too with
+    ``approval_mode: "ask"``); disconnecting stops the turn. ``/api/v2/chat/stream`` names every event."""
+    try:
+        runner = await start_chat(ctx, body, "deny")
+    except ApiError as exc:
+        if exc.code != "session_not_found":
+            raise
+        # claude-agent-http answered an unknown session with a 200 stream of one error chunk.
+        error = {"type": "error", "error": NOT_FOUND_OR_EXPIRED, "code": exc.code, "message": exc.message}
+        return stream_response(refused_stream({**error, "session_id": body.session_id}, SEED_V1), SEED_V1)
+    # Asking for approvals is ccbridge's: such a client gets ccbridge's events (approval_request...) too.
+    return stream_response(sse_stream(runner, v1_render(extras=body.approval_mode == "ask"), SEED_V1), SEED_V1)
 
 
 @router.post("/chat/async", status_code=202, responses=TURN_ERRORS)

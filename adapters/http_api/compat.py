@@ -17,7 +17,9 @@ name across users; when several users have a session of that name the answer is
 
 Errors answer ``{"detail": message, "code": ...}`` (those clients read ``detail``).
 ``user_id`` is any non-blank text up to 128 characters without control characters.
-Tools needing approval are refused (these clients cannot answer approvals).
+Tools needing approval are refused (these clients cannot answer approvals). Streams are
+framed as that server's (sse-starlette's defaults: ``\r\n`` line ends, ``: ping`` comments,
+no ``id:`` lines).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from .chat import finish, raise_for_outcome
 from .common import Ctx, OwnerQuery, compat_errors
 from .context import PLATFORM, ApiContext
 from .errors import ApiError, CompatErrorsRoute
-from .models import MessageText, UserId, tool_calls_out, utc
-from .sse import sse_stream
+from .models import MessageText, UserId, files_out, tool_calls_out, utc
+from .sse import SEED_COMPAT, Payload, sse_stream, stream_response
 from .tasks import Task
 from .turns import TurnOutcome, TurnRunner
 
@@ -96,6 +98,11 @@ class CompatMessage(BaseModel):
     role: Literal["user", "assistant"]
     content: str
     timestamp: datetime
+    cost_usd: float | None = Field(
+        None,
+        description="On the last message of each turn (its reply, or the user's message when the turn "
+        "answered nothing, e.g. it failed): what that turn cost in USD.",
+    )
 
 
 class CompatHistory(BaseModel):
@@ -192,6 +199,7 @@ def compat_response(outcome: TurnOutcome, session_label: str) -> CompatChatRespo
             "usage": outcome.usage,
             "interrupted": outcome.interrupted,
             "tool_calls": [t.model_dump(mode="json") for t in tool_calls_out(outcome.tool_calls)],
+            "files": [f.model_dump(mode="json") for f in files_out(outcome.session_id, outcome.files)],
             "timestamp": utc(outcome.timestamp).isoformat(),
         },
     )
@@ -217,7 +225,7 @@ COMPAT_SSE_DOC: dict[int | str, dict[str, Any]] = {
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-sent events: message (a piece of the reply, as text), then done "
-        '({"session_id", "claude_session_id"}) or error ({"error"}).',
+        '({"session_id", "claude_session_id", "cost_usd"}) or error ({"error", "cost_usd"}).',
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
@@ -247,16 +255,17 @@ async def compat_chat_stream(body: CompatChatRequest, ctx: Ctx) -> EventSourceRe
     """Events: ``message`` (a piece of text), then ``done`` or ``error``."""
     session_label = label(body)
 
-    def render(runner: TurnRunner, event: object) -> tuple[str | None, dict[str, Any] | str] | None:
+    def render(runner: TurnRunner, event: object) -> Payload | None:
         if isinstance(event, TextDelta):
             return "message", event.text
         if isinstance(event, TurnOutcome):
             if event.ok:
-                return "done", {"session_id": session_label, "claude_session_id": event.session_id}
-            return "error", {"error": event.error or "the turn failed"}
+                done = {"session_id": session_label, "claude_session_id": event.session_id}
+                return "done", {**done, "cost_usd": event.cost_usd}
+            return "error", {"error": event.error or "the turn failed", "cost_usd": event.cost_usd}
         return None
 
-    return EventSourceResponse(sse_stream(await start(ctx, body), render), ping=15)
+    return stream_response(sse_stream(await start(ctx, body), render, SEED_COMPAT), SEED_COMPAT)
 
 
 @router.post("/chat/async", responses=compat_errors(403, 429))
@@ -298,13 +307,12 @@ async def compat_history(
     conv = await find_compat_session(ctx, session_id, user_id)
     messages: list[CompatMessage] = []
     for turn in await ctx.agent.conversations.history(conv.key, limit):
-        messages.append(CompatMessage(role="user", content=turn.user_text, timestamp=utc(turn.started_at)))
+        asked = CompatMessage(role="user", content=turn.user_text, timestamp=utc(turn.started_at))
+        messages.append(asked)
         if turn.reply_text:
-            messages.append(
-                CompatMessage(
-                    role="assistant", content=turn.reply_text, timestamp=utc(turn.finished_at or turn.started_at)
-                )
-            )
+            when = utc(turn.finished_at or turn.started_at)
+            messages.append(CompatMessage(role="assistant", content=turn.reply_text, timestamp=when))
+        messages[-1].cost_usd = turn.cost_usd  # the turn's last message: its reply, else the question
     return CompatHistory(session_id=session_id, user_id=conv.key.owner, messages=messages, total_messages=len(messages))
 
 

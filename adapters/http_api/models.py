@@ -159,8 +159,9 @@ class ChatRequest(BaseModel):
     )
     approval_mode: ApprovalMode | None = Field(
         None,
-        description="'deny': tools needing approval are refused; 'ask': they wait for POST /api/v1/approvals/{id}. "
-        "Default: 'ask' when streaming, 'deny' otherwise.",
+        description="'deny': tools needing approval are refused at once; 'ask': they wait for "
+        "POST /api/v1/approvals/{id} (and /api/v1/chat/stream sends ccbridge's events: approval_request...). "
+        "Default: 'deny', except on /api/v2/chat/stream ('ask').",
     )
     timeout: float | None = Field(None, gt=0, le=86400, description="Seconds, capped by the server's turn_timeout.")
     attachments: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
@@ -291,6 +292,7 @@ class ErrorInfo(BaseModel):
     message: str
     session_id: str | None = None
     text: str | None = Field(None, description="Text produced before the failure.")
+    cost_usd: float | None = Field(None, description="What the failed turn cost in USD (when it ran).")
 
 
 class CallbackInfo(BaseModel):

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["probes"])
 
 API_VERSION = "1.0.0"
+# /health's storage_type in claude-agent-http's words (memory | sqlite | postgresql); others as configured.
+STORAGE_TYPES = {"postgres": "postgresql"}
 SERVICE_NAME = "ccbridge HTTP API"
 
 
@@ -53,7 +55,9 @@ class Health(BaseModel):
     active_sessions: int = Field(
         description="API sessions with a live Claude Code process or a running turn on this instance."
     )
-    storage_type: str = Field(description="The conversation store's backend (store.backend).")
+    storage_type: str = Field(
+        description="The conversation store's backend: memory, sqlite, postgresql (store.backend: postgres) or redis."
+    )
     uptime_seconds: float
     claude_version: str | None = Field(None, description="The bundled Claude Code CLI's version (None with cli_path).")
 
@@ -73,6 +77,10 @@ class ServiceInfo(BaseModel):
     health: str
     ready: str
     apis: dict[str, str] = Field(description="Where each API lives.")
+
+
+def storage_type(backend: str) -> str:
+    return STORAGE_TYPES.get(backend, backend)
 
 
 def active_sessions(ctx: ApiContext) -> int:
@@ -107,7 +115,7 @@ async def health(ctx: Ctx) -> Health:
         version=package_version(),
         api_version=API_VERSION,
         active_sessions=active_sessions(ctx),
-        storage_type=ctx.agent.sections.store.backend,
+        storage_type=storage_type(ctx.agent.sections.store.backend),
         uptime_seconds=round(time.time() - ctx.started_at, 3),
         claude_version=None if ctx.agent.sections.agent.cli_path else bundled_cli_version(),
     )

@@ -8,11 +8,12 @@ object (``id``, ``cwd`` relative to the workspace, ``status`` idle/running/inter
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from core.store import Conversation
 from core.workspace import Workspaces
@@ -33,6 +34,53 @@ class SessionCreate(BaseModel):
         description="Working directory relative to the user's workspace ('..' and absolute paths are refused).",
     )
     metadata: dict[str, Any] | None = Field(None, description="Free-form data kept with the session.")
+
+
+SEED_USER_ID = re.compile(r"[A-Za-z0-9_-]+")
+SEED_USER_ID_MAX = 64
+SEED_SUBDIR_MAX = 200
+
+
+def check_seed_user_id(value: str) -> str:
+    if not SEED_USER_ID.fullmatch(value):
+        raise ValueError("User ID can only contain alphanumeric characters, underscore, and hyphen")
+    return value
+
+
+def check_seed_subdir(value: str | None) -> str | None:
+    if value:
+        if ".." in value:
+            raise ValueError("'..' is not allowed in subdir")
+        if value.startswith("/"):
+            raise ValueError("subdir must be relative: an absolute path is not allowed")
+    return value
+
+
+class SeedSessionCreate(SessionCreate):
+    """``POST /api/v1/sessions``: refuses what claude-agent-http refused, with its 422 (``value_error`` at
+    ``body.user_id`` / ``body.subdir``): a user_id of anything but 1-64 letters, digits, ``_`` and ``-``; a
+    subdir longer than 200 characters, containing ``..`` or starting with ``/``. (``/api/v2`` and chat take
+    any user_id without control characters.)"""
+
+    user_id: Annotated[  # type: ignore[assignment]
+        str,
+        Field(
+            min_length=1,
+            max_length=SEED_USER_ID_MAX,
+            description="1-64 letters, digits, '_' or '-' (claude-agent-http's rule).",
+            examples=["alice"],
+            json_schema_extra={"pattern": "^[A-Za-z0-9_-]+$"},
+        ),
+        AfterValidator(check_seed_user_id),
+    ]
+    subdir: Annotated[  # type: ignore[assignment]
+        str | None,
+        Field(
+            max_length=SEED_SUBDIR_MAX,
+            description="Working directory relative to the user's workspace (no '..', not absolute).",
+        ),
+        AfterValidator(check_seed_subdir),
+    ] = None
 
 
 class SeedSession(BaseModel):

@@ -25,7 +25,7 @@ from .common import Ctx, OwnerQuery, UserFilterQuery, errors
 from .context import NOT_FOUND, NOT_FOUND_OR_EXPIRED, PLATFORM, ApiContext
 from .errors import ApiError
 from .models import History, turn_out
-from .session_models import SeedSession, SessionCreate, seed_session_out
+from .session_models import SeedSession, SeedSessionCreate, SessionCreate, seed_session_out
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], dependencies=[Depends(require_api_key)])
 
@@ -81,8 +81,9 @@ async def history(ctx: ApiContext, session_id: str, user_id: str | None, limit: 
 
 # -- routes ------------------------------------------------------------------------
 @router.post("", status_code=201, responses=errors(400, 403))
-async def create_session(body: SessionCreate, ctx: Ctx) -> SeedSession:
-    """Create a new session for a user, optionally in a subdirectory of the user's workspace."""
+async def create_session(body: SeedSessionCreate, ctx: Ctx) -> SeedSession:
+    """Create a new session for a user, optionally in a subdirectory of the user's workspace (a user_id
+    and subdir as claude-agent-http took them: 422 otherwise)."""
     return seed_session_out(await create(ctx, body), ctx.agent.workspaces)
 
 

@@ -1,33 +1,41 @@
 """Core events as server-sent events. Every ``data`` is a JSON object with a ``type``.
 
-``/api/v1/chat/stream`` (claude-agent-http's stream): its four types arrive as plain,
-unnamed SSE events (an SSE client sees them as ``message`` events), as that API sent them::
+``/api/v1/chat/stream`` (claude-agent-http's stream) is written as that API wrote it: exactly
+``data: {json}`` and a blank line per event, ``\n`` line ends, no ``id:`` lines, no keep-alive
+comments, and only its four types, as plain (unnamed) events::
 
     data: {"type": "text_delta", "text": "Here"}
     data: {"type": "tool_use", "tool_name": "Write", "tool_input": {...}}
     data: {"type": "done"}                    (or {"type": "error", "error": "..."})
 
-each with ccbridge's extra fields (``done`` carries the whole chat response: text, cost,
-files...). ccbridge's other events are named SSE events, so a client of that API's
-``message`` events never sees them: ``tool_result``, ``approval_request``,
-``approval_resolved``, ``file``, ``retry`` (the model API is overloaded or rate limited
-and Claude Code retries) and ``waiting`` (the turn waits for a free process or for the
-conversation's previous turn).
+each with ccbridge's extra fields, none of them a ``text`` in ``done`` or ``error`` (a client
+adding up every chunk's text gets the reply once; ``done`` carries the rest of the chat
+response: cost, files...). ccbridge's other events -- ``tool_result``, ``approval_request``,
+``approval_resolved``, ``file``, ``retry`` (the model API is overloaded or rate limited and
+Claude Code retries) and ``waiting`` (the turn waits for a free process or for the
+conversation's previous turn) -- are sent on ``/api/v1`` only to a client that asked for
+approvals (``approval_mode: "ask"``: it needs ``approval_request``), as named events, so a
+client of the ``message`` events still never sees them.
 
-``/api/v2/chat/stream`` names every event by its type (``event: text_delta`` ...).
+``/api/v2/chat/stream`` sends every event, named by its type (``event: text_delta`` ...),
+with its ``id:``, and ``done`` / ``error`` with the whole reply ``text``.
+
+claude-code-server's ``/chat/stream`` (:mod:`.compat`) keeps sse-starlette's defaults that
+server used: ``\r\n`` line ends, no ``id:`` lines, ``: ping`` comments every 15 s.
 
 Every stream opens with an SSE comment, ``: accepted``, sent as soon as the turn is taken on
-(before Claude Code has started): a sign of life that SSE clients skip, as they skip the
-``: ping`` comments that keep an idle stream open.
+(before Claude Code has started): a sign of life that SSE clients skip.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from sse_starlette import EventSourceResponse
 
 from core import (
     AgentRetrying,
@@ -43,13 +51,40 @@ from core import (
 from .models import approval_out, chat_out, file_url, tool_calls_out
 from .turns import TurnOutcome, TurnRunner, error_status
 
-ACCEPTED = {"comment": "accepted"}  # the stream's first line, ": accepted" (SSE clients skip comments)
+# The stream's first line, ": accepted": a sign of life the moment the turn is taken on (a client or
+# proxy waiting for a first byte does not give up while Claude Code starts). It is the only comment
+# line of an /api/v1 stream; SSE clients skip comments, and a client reading raw lines sees no "data:".
+ACCEPTED = {"comment": "accepted"}
 SEED_TYPES = frozenset({"text_delta", "tool_use", "done", "error"})  # claude-agent-http's StreamChunk types
+TERMINAL_TYPES = frozenset({"done", "error"})
 
 
-def _sse(event: str | None, data: dict[str, Any] | str, seq: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Framing:
+    """How a stream's events are written."""
+
+    sep: str | None = None  # line ends; None: sse-starlette's "\r\n"
+    ping: float = 15  # seconds between ": ping" comments on an idle stream; 0: none
+    ids: bool = True  # an "id: N" line before each event
+
+
+#: claude-agent-http wrote ``data: {json}\n\n`` per chunk and nothing else (no ids, no pings).
+SEED_V1 = Framing(sep="\n", ping=0, ids=False)
+#: claude-code-server used sse-starlette's defaults: "\r\n" line ends, pings every 15 s, no ids.
+SEED_COMPAT = Framing(ids=False)
+V2 = Framing()
+
+Payload = tuple[str | None, dict[str, Any] | str]  # (SSE event name or None for unnamed, data)
+Render = Callable[[TurnRunner, object], "Payload | None"]
+
+
+def _sse(payload: Payload, seq: int, framing: Framing) -> dict[str, Any]:
+    event, data = payload
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
-    return {"event": event, "data": text, "id": str(seq)}
+    frame: dict[str, Any] = {"event": event, "data": text}
+    if framing.ids:
+        frame["id"] = str(seq)
+    return frame
 
 
 def outcome_data(outcome: TurnOutcome) -> dict[str, Any]:
@@ -66,6 +101,7 @@ def outcome_data(outcome: TurnOutcome) -> dict[str, Any]:
         "session_id": outcome.session_id or None,
         "text": outcome.text,
         "tool_calls": [t.model_dump(mode="json") for t in tool_calls_out(outcome.tool_calls)],
+        "cost_usd": outcome.cost_usd,
     }
 
 
@@ -125,22 +161,33 @@ def event_data(runner: TurnRunner, event: object) -> dict[str, Any] | None:
     return None
 
 
-def v1_render(runner: TurnRunner, event: object) -> tuple[str | None, dict[str, Any]] | None:
-    data = event_data(runner, event)
-    if data is None:
-        return None
-    return (None if data["type"] in SEED_TYPES else data["type"]), data
+def v1_render(extras: bool = False) -> Render:
+    """``/api/v1``: claude-agent-http's types unnamed, without a ``text`` in ``done``/``error`` (the reply
+    was streamed already); ccbridge's other events named, and only when ``extras``."""
+
+    def render(runner: TurnRunner, event: object) -> Payload | None:
+        data = event_data(runner, event)
+        if data is None:
+            return None
+        if data["type"] not in SEED_TYPES:
+            return (data["type"], data) if extras else None
+        if data["type"] in TERMINAL_TYPES:
+            data.pop("text", None)
+        return None, data
+
+    return render
 
 
-def v2_render(runner: TurnRunner, event: object) -> tuple[str | None, dict[str, Any]] | None:
+def v2_render(runner: TurnRunner, event: object) -> Payload | None:
     data = event_data(runner, event)
     return None if data is None else (data["type"], data)
 
 
-Render = Callable[[TurnRunner, object], "tuple[str | None, dict[str, Any] | str] | None"]
+def stream_response(events: AsyncIterator[dict[str, Any]], framing: Framing) -> EventSourceResponse:
+    return EventSourceResponse(events, sep=framing.sep, ping=framing.ping)
 
 
-async def sse_stream(runner: TurnRunner, render: Render) -> AsyncIterator[dict[str, Any]]:
+async def sse_stream(runner: TurnRunner, render: Render, framing: Framing) -> AsyncIterator[dict[str, Any]]:
     """The SSE stream of one turn, rendered by ``render``; leaving it early stops the turn.
 
     sse-starlette cancels this generator when the client disconnects; closing the
@@ -154,7 +201,13 @@ async def sse_stream(runner: TurnRunner, render: Render) -> AsyncIterator[dict[s
             payload = render(runner, event)
             if payload is not None:
                 seq += 1
-                yield _sse(*payload, seq)
+                yield _sse(payload, seq, framing)
     finally:
         with anyio.CancelScope(shield=True):
             await runner.close()
+
+
+async def refused_stream(data: dict[str, Any], framing: Framing) -> AsyncIterator[dict[str, Any]]:
+    """A stream whose turn never started: the one ``error`` event (claude-agent-http answered a 200 stream)."""
+    yield ACCEPTED
+    yield _sse((None, data), 1, framing)

@@ -54,6 +54,7 @@ def task_out(task: Task) -> TaskStatus:
             message=outcome.error or "the turn failed",
             session_id=outcome.session_id or None,
             text=outcome.text,
+            cost_usd=outcome.cost_usd,
         )
     cb = task.callback
     return TaskStatus(

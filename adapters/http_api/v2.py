@@ -2,7 +2,9 @@
 
 * sessions as ccbridge's session objects (``id``, ``cwd`` relative to the workspace,
   ``status`` idle/running/interrupted), listed as ``{"sessions": [...]}`` per user;
-* a stream where every event is named by its type (``event: text_delta`` ...).
+* a stream where every event is named by its type (``event: text_delta`` ...), with ccbridge's
+  events (tool_result, approval_request, file, retry, waiting...), ``done``/``error`` with the
+  whole reply ``text``, and ``approval_mode`` ``"ask"`` by default.
 
 Everything else (chat, async tasks, approvals, history, files, delete) is the same on
 ``/api/v1``; the sessions are the same sessions.
@@ -16,13 +18,13 @@ from fastapi import APIRouter, Depends, Query
 from sse_starlette import EventSourceResponse
 
 from .auth import require_api_key
-from .chat import TURN_ERRORS, start_chat, stream_response
+from .chat import TURN_ERRORS, start_chat
 from .common import Ctx, OwnerQuery, UserQuery, errors
 from .context import PLATFORM
 from .models import ChatRequest
 from .session_models import Session, SessionCreate, SessionList, session_out
 from .sessions import create, resume
-from .sse import v2_render
+from .sse import V2, sse_stream, stream_response, v2_render
 
 router = APIRouter(prefix="/api/v2", tags=["v2 (ccbridge shapes)"], dependencies=[Depends(require_api_key)])
 
@@ -63,4 +65,4 @@ async def resume_session(session_id: str, ctx: Ctx, user_id: OwnerQuery = None) 
 @router.post("/chat/stream", response_class=EventSourceResponse, responses={**TURN_ERRORS, **V2_SSE_DOC})
 async def chat_stream(body: ChatRequest, ctx: Ctx) -> EventSourceResponse:
     """Run one turn and stream its events, each named by its type; disconnecting stops the turn."""
-    return stream_response(await start_chat(ctx, body, "ask"), v2_render)
+    return stream_response(sse_stream(await start_chat(ctx, body, "ask"), v2_render, V2), V2)

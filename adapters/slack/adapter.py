@@ -111,9 +111,11 @@ class SlackAdapter(ChatAdapter[SlackPlace]):
             await self.stop(drain_timeout=0)
             raise
         self._running = True
+        self.dispatcher.answer_left_waiting()
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         self._running = False
+        self.dispatcher.end_windows()
         if self.socket is not None:
             await self.socket.stop()
         if self.http is not None:

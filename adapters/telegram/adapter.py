@@ -170,6 +170,7 @@ class TelegramAdapter(ChatAdapter[MessageView]):
             await self.stop(drain_timeout=0)
             raise
         log.info("telegram bot @%s is up (%s)", self.me.username, self.config.mode)
+        self.dispatcher.answer_left_waiting()
 
     async def _start_receiving(self) -> None:
         c = self.config
@@ -203,6 +204,7 @@ class TelegramAdapter(ChatAdapter[MessageView]):
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop receiving, hand on collected albums, let work in flight finish (up to ``drain_timeout``)."""
+        self.dispatcher.end_windows()
         app = self.application
         if app.updater is not None and app.updater.running:
             await app.updater.stop()

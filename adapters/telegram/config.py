@@ -89,6 +89,8 @@ class TelegramConfig(BaseModel):
     @field_validator("token")
     @classmethod
     def _token_format(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty: give the bot token (from @BotFather), e.g. via TELEGRAM_BOT_TOKEN")
         if not _TOKEN.match(value.get_secret_value().strip()):
             raise ValueError("does not look like a bot token ('123456:ABC...' from @BotFather)")
         return SecretStr(value.get_secret_value().strip())

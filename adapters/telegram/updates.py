@@ -91,8 +91,11 @@ def inspect_message(message: Message, me: User) -> MessageView | None:
         and reply.from_user.id == me.id
         and reply.forum_topic_created is None  # in forums every message "replies" to its topic's first message
     )
+    # A bare command in reply to someone's message names that person ("/allow" answering their message);
+    # a command that names someone itself ("/allow 123") is about them, not whoever it replies to.
+    said = raw.split(maxsplit=1)[1].strip() if command is not None and len(raw.split(maxsplit=1)) > 1 else ""
     if reply is not None and reply.from_user is not None and not reply.from_user.is_bot and not replied_to_bot:
-        if reply.forum_topic_created is None and reply.from_user.id != sender.id:
+        if reply.forum_topic_created is None and reply.from_user.id != sender.id and not said:
             others.append(str(reply.from_user.id))
     return MessageView(
         chat_id=message.chat_id,

@@ -203,6 +203,21 @@ class ChatBotContract:
         await harness.stop()
         assert adapter.sink_at(travelled) is None  # a stopped instance does not post
 
+    async def test_messages_waiting_when_the_bot_stops_are_answered_after_it_starts(self, harness: ChatHarness) -> None:
+        agent = await harness.start(access={"debounce": 60.0})
+        await harness.say("alice", "first thought")
+        await harness.say("alice", "second thought")
+        key = harness.key("alice")
+        await eventually(lambda: _count(agent.conversations.queued(key), 2), what="both messages parked")
+        await harness.stop()  # inside the window: nothing ran, nothing is lost
+        assert not harness.asked()
+        await harness.start()
+        if not harness.replies_elsewhere:  # no reply can be posted before someone writes: the next one says
+            await harness.say("alice", "and now?")
+        answer = await harness.reply_containing("alice", "echo: first thought")
+        assert "second thought" in answer
+        assert len([q for q in harness.asked() if "first thought" in q]) == 1
+
     async def test_a_rejected_token_is_a_config_error_naming_the_key(self, harness: ChatHarness) -> None:
         with pytest.raises(ConfigError) as info:
             await harness.start_with_bad_token()
@@ -232,3 +247,7 @@ class ChatBotContract:
         await harness.say("alice", "barrier")
         await harness.reply_containing("alice", "echo: barrier")
         assert "and now?" not in harness.asked()
+
+
+async def _count(records: Any, n: int) -> bool:
+    return len(await records) == n

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from core import Agent, ConversationKey, IncomingFile, Sections, UserRef
 from core.dispatcher import Dispatcher, IncomingMessage
@@ -22,19 +26,49 @@ def file(name: str, data: bytes) -> IncomingFile:
     return IncomingFile(name, "text/plain", len(data), fetch)
 
 
+PIXEL = bytes.fromhex(  # a 1x1 PNG
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000002"
+    "0000050001e2b1f7b20000000049454e44ae426082"
+)
+
+
+@dataclass(eq=False)
+class AddressedSink(RecordingSink):
+    """A recording sink with an address (as the platforms' sinks have), so a restart can rebuild it."""
+
+    where: str = "chat-1"
+
+    def address(self) -> dict[str, Any] | None:
+        return {"where": self.where}
+
+
+class RebuildingAdapter:
+    """What the dispatcher needs of an adapter after a restart: sinks rebuilt from their addresses."""
+
+    def __init__(self) -> None:
+        self.rebuilt: list[AddressedSink] = []
+
+    def sink_at(self, address: Mapping[str, Any]) -> AddressedSink:
+        sink = AddressedSink(where=str(address["where"]))
+        self.rebuilt.append(sink)
+        return sink
+
+
 def message(text: str, key: ConversationKey = DM, user: str = "alice", **kw: Any) -> IncomingMessage:
-    return IncomingMessage(key, UserRef(user, user.title()), text, RecordingSink(), **kw)
+    return IncomingMessage(key, UserRef(user, user.title()), text, AddressedSink(), **kw)
 
 
 def prompts(fake_api: FakeAnthropicAPI) -> list[str]:
     return [r.last_user_text() for r in fake_api.requests if not r.tool_results()]
 
 
+@pytest.mark.parametrize("debounce", [0.0, 0.5])  # a debounce window gathers one person; a running reply everyone
 async def test_messages_during_a_turn_are_answered_together_in_one_next_turn(
-    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, debounce: float
 ) -> None:
     fake_api.rules["first"] = [Text("the first answer", chunks=6, delay=0.3)]
-    async with Agent(make_sections(access={"allow_all": True, "busy_policy": "merge"})) as agent:
+    sections = make_sections(access={"allow_all": True, "busy_policy": "merge", "debounce": debounce})
+    async with Agent(sections) as agent:
         d = Dispatcher(agent)
         first = message("first", ROOM)
         d.submit(first)
@@ -89,18 +123,95 @@ async def test_a_command_inside_the_window_acts_at_once(
         await agent.conversations.shutdown(grace=1)
 
 
+async def test_a_stop_inside_the_window_acts_at_once_and_nothing_runs(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    async with Agent(make_sections(access={"allow_all": True, "debounce": 30.0})) as agent:
+        d = Dispatcher(agent)
+        d.submit(message("hello"))
+        d.submit(message("are you there?"))
+        await eventually(lambda: len(d._batches) == 1, what="the burst waiting in its window")
+        await eventually(lambda: agent.conversations.queued(DM), what="the messages parked")
+        stop = message("/stop")
+        await asyncio.wait_for(d.handle(stop), 10)  # at once, not after the 30 s window
+        assert stop.reply.visible() == ["⏹ Stopped: your 2 waiting message(s) will not be answered."]  # type: ignore[attr-defined]
+        await asyncio.wait_for(d.drain(), 10)  # the burst's turn ends without running
+        assert not fake_api.requests
+        assert [t.status for t in await agent.conversations.history(DM, 10)] == ["interrupted", "interrupted"]
+        assert not await agent.conversations.queued(DM)
+
+
+async def test_a_file_sent_between_texts_reaches_the_merged_turn_in_its_place(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.rules["first"] = [Text("the first answer", chunks=6, delay=0.3)]
+    async with Agent(make_sections(access={"allow_all": True, "busy_policy": "merge"})) as agent:
+        d = Dispatcher(agent)
+        d.submit(message("first"))
+        await eventually(lambda: prompts(fake_api), what="the first turn")
+        d.submit(message("the build fails"))
+        d.submit(message("", files=[file("build.log", b"error: boom\n")]))
+        d.submit(message("what now?"))
+        await d.drain(60)
+        [merged] = prompts(fake_api)[1:]
+        assert merged.startswith("the build fails\n\n[attached: uploads/build.log]\n\nwhat now?")
+        assert merged.endswith("[The user attached files, saved in the workspace: uploads/build.log]")
+        assert (agent.workspaces.root(DM) / "uploads" / "build.log").read_bytes() == b"error: boom\n"
+
+
 async def test_messages_waiting_when_the_bot_restarts_are_answered_after_it(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
 ) -> None:
     sections = make_sections(access={"allow_all": True, "debounce": 30.0})
     async with Agent(sections) as agent:
-        d = Dispatcher(agent)
+        d = Dispatcher(agent, name="chat")
         d.submit(message("please remember this"))
-        await eventually(lambda: agent.conversations.queued(DM), what="the message parked")
-    # the bot stopped (or crashed) inside the window: the message is kept, queued
+        d.submit(message("and this picture", files=[IncomingFile("pixel.png", "image/png", len(PIXEL), _bytes(PIXEL))]))
+        await eventually(lambda: len(d._batches) == 1 and d._batches[DM, "alice"].count == 2, what="both parked")
+    # the bot stopped (or crashed) inside the window: the messages are kept, and answered once it runs again
     async with Agent(make_sections(access={"allow_all": True})) as agent:
+        d = Dispatcher(agent, name="chat")
+        adapter = RebuildingAdapter()
+        d.adapter = adapter  # type: ignore[assignment]
+        d.answer_left_waiting()
+        await eventually(lambda: prompts(fake_api), what="the waiting messages answered")
+        await d.drain(60)
+        [request] = [r for r in fake_api.requests if not r.tool_results()]  # one turn
+        assert any(
+            t.startswith("please remember this\n\nand this picture\n\n[attached: uploads/pixel.png]")
+            for t in request.user_texts()
+        )
+        assert fake_api.requests[0].images()[0]["source"]["media_type"] == "image/png"  # the file, not only its name
+        [sink] = adapter.rebuilt
+        assert sink.where == "chat-1"
+        assert "waited through a restart" in "".join(sink.visible())
+        assert [t.status for t in await agent.conversations.history(DM, 10)] == ["merged", "merged", "ok"]
+        d.answer_left_waiting()  # nothing is left waiting: a second look answers nothing again
+        await d.drain(10)
+        assert len([r for r in fake_api.requests if not r.tool_results()]) == 1
+
+
+async def test_messages_left_waiting_where_no_reply_can_be_rebuilt_are_answered_with_the_next_one(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    sections = make_sections(access={"allow_all": True, "debounce": 30.0})
+    async with Agent(sections) as agent:
+        d = Dispatcher(agent)
+        d.submit(IncomingMessage(DM, UserRef("alice", "Alice"), "please remember this", RecordingSink()))
+        await eventually(lambda: agent.conversations.queued(DM), what="the message parked")
+    async with Agent(make_sections(access={"allow_all": True})) as agent:
+        d = Dispatcher(agent)
+        d.answer_left_waiting()  # a sink without an address: nothing can be posted yet
+        await d.drain(10)
+        assert not fake_api.requests
         later = message("and now?")
-        await Dispatcher(agent).handle(later)
+        await d.handle(later)
         assert prompts(fake_api) == ["please remember this\n\nand now?"]
-        shown = later.reply.visible()[-1]  # type: ignore[attr-defined]
-        assert "waited through a restart" in shown
+        assert "waited through a restart" in later.reply.visible()[-1]  # type: ignore[attr-defined]
+
+
+def _bytes(data: bytes) -> Callable[[int], Any]:
+    async def fetch(limit: int) -> bytes:
+        return data
+
+    return fetch

@@ -339,6 +339,21 @@ def test_a_value_from_a_variable_says_so_when_it_is_wrong(tmp_path: Path, monkey
 
 
 @pytest.mark.parametrize(
+    ("kind", "keys", "variable"),
+    [
+        ("telegram", ["token"], "TELEGRAM_BOT_TOKEN"),
+        ("discord", ["token"], "DISCORD_BOT_TOKEN"),
+    ],
+)
+def test_an_empty_token_written_in_the_file_names_its_variable(
+    tmp_path: Path, kind: str, keys: list[str], variable: str
+) -> None:
+    body = "".join(f'    {k}: ""\n' for k in keys)
+    message = _error(write(tmp_path, f"bots:\n  b:\n    kind: {kind}\n{body}"))
+    assert message.startswith("bots.b.token: is empty") and variable in message
+
+
+@pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
         (

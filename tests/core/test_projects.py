@@ -40,20 +40,6 @@ def branches(path: Path) -> list[str]:
     return out.stdout.split()
 
 
-@pytest.fixture
-def payments(tmp_path: Path) -> Path:
-    return repo(tmp_path / "payments")
-
-
-@pytest.fixture
-def project_sections(make_sections: Callable[..., Sections], payments: Path) -> Sections:
-    return make_sections(
-        access={"allow_all": False, "allowlist": ["chat:*"], "admins": ["chat:boss"]},
-        projects={"payments": {"path": str(payments), "places": [f"chat:{CHANNEL}"]}},
-        agent={"allowed_tools": ["Bash"]},
-    )
-
-
 def msg(text: str, thread: str | None = None, user: str = "alice", owner: str = CHANNEL) -> IncomingMessage:
     return IncomingMessage(ConversationKey("chat", owner, thread), UserRef(user), text, RecordingSink())
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from core.text_split import cut, open_fence, split_markdown
@@ -60,17 +62,18 @@ def test_limit_too_small() -> None:
 
 def _platform_measures() -> dict[str, object]:
     """How each platform counts a message's length (the splitter must respect each exactly)."""
+    from adapters.discord.sink import discord_limits
+    from adapters.feishu.cards import card_measure
     from adapters.slack.sink import _mrkdwn_measure
     from adapters.telegram.formatting import telegram_length
 
-    measures: dict[str, object] = {"plain": len, "telegram": telegram_length, "slack-mrkdwn": _mrkdwn_measure}
-    try:
-        from adapters.discord.sink import discord_limits  # type: ignore[import-not-found]
-
-        measures["discord"] = discord_limits().measure
-    except ImportError:
-        pass
-    return measures
+    return {
+        "plain": len,
+        "telegram": telegram_length,
+        "slack-mrkdwn": _mrkdwn_measure,
+        "discord": discord_limits().measure,
+        "feishu-card": card_measure,
+    }
 
 
 @pytest.mark.parametrize("name", sorted(_platform_measures()))
@@ -79,18 +82,28 @@ def test_text_exactly_at_the_limit_is_not_cut_and_one_past_it_is(name: str, samp
     measure = _platform_measures()[name]
     limit = 200
     text = ""
-    while measure(text + sample[0]) <= limit:  # type: ignore[operator]
+    while measure(text + sample[len(text) % len(sample)]) <= limit:  # type: ignore[operator]
         text += sample[len(text) % len(sample)]
-    assert measure(text) == limit or measure(text + sample[0]) > limit  # type: ignore[operator]
-    at_limit = text
-    if measure(at_limit) == limit:  # type: ignore[operator]
-        assert cut(at_limit, limit, measure) is None  # type: ignore[arg-type]
+    at_limit = _filled(text, limit, measure)  # type: ignore[arg-type]
+    assert measure(at_limit) == limit  # type: ignore[operator]
+    assert cut(at_limit, limit, measure) is None  # type: ignore[arg-type]
+    assert split_markdown(at_limit, limit, measure) == [at_limit]  # type: ignore[arg-type]
     over = at_limit + "x"
     assert measure(over) > limit  # type: ignore[operator]
     c = cut(over, limit, measure)  # type: ignore[arg-type]
     assert c is not None and measure(c.head) <= limit  # type: ignore[operator]
     parts = split_markdown(over, limit, measure)  # type: ignore[arg-type]
     assert len(parts) == 2 and all(measure(p) <= limit for p in parts)  # type: ignore[operator]
+
+
+def _filled(text: str, limit: int, measure: Callable[[str], int]) -> str:
+    """``text`` brought to exactly ``limit`` with x's (trailing spaces dropped when a platform ignores them)."""
+    for base in (text, text.rstrip()):
+        while measure(base + "x") <= limit:
+            base += "x"
+        if measure(base) == limit:
+            return base
+    pytest.fail(f"cannot make a text of exactly {limit} from {text[-20:]!r}")
 
 
 # -- where the cut falls (each case kills a mutant that survived `make mutation`) ------------------

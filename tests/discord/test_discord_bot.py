@@ -8,6 +8,7 @@ threads, interactions and their callbacks, command syncs).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -381,3 +382,26 @@ async def test_a_token_revoked_while_running_ends_the_bot_with_one_clear_error(b
     assert str(info.value) == "bots.discord.token: Discord rejected the bot token"
     await bot.adapter.stop()
     await bot.adapter.stop()  # twice: harmless
+
+
+async def test_a_slash_command_is_deferred_even_while_the_store_does_not_answer(
+    bots: Bots, team: Team, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await bots.start(access=team.access())
+    fake = team.fake
+    dispatcher = bot.dispatcher
+    checked = dispatcher.first_delivery
+    stuck = asyncio.Event()
+
+    async def hanging(event_id: str, *args: Any, **kw: Any) -> bool:
+        if event_id.startswith("interaction:"):
+            await stuck.wait()  # a store that never answers the replay check
+        return await checked(event_id, *args, **kw)
+
+    dispatcher.first_delivery = hanging  # type: ignore[method-assign]
+    it = await fake.slash_command("claude", {"prompt": "explain the logs"}, user=team.alice, channel=team.general)
+    await fake.wait_for_interaction_response(it)
+    assert [c["type"] for c in it.callbacks] == [5]  # deferred although the check never came back
+    answer = await fake.wait_until(lambda: it.original if it.original and not it.original.loading else None, 30)
+    thread = await thread_from(fake, answer)
+    await reply_in(fake, thread, "echo: [Alice] explain the logs")

@@ -58,6 +58,25 @@ async def idle(bot: Any, key: ConversationKey) -> None:
 
 
 # -- who it answers, where, and how the reply streams ---------------------------------------------
+async def test_a_mention_quoting_someone_gets_a_thread_whose_follow_ups_continue_it(
+    make_bot: BotFactory, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot()
+    fake, alice, bob = bot.fake, bot.people["alice"], bot.people["bob"]
+    group = fake.add_chat("Team")
+    human = fake.user_message(bob, chat=group, text="the build is red").message
+    asking = await bot.send(alice, reply_to=human, in_thread=False, text="why is it red?", mentions=[fake.bot])
+    await reply_containing(fake, group, "why is it red?")
+    card = bot_card(fake, group)
+    assert card.thread_id and card.root_id == asking.message.message_id  # the thread starts under the question
+    key = ConversationKey("feishu", group.chat_id, asking.message.message_id)
+    await idle(bot, key)
+    await bot.send(alice, reply_to=card, in_thread=True, text="and how do I fix it?")  # no mention needed
+    await reply_containing(fake, group, "and how do I fix it?", thread=card.thread_id)
+    assert any("why is it red?" in t for t in fake_api.requests[-1].user_texts())  # the same session
+    assert [str(c.key) for c in await bot.agent.store.list()] == [str(key)]
+
+
 @pytest.mark.parametrize("mode", ["long_connection", "callback"])
 async def test_a_group_mention_gets_a_streamed_card_in_a_thread_that_remembers(
     make_bot: BotFactory, fake_api: FakeAnthropicAPI, mode: str
@@ -365,6 +384,9 @@ def test_routing_policy() -> None:
     assert conversation_key(in_thread) == ConversationKey("feishu", "oc_1", "om_1")
     quoted = FeishuPlace("group", "oc_1", "ou_b", "om_9", root_id="om_1")  # a quote reply outside threads
     assert conversation_key(quoted) is None
+    # mentioning the bot in a quote reply: the bot's thread starts under that message, so it names the conversation
+    asking = FeishuPlace("group", "oc_1", "ou_b", "om_9", root_id="om_1", mentioned=True)
+    assert conversation_key(asking) == ConversationKey("feishu", "oc_1", "om_9")
 
 
 async def test_an_unreachable_platform_is_platform_unavailable(

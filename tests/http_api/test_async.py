@@ -82,13 +82,15 @@ async def test_callback_is_retried_until_the_receiver_accepts(api: Api, receiver
 
 
 async def test_failed_task_reports_the_error_and_the_callback_says_so(api: Api, receiver: CallbackReceiver) -> None:
-    api.fake.rules["doomed"] = [Error(500, "api_error", "model down", should_retry=False)]
+    # One paid model call (a tool call), then the model is down: the failed turn cost something.
+    api.fake.enqueue(ToolCall("Glob", {"pattern": "*"}), Error(500, "api_error", "model down", should_retry=False))
     accepted = await api.client.post(
         "/api/v1/chat/async", json={"text": "doomed", "user_id": "t3", "callback_url": receiver.url}
     )
     task = await poll_task(api, accepted.json()["task_id"])
     assert task["status"] == "failed" and task["result"] is None
     assert task["error"]["code"] == "agent_error" and "model down" in task["error"]["message"]
+    assert task["error"]["cost_usd"] > 0
     await wait_until(lambda: receiver.received, what="the failure callback")
     assert receiver.received[0].headers["X-CCBridge-Event"] == "task.failed"
 

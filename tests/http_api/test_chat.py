@@ -59,7 +59,7 @@ async def test_stream_events_text_tools_and_done(api: Api) -> None:
         [Text("Writing."), ToolCall("Write", {"file_path": str(root / "note.txt"), "content": "hello"})],
         Text("All done here", chunks=3),
     )
-    events = await read_stream(api.client, "/api/v1/chat/stream", {"text": "write a note", "user_id": "u3"})
+    events = await read_stream(api.client, "/api/v2/chat/stream", {"text": "write a note", "user_id": "u3"})
     names = [name for name, _ in events]
     assert names[0] == "text_delta" and names[-1] == "done"
     assert "tool_use" in names and "tool_result" in names
@@ -87,14 +87,16 @@ async def test_stream_approval_request_answered_over_http(api: Api) -> None:
             assert [p["id"] for p in pending] == [data["id"]]
             answers.append(await api.client.post(f"/api/v1/approvals/{data['id']}", json={"decision": "allow_once"}))
 
-    events = await read_stream(api.client, "/api/v1/chat/stream", {"text": "please run", "user_id": "u4"}, approve)
+    body = {"text": "please run", "user_id": "u4", "approval_mode": "ask"}  # v1 asks only when asked to
+    events = await read_stream(api.client, "/api/v1/chat/stream", body, approve)
     assert len(answers) == 1 and answers[0].status_code == 200
     assert answers[0].json()["decision"] == "allow_once" and answers[0].json()["decided_by"] == "u4"
     names = [name for name, _ in events]
     assert names.index("approval_request") < names.index("approval_resolved") < names.index("tool_result")
     result = next(data for name, data in events if name == "tool_result")
     assert result["is_error"] is False
-    assert events[-1][0] == "done" and "approved-42" in events[-1][1]["text"]
+    assert events[-1][0] == "done" and "text" not in events[-1][1]  # v1's done: the reply was streamed
+    assert "approved-42" in "".join(data["text"] for name, data in events if name == "text_delta")
     again = await api.client.post(
         f"/api/v1/approvals/{events[names.index('approval_request')][1]['id']}", json={"decision": "deny"}
     )
@@ -134,7 +136,8 @@ async def test_approval_answered_by_someone_else_is_403(make_api: Any) -> None:
                 own = await api.client.post(f"/api/v1/approvals/{data['id']}", json={"decision": "deny"})
                 statuses.append(own.status_code)
 
-        events = await read_stream(api.client, "/api/v1/chat/stream", {"text": "go", "user_id": "u5"}, intrude)
+        body = {"text": "go", "user_id": "u5", "approval_mode": "ask"}
+        events = await read_stream(api.client, "/api/v1/chat/stream", body, intrude)
         assert statuses == [403, 200]
         result = next(data for name, data in events if name == "tool_result")
         assert result["is_error"] is True
@@ -147,15 +150,20 @@ async def test_stream_error_event_when_the_agent_fails(api: Api) -> None:
     assert events[-1][0] == "error" and "done" not in [n for n, _ in events]
     error = events[-1][1]
     assert error["code"] == "agent_error" and "the fake model refuses" in error["message"] and error["session_id"]
+    assert "cost_usd" in error and "text" not in error  # v1: what was said is in the text_delta events
     sync = await api.client.post("/api/v1/chat", json={"text": "fine now", "user_id": "u6"})
     assert sync.status_code == 200 and sync.json()["session_id"] == error["session_id"]
 
 
-async def test_sync_agent_failure_is_a_json_502(api: Api) -> None:
-    api.fake.rules["break it"] = [Error(500, "api_error", "nope", should_retry=False)]
+async def test_sync_agent_failure_is_a_json_502_with_what_the_turn_cost(api: Api) -> None:
+    # One paid model call (a tool call), then the model fails: the turn cost something.
+    api.fake.enqueue(ToolCall("Glob", {"pattern": "*"}), Error(500, "api_error", "nope", should_retry=False))
     resp = await api.client.post("/api/v1/chat", json={"text": "break it", "user_id": "u7"})
     assert resp.status_code == 502
-    assert resp.json()["error"]["code"] == "agent_error" and resp.json()["error"]["session_id"]
+    error = resp.json()["error"]
+    assert error["code"] == "agent_error" and error["session_id"] and error["cost_usd"] > 0
+    history = (await api.client.get(f"/api/v1/sessions/{error['session_id']}/history")).json()["turns"]
+    assert history[-1]["status"] == "error" and history[-1]["cost_usd"] == error["cost_usd"]
 
 
 async def test_the_same_session_from_http_and_from_the_library(api: Api) -> None:
@@ -222,7 +230,7 @@ async def test_files_the_agent_sends_are_reported(api: Api) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "report.txt").write_text("numbers")
     api.fake.enqueue(ToolCall("mcp__ccbridge__send_file", {"path": "report.txt", "caption": "the report"}))
-    events = await read_stream(api.client, "/api/v1/chat/stream", {"text": "send it", "user_id": "u9"})
+    events = await read_stream(api.client, "/api/v2/chat/stream", {"text": "send it", "user_id": "u9"})
     files = [data for name, data in events if name == "file"]
     sid = events[-1][1]["session_id"]
     url = f"/api/v1/sessions/{sid}/files/report.txt"
@@ -230,6 +238,11 @@ async def test_files_the_agent_sends_are_reported(api: Api) -> None:
     assert events[-1][0] == "done"
     assert events[-1][1]["files"] == [{k: v for k, v in f.items() if k != "type"} for f in files]
     assert (await api.client.get(url)).content == b"numbers"
+    # /api/v1's stream sends no file event to a client that did not ask for ccbridge's events; done has them.
+    api.fake.enqueue(ToolCall("mcp__ccbridge__send_file", {"path": "report.txt", "caption": "again"}))
+    v1 = await read_stream(api.client, "/api/v1/chat/stream", {"text": "send it again", "user_id": "u9"})
+    assert [name for name, _ in v1 if name not in ("text_delta", "tool_use")] == ["done"]
+    assert [(f["path"], f["caption"], f["url"]) for f in v1[-1][1]["files"]] == [("report.txt", "again", url)]
 
 
 async def test_a_store_that_cannot_record_the_turn_is_a_503_store_unavailable(api: Api) -> None:

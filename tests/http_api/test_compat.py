@@ -4,6 +4,11 @@ test_seed_claude_code_server.py."""
 
 from __future__ import annotations
 
+import json
+
+from core import ConversationKey
+from tests.fakes.anthropic_api import Error, ToolCall
+
 from .conftest import KEY, Api
 
 
@@ -100,3 +105,42 @@ async def test_a_session_name_used_by_two_users_needs_user_id(api: Api) -> None:
     assert frank["user_id"] == "frank" and frank["messages"][0]["content"] == "hi from frank"
     missing = await api.client.get("/session/proj/history", params={"user_id": "grace"})
     assert missing.status_code == 404 and "grace" in missing.json()["detail"]
+
+
+async def test_compat_chat_reports_the_files_claude_sent_in_its_metadata(api: Api) -> None:
+    root = api.agent.workspaces.root(ConversationKey("api", "filer"))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "report.txt").write_text("numbers")
+    api.fake.enqueue(ToolCall("mcp__ccbridge__send_file", {"path": "report.txt", "caption": "the report"}))
+    body = (await api.client.post("/chat", json={"message": "send the report", "user_id": "filer"})).json()
+    assert body["success"] is True
+    url = f"/api/v1/sessions/{body['claude_session_id']}/files/report.txt"
+    assert body["metadata"]["files"] == [
+        {"name": "report.txt", "path": "report.txt", "caption": "the report", "url": url}
+    ]
+    assert (await api.client.get(url)).content == b"numbers"
+    plain = (await api.client.post("/chat", json={"message": "nothing to send", "user_id": "filer"})).json()
+    assert plain["metadata"]["files"] == []
+
+
+async def test_compat_history_and_stream_carry_each_turns_cost_failed_turns_too(api: Api) -> None:
+    ok = (await api.client.post("/chat", json={"message": "fine", "user_id": "payer"})).json()
+    # One paid model call (a tool call), then the model fails: the failed turn cost something too.
+    api.fake.enqueue(ToolCall("Glob", {"pattern": "*"}), Error(500, "api_error", "model down", should_retry=False))
+    failed = (await api.client.post("/chat", json={"message": "doomed", "user_id": "payer"})).json()
+    assert failed["success"] is False and failed["metadata"]["cost_usd"] > 0
+    h = (await api.client.get("/session/user_payer/history")).json()
+    assert [(m["role"], m["content"]) for m in h["messages"]] == [
+        ("user", "fine"),
+        ("assistant", "echo: fine"),
+        ("user", "doomed"),
+    ]
+    # Each turn's cost is on its last message: the reply, or the question of a turn that answered nothing.
+    costs = [m["cost_usd"] for m in h["messages"]]
+    assert costs[0] is None and costs[1] == ok["metadata"]["cost_usd"] and costs[2] == failed["metadata"]["cost_usd"]
+    # The stream's error event says what the failed turn cost.
+    api.fake.enqueue(ToolCall("Glob", {"pattern": "*"}), Error(500, "api_error", "model down", should_retry=False))
+    async with api.client.stream("POST", "/chat/stream", json={"message": "doomed again", "user_id": "payer"}) as r:
+        raw = (b"".join([chunk async for chunk in r.aiter_raw()])).decode()
+    error = json.loads(raw.split("event: error\r\ndata: ", 1)[1].split("\r\n", 1)[0])
+    assert "model down" in error["error"] and error["cost_usd"] > 0

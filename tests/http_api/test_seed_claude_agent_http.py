@@ -7,7 +7,10 @@ That API ran without keys, so these clients talk to a server with ``allow_anonym
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,13 +18,15 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from core import Agent
+from core import Agent, ConversationKey, Sections
+from core.store.settings import PostgresStoreSettings
 from tests.fakes.anthropic_api import Error, FakeAnthropicAPI, FakeRequest, Response, Text, ToolCall
 
 from .conftest import Api, running_api
 
 SESSION_FIELDS = {"session_id", "user_id", "cwd", "created_at", "last_active_at", "message_count", "status", "metadata"}
 JSON = {"Content-Type": "application/json"}
+SEED_TYPES = {"text_delta", "tool_use", "done", "error"}  # its StreamChunk's types
 
 
 def remembering(req: FakeRequest) -> Response:
@@ -50,6 +55,29 @@ async def stream(client: httpx.AsyncClient, body: dict[str, Any]) -> list[tuple[
         async for sse in source.aiter_sse():
             events.append((sse.event, sse.json()))
     return events
+
+
+async def raw_stream(client: httpx.AsyncClient, body: dict[str, Any]) -> bytes:
+    """The stream's bytes as they come off the wire."""
+    headers = {**JSON, "Accept": "text/event-stream"}
+    async with client.stream("POST", "/api/v1/chat/stream", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+
+
+def seed_chunks(raw: bytes) -> list[dict[str, Any]]:
+    """The events of a stream framed as claude-agent-http framed it, or an assertion error: the sign-of-life
+    comment first, then nothing but ``data: {json}\\n\\n``, ``\\n`` line ends only (no ``\\r``, no ``id:``,
+    no ``event:``, no other comment)."""
+    assert raw.startswith(b": accepted\n\n") and b"\r" not in raw
+    frames = raw[len(b": accepted\n\n") :].split(b"\n\n")
+    assert frames[-1] == b""  # the stream ends with a whole frame
+    chunks = []
+    for frame in frames[:-1]:
+        assert re.fullmatch(rb"data: \{[^\n]*\}", frame), frame
+        chunks.append(json.loads(frame[len(b"data: ") :]))
+    return chunks
 
 
 async def test_a_session_life_as_documented(seed: tuple[Api, httpx.AsyncClient]) -> None:
@@ -107,8 +135,10 @@ async def test_a_session_life_as_documented(seed: tuple[Api, httpx.AsyncClient])
     assert tool_use["tool_name"] == "Write" and tool_use["tool_input"]["content"] == "print('Hello')"
     text = "".join(d["text"] for d in seed_events if d["type"] == "text_delta")
     assert "好的，我来帮你写" in text and "我已经创建了 hello.py" in text
-    # ccbridge's other events are named, so a client of the "message" events never sees them.
-    assert {name for name, _ in events} == {"message", "tool_result"}
+    # ccbridge's other events (tool_result...) are not sent to a client that did not ask for them, and done
+    # carries no text: a client adding up every chunk's text prints the reply once.
+    assert {name for name, _ in events} == {"message"}
+    assert "text" not in seed_events[-1] and seed_events[-1]["session_id"] == sid
     assert (api.agent.workspaces.base_dir / "api/demo_user/demo-project/hello.py").read_text() == "print('Hello')"
 
     # listing: every session id, or one user's
@@ -156,18 +186,134 @@ async def test_documented_errors_and_minimal_requests(seed: tuple[Api, httpx.Asy
 async def test_stream_errors_and_retries_keep_the_documented_shapes(seed: tuple[Api, httpx.AsyncClient]) -> None:
     api, client = seed
     sid = (await client.post("/api/v1/sessions", json={"user_id": "streamer"})).json()["session_id"]
-    # The model API is overloaded once; Claude Code retries (a named "retry" event), then answers.
+    # The model API is overloaded once; Claude Code retries, then answers: the seed's client sees its types only.
     api.fake.enqueue(Error(529, "overloaded_error", "Overloaded", retry_after=0), [Text("after the retry")])
     events = await stream(client, {"session_id": sid, "message": "busy model"})
+    assert {name for name, _ in events} == {"message"} and {d["type"] for _, d in events} <= SEED_TYPES
+    assert [d["type"] for _, d in events][-1] == "done"
+    assert "".join(d["text"] for _, d in events if d["type"] == "text_delta") == "after the retry"
+    # A client asking for approvals (ccbridge's) gets ccbridge's named events too: here a retry.
+    api.fake.enqueue(Error(529, "overloaded_error", "Overloaded", retry_after=0), [Text("again")])
+    events = await stream(client, {"session_id": sid, "message": "busy again", "approval_mode": "ask"})
     retries = [data for name, data in events if name == "retry"]
     assert len(retries) == 1 and retries[0]["type"] == "retry"
     assert retries[0]["attempt"] == 1 and retries[0]["status"] == 529 and "overloaded" in retries[0]["message"]
-    seed_events = [data for name, data in events if name == "message"]
-    assert [d["type"] for d in seed_events][-1] == "done"
-    assert "".join(d["text"] for d in seed_events if d["type"] == "text_delta") == "after the retry"
-    # A failing turn ends with {"type": "error", "error": "..."}.
-    api.fake.rules["fail now"] = [Error(500, "api_error", "the fake model refuses", should_retry=False)]
+    assert [d["type"] for name, d in events if name == "message"][-1] == "done"
+    # A failing turn ends with {"type": "error", "error": "..."}: no text (streamed already), its cost.
+    api.fake.enqueue(
+        [Text("half an answer"), ToolCall("Glob", {"pattern": "*.md"})],
+        Error(500, "api_error", "the fake model refuses", should_retry=False),
+    )
     failed = await stream(client, {"session_id": sid, "message": "fail now"})
-    assert failed[-1][0] == "message" and failed[-1][1]["type"] == "error"
-    assert "the fake model refuses" in failed[-1][1]["error"] and failed[-1][1]["code"] == "agent_error"
+    assert {name for name, _ in failed} == {"message"} and [d["type"] for _, d in failed][-1] == "error"
+    error = failed[-1][1]
+    assert "the fake model refuses" in error["error"] and error["code"] == "agent_error"
+    assert "text" not in error and error["cost_usd"] > 0  # the first model call of the turn was paid for
+    assert "".join(d["text"] for _, d in failed if d["type"] == "text_delta") == "half an answer"
     assert "done" not in [d["type"] for _, d in failed]
+
+
+async def test_the_stream_is_framed_as_the_seed_wrote_it(seed: tuple[Api, httpx.AsyncClient]) -> None:
+    api, client = seed
+    sid = (await client.post("/api/v1/sessions", json={"user_id": "framer"})).json()["session_id"]
+    cwd = (await client.get(f"/api/v1/sessions/{sid}")).json()["cwd"]
+    api.fake.enqueue(
+        [Text("line one\nline two", chunks=2), ToolCall("Write", {"file_path": f"{cwd}/a.txt", "content": "x"})],
+        Text("written"),
+    )
+    chunks = seed_chunks(await raw_stream(client, {"session_id": sid, "message": "write a.txt"}))
+    assert [c["type"] for c in chunks if c["type"] != "text_delta"] == ["tool_use", "done"]  # no tool_result
+    assert chunks[-1]["type"] == "done" and "text" not in chunks[-1] and chunks[-1]["cost_usd"] > 0
+    streamed = "".join(c["text"] for c in chunks if c["type"] == "text_delta")
+    assert streamed == "line one\nline twowritten"  # a newline in the text stays inside its JSON line
+
+
+async def test_tools_needing_approval_are_denied_at_once_unless_the_client_asks(
+    seed: tuple[Api, httpx.AsyncClient],
+) -> None:
+    api, client = seed
+    root = api.agent.workspaces.root(ConversationKey("api", "careful"))
+    sid = (await client.post("/api/v1/sessions", json={"user_id": "careful"})).json()["session_id"]
+    bash = {"command": "touch ran.txt", "description": "touch"}
+    api.fake.enqueue(ToolCall("Bash", bash), Text("could not run it"))
+    started = time.monotonic()
+    chunks = seed_chunks(await raw_stream(client, {"session_id": sid, "message": "run it"}))
+    assert time.monotonic() - started < 20  # not held until agent.approval_timeout (30 s here)
+    assert [c["type"] for c in chunks if c["type"] != "text_delta"] == ["tool_use", "done"]
+    assert chunks[-1]["tool_calls"][0]["name"] == "Bash" and chunks[-1]["tool_calls"][0]["is_error"] is True
+    assert "approval_mode is 'deny'" in str(api.fake.requests[-1].tool_results()[0]["content"])
+    assert not (root / "ran.txt").exists() and api.agent.approvals.pending(key=ConversationKey("api", "careful")) == []
+    # The sync route likewise.
+    api.fake.enqueue(ToolCall("Bash", bash), Text("could not run it either"))
+    sync = await client.post("/api/v1/chat", json={"session_id": sid, "message": "run it now"})
+    assert sync.status_code == 200 and [(c["name"], c["is_error"]) for c in sync.json()["tool_calls"]] == [
+        ("Bash", True)
+    ]
+    # A client that asks for approvals is asked (an approval_request event), and its answer runs the tool.
+    api.fake.enqueue(ToolCall("Bash", bash), Text("ran it"))
+    answers = []
+    headers = {**JSON, "Accept": "text/event-stream"}
+    body = {"session_id": sid, "message": "run it, ask me", "approval_mode": "ask"}
+    async with aconnect_sse(client, "POST", "/api/v1/chat/stream", json=body, headers=headers) as source:
+        async for sse in source.aiter_sse():
+            if sse.event == "approval_request":
+                answer = await client.post(f"/api/v1/approvals/{sse.json()['id']}", json={"decision": "allow_once"})
+                answers.append(answer.status_code)
+    assert answers == [200] and (root / "ran.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_id": "../invalid"}, "user_id"),  # docs/API_EXAMPLES.md's example
+        ({"user_id": "alice smith"}, "user_id"),
+        ({"user_id": "José"}, "user_id"),
+        ({"user_id": "a.b"}, "user_id"),
+        ({"user_id": "x" * 65}, "user_id"),
+        ({"user_id": "ok", "subdir": "../escape"}, "subdir"),
+        ({"user_id": "ok", "subdir": "a..b"}, "subdir"),
+        ({"user_id": "ok", "subdir": "/etc"}, "subdir"),
+        ({"user_id": "ok", "subdir": "d" * 201}, "subdir"),
+    ],
+)
+async def test_session_creation_refuses_what_the_seed_refused_with_its_422(
+    seed: tuple[Api, httpx.AsyncClient], body: dict[str, Any], field: str
+) -> None:
+    api, client = seed
+    invalid = await client.post("/api/v1/sessions", json=body, headers=JSON)
+    assert invalid.status_code == 422, invalid.text
+    detail = invalid.json()["detail"]
+    assert [d["loc"] for d in detail] == [["body", field]] and detail[0]["msg"]
+    if field == "user_id" and len(body["user_id"]) <= 64:
+        assert detail[0]["type"] == "value_error" and "alphanumeric" in detail[0]["msg"]
+    if field == "subdir" and len(body["subdir"]) <= 200:
+        assert detail[0]["type"] == "value_error"
+    assert (await client.get("/api/v1/sessions")).json() == []
+    # What it accepted is accepted.
+    for good in ({"user_id": "A-z_09"}, {"user_id": "x" * 64, "subdir": "proj/sub-dir"}):
+        assert (await client.post("/api/v1/sessions", json=good)).status_code == 201
+    # /api/v2 keeps ccbridge's wider user ids.
+    assert (await client.post("/api/v2/sessions", json={"user_id": "alice smith"})).status_code == 201
+    assert api.fake.requests == []
+
+
+async def test_an_unknown_session_streams_one_error_chunk(seed: tuple[Api, httpx.AsyncClient]) -> None:
+    api, client = seed
+    chunks = seed_chunks(await raw_stream(client, {"session_id": "non-existent-id", "message": "hello"}))
+    assert len(chunks) == 1 and chunks[0]["type"] == "error"
+    assert chunks[0]["error"] == "Session not found or expired" and chunks[0]["code"] == "session_not_found"
+    assert "text" not in chunks[0]
+    # The sync route answers its 404, as the seed's did.
+    sync = await client.post("/api/v1/chat", json={"session_id": "non-existent-id", "message": "hello"})
+    assert sync.status_code == 404 and sync.json()["detail"] == "Session not found or expired"
+    assert api.fake.requests == [] and api.ctx.slots.in_use == 0
+
+
+async def test_health_says_postgresql_for_a_postgres_store(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, postgres_dsn: str
+) -> None:
+    sections = make_sections().model_copy(update={"store": PostgresStoreSettings(dsn=postgres_dsn)})
+    async with Agent(sections) as agent, running_api(agent, fake_api, api_keys=[], allow_anonymous=True) as api:
+        async with api.anonymous() as client:
+            health = (await client.get("/health")).json()
+    assert health["status"] == "healthy" and health["storage_type"] == "postgresql"

@@ -5,6 +5,7 @@ real agent CLI and the fake model; the streams read by a real SSE client."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -106,3 +107,24 @@ async def test_errors_carry_detail(api: Api, client: httpx.AsyncClient) -> None:
     unknown = await client.get("/task/task-uuid")
     assert unknown.status_code == 404 and unknown.json()["detail"]
     assert api.fake.requests == []
+
+
+async def test_the_stream_is_framed_as_that_server_framed_it(client: httpx.AsyncClient) -> None:
+    """sse-starlette's defaults, as claude-code-server used them: ``\\r\\n`` line ends, no ``id:`` lines."""
+    body = {"message": "Tell me a story", "user_id": "bob"}
+    async with client.stream("POST", "/chat/stream", json=body) as response:
+        assert response.status_code == 200
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert raw.startswith(b": accepted\r\n\r\n")
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
+    frames = raw.split(b"\r\n\r\n")[1:]
+    assert frames[-1] == b""
+    events = []
+    for frame in frames[:-1]:
+        match = re.fullmatch(rb"event: (message|done)\r\ndata: ([^\r\n]*)", frame)
+        assert match, frame
+        events.append((match[1].decode(), match[2].decode()))
+    assert [name for name, _ in events][-1] == "done" and {name for name, _ in events} == {"message", "done"}
+    assert "".join(data for name, data in events if name == "message") == "you said: Tell me a story"
+    done = json.loads(events[-1][1])
+    assert done["session_id"] == "user_bob" and done["claude_session_id"] and done["cost_usd"] > 0

@@ -58,15 +58,18 @@ async def test_create_get_list_history_delete(api: Api) -> None:
     ("subdir", "phrase"),
     [("../escape", "'..' is not allowed"), ("/etc", "is absolute"), ("a/../../b", "'..' is not allowed")],
 )
-async def test_bad_subdir_is_400_with_a_clear_message(api: Api, subdir: str, phrase: str) -> None:
-    resp = await api.client.post("/api/v1/sessions", json={"user_id": "bob", "subdir": subdir})
-    assert resp.status_code == 400
-    error = resp.json()["error"]
+async def test_bad_subdir_is_refused_with_a_clear_message(api: Api, subdir: str, phrase: str) -> None:
+    # /api/v1: claude-agent-http's 422 at body.subdir; /api/v2: ccbridge's 400 invalid_subdir.
+    v1 = await api.client.post("/api/v1/sessions", json={"user_id": "bob", "subdir": subdir})
+    assert v1.status_code == 422
+    assert [d["loc"] for d in v1.json()["detail"]] == [["body", "subdir"]]
+    assert v1.json()["error"]["fields"][0]["field"] == "subdir"
+    v2 = await api.client.post("/api/v2/sessions", json={"user_id": "bob", "subdir": subdir})
+    assert v2.status_code == 400
+    error = v2.json()["error"]
     assert error["code"] == "invalid_subdir"
     assert error["message"].startswith("subdir: ") and phrase in error["message"]
     assert (await api.client.get("/api/v1/sessions", params={"user_id": "bob"})).json() == []
-    v2 = await api.client.post("/api/v2/sessions", json={"user_id": "bob", "subdir": subdir})
-    assert v2.status_code == 400 and v2.json()["error"]["code"] == "invalid_subdir"
 
 
 async def test_resume_clears_an_interrupted_mark_and_the_session_continues(api: Api) -> None:

@@ -37,6 +37,8 @@ async def test_the_stream_opens_with_a_comment_that_sse_clients_skip(
     lines = await raw_lines(api, url, body)
     assert lines[:2] == [": accepted", ""]  # a comment, then the blank line ending it
     assert lines.count(": accepted") == 1
+    # Only /api/v2 numbers its events; the seeds' streams had no "id:" lines.
+    assert any(line.startswith("id: ") for line in lines) == url.startswith("/api/v2/")
     events = await sse_events(api, url, body)
     assert all(data for _, data in events)  # the comment is no event: every event carries data
     name, data = events[-1]

@@ -290,3 +290,29 @@ async def test_the_interrupt_policy_holds_when_the_new_message_lands_on_another_
     await recorded(tmp_path, [("a long job", "interrupted", "a"), ("never mind, say hi", "ok", "a")])
     assert asked(fake_api, "a long job") == 1 and asked(fake_api, "never mind, say hi") == 1
     assert b.clis() == []
+
+
+async def test_merge_holds_when_the_messages_land_on_another_instance(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    a = await launch("a", access={"busy_policy": "merge"})
+    b = await launch("b", access={"busy_policy": "merge"})
+    fake_api.rules["a slow job"] = [Text("the slow job is done", chunks=10, delay=0.5)]
+    await a.deliver(update(bot_api, "a slow job"))
+    await eventually(lambda: asked(fake_api, "a slow job"), what="the slow turn reaching the model")
+    for text in ("hi", "the build fails", "see the log"):  # each lands on B while A runs the turn
+        await b.deliver(update(bot_api, text))
+    await answered(bot_api, "hi\n\nthe build fails\n\nsee the log")
+    # one next turn, on the owner's warm process, answered the three in order
+    await recorded(
+        tmp_path,
+        [
+            ("a slow job", "ok", "a"),
+            ("hi", "merged", "a"),
+            ("the build fails", "merged", "a"),
+            ("see the log", "merged", "a"),
+            ("hi\n\nthe build fails\n\nsee the log", "ok", "a"),
+        ],
+    )
+    assert len([t for t in bot_api.texts(42) if "together" in t]) == 1  # told once
+    assert b.clis() == []

@@ -539,7 +539,8 @@ async def test_malformed_deliveries_are_acknowledged_and_only_their_sound_parts_
     bot: Running = await make_bridge()
     fake = bot.fake
     for event in (
-        {"type": "message", "channel": DM, "channel_type": "im"},  # no user, no ts
+        {"type": "message", "text": "no user", "channel": DM, "channel_type": "im", "ts": "1.0"},
+        {"type": "message", "user": "U1", "text": "no ts", "channel": DM, "channel_type": "im"},
         {"type": "app_mention", "user": "U1", "text": 42, "ts": "1.2", "channel": CHANNEL},
         {"type": "reaction_added", "user": "U1", "reaction": "tada"},  # not handled: skipped
         {

@@ -11,7 +11,7 @@ from tests.fakes.anthropic_api import FakeAnthropicAPI, Text
 
 from .conftest import BotFactory
 from .fake_bot_api import FakeBotAPI
-from .people import ADA, BOB, FORUM, MENTION, TEAM
+from .people import ADA, BOB, EVE, FORUM, MENTION, TEAM
 
 TEAM_KEY = ConversationKey("telegram", f"chat{TEAM['id']}")
 
@@ -118,3 +118,30 @@ async def test_groups_can_be_switched_off(
     await bot_api.wait_for(lambda: bot_api.texts(42), what="the private reply")
     assert not bot_api.bot_messages(TEAM["id"])
     assert not model_saw(fake_api, "are you there?")
+
+
+async def test_allow_names_the_person_replied_to_mentioned_or_typed_and_never_a_guess(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot(access={"allow_all": False, "allowlist": ["telegram:42"], "admins": ["telegram:42"]})
+    grants = bot.dispatcher.grants
+
+    async def granted() -> list[str]:
+        await grants.refresh(force=True)
+        return sorted(grants.entries)
+
+    said_by_bob = bot_api.say(TEAM, BOB, "hello all")["message"]
+    bot_api.say(TEAM, ADA, "/allow", reply_to=said_by_bob)  # a bare /allow answering Bob's message: Bob
+    await bot_api.wait_for(replies(bot_api, TEAM["id"], "telegram:43"), what="Bob allowed")
+    assert await granted() == ["telegram:43"]
+    bot_api.say(TEAM, ADA, "/allow 555", reply_to=said_by_bob)  # an id typed in a reply: that id, not Bob again
+    await bot_api.wait_for(replies(bot_api, TEAM["id"], "telegram:555"), what="555 allowed")
+    assert await granted() == ["telegram:43", "telegram:555"]
+    eve_mention = [{"type": "text_mention", "offset": 7, "length": 3, "user": EVE}]
+    bot_api.say(TEAM, ADA, "/allow Eve", entities=eve_mention)  # picked from the mention list: linked to her id
+    await bot_api.wait_for(replies(bot_api, TEAM["id"], "telegram:66"), what="Eve allowed")
+    bot_api.say(TEAM, ADA, "/allow @carol")  # a username Telegram did not link: nobody the bot can name
+    [answer] = await bot_api.wait_for(replies(bot_api, TEAM["id"], "can't tell who"), what="the refusal")
+    assert "@carol" in answer.text
+    assert await granted() == ["telegram:43", "telegram:555", "telegram:66"]
+    assert not fake_api.requests  # commands only: nothing reached Claude
