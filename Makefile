@@ -52,7 +52,7 @@ bench: $(STAMP)
 MUTATION_JOBS ?= 2
 MUTANTS ?= 'core.access.*' 'core.grants.*' 'core.tool_policy.*' 'core.workspace.*' 'core.text_split.*' \
 	'adapters.http_api.auth.*' 'adapters.slack.transport.x*HttpTransport*' \
-	'adapters.slack.transport.x__healthz*' 'adapters.telegram.webhook.*' \
+	'core.listener.*' 'adapters.telegram.webhook.*' \
 	'adapters.feishu.callback.*' 'core.dispatcher.x*Dispatcher*first_delivery*' \
 	'core.dispatcher.x*Dispatcher*_accept*' 'core.coordination.x*StoreSeenKeys*' \
 	'core.coordination.memory.x*MemorySeenKeys*' 'core.store.memory.x*MemoryStore*claim_key*' \

@@ -1,9 +1,9 @@
 """``python -m bench --burst``: 50 new conversations at once, with the process caps and without.
 
 Without caps every new conversation starts its own Claude Code process at once (what ccbridge did
-before ``agent.max_processes`` / ``agent.max_spawns``): on a small machine they all compete for the
-CPUs and every reply waits for the slowest start. With the caps (the defaults: pool size + 2
-processes, 2 starting at a time) the turns queue fairly and each runs on a process that started
+before the process caps, the pool size and ``agent.max_spawns``): on a small machine they all compete for the
+CPUs and every reply waits for the slowest start. With the caps (the defaults: as many processes as
+the pool's size, 2 starting at a time) the turns queue fairly and each runs on a process that started
 without a crowd. Measured: the time until every conversation is answered, and the first update of
 each (median, p90, worst), with the peak number of live Claude Code processes.
 """
@@ -97,9 +97,9 @@ async def run_burst_bench(n: int = CONVERSATIONS, progress: Any = print) -> str:
         progress(f"burst: {n} new conversations at once, with the default caps")
         capped = await burst(env, "capped", {"pool_size": 8}, n)
         progress(f"burst: {n} new conversations at once, uncapped (a process each)")
-        uncapped = await burst(env, "uncapped", {"pool_size": n, "max_processes": n + 2, "max_spawns": n}, n)
+        uncapped = await burst(env, "uncapped", {"pool_size": n, "max_spawns": n}, n)
     lines = [
-        f"| {n} new conversations at once | capped (pool 8: 10 processes, 2 starting at a time) | uncapped |",
+        f"| {n} new conversations at once | capped (pool 8: 8 processes, 2 starting at a time) | uncapped |",
         "| --- | ---: | ---: |",
     ]
     for metric in capped:

@@ -1,8 +1,9 @@
 """``python -m bench --load``: many conversations at once against one bot process.
 
 One ``Agent`` + ``Dispatcher`` (as a chat bot drives them: ``Dispatcher.submit`` per message; SQLite
-store; a warm pool of 8, so at most 10 Claude Code processes alive, 2 starting at a time; the Bash
-sandbox as it is on this machine), the real Claude Code CLI, the instant fake model.
+store; a warm pool of 8, so at most 8 Claude Code processes alive besides the ones being closed, 2
+starting at a time; re-warming at its default; the Bash sandbox as it is on this machine), the real
+Claude Code CLI, the instant fake model.
 
 * **The load**: 200 conversations from 50 users (4 threads each) arrive over 30 s (seeded random
   arrival times); each sends a message when it arrives and a second one a second after its first
@@ -10,7 +11,8 @@ sandbox as it is on this machine), the real Claude Code CLI, the instant fake mo
   first update with the model's text, -> final update; the wait for a process slot (the time spent
   in ``ProcessSlots.acquire``, wrapped by the benchmark); replies counted per message (none lost,
   none doubled). Sampled every 0.1 s: the live Claude Code processes of the bot (and their RSS),
-  the warm pool, the processes being closed, the bot's own RSS.
+  the warm pool, the processes being closed, the bot's own RSS. Target: the processes alive never
+  above the pool size + the ones being closed.
 * **Fairness** (first, on the fresh bot): ten new users each send one message — alone (the
   baseline), then right after one user's burst of 50 messages (5 threads x 10) has arrived; twice.
   Target: the burst delays none of the others' first updates (compared rank by rank with the
@@ -148,8 +150,8 @@ class Sample:
     biggest_cli: int
     pool: int
     idle: int  # pool clients no turn is using
-    closing: int
-    alive: int  # process slots taken (starting, running, idle or closing)
+    closing: int  # processes being closed at some moment of the sample (see :meth:`Monitor.run`)
+    alive: int  # process slots taken (starting, running or idle; one being closed has given its slot back)
     bot_rss: int
 
 
@@ -196,6 +198,9 @@ class Monitor:
         me = psutil.Process(os.getpid())
         pool, slots = self.agent.runtime.pool, self.agent.runtime.slots
         while not self._stop.is_set():
+            # the processes are counted in a thread while the pool goes on: a process being closed when
+            # they were counted is being closed still, or has finished closing since ``closed`` was read
+            closed = pool.closed
             clis = await asyncio.to_thread(_cli_rss, me)
             self.samples.append(
                 Sample(
@@ -205,7 +210,7 @@ class Monitor:
                     biggest_cli=max(clis, default=0),
                     pool=len(pool),
                     idle=sum(1 for key in pool.keys() if (warm := pool.get(key)) is not None and not warm.busy),
-                    closing=pool.closing,
+                    closing=pool.closing + pool.closed - closed,
                     alive=slots.alive,
                     bot_rss=me.memory_info().rss,
                 )
@@ -220,20 +225,23 @@ class Monitor:
 
 
 def _cli_rss(me: Any) -> list[int]:
-    """RSS of each live Claude Code process started by this process (blocking: reads /proc)."""
+    """RSS of each live Claude Code process started by this process (blocking: reads /proc).
+
+    A process a CLI forks (to run a tool, git, the sandbox) carries the CLI's command line until it
+    execs: it is the CLI's child, not another Claude Code, and is not counted."""
     import psutil
 
-    found = []
+    found: dict[int, tuple[int, int]] = {}  # pid -> (parent pid, RSS)
     for child in me.children(recursive=True):
         try:
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue
             cmdline = child.cmdline()
             if cmdline and cmdline[0].endswith("_bundled/claude"):
-                found.append(child.memory_info().rss)
+                found[child.pid] = (child.ppid(), child.memory_info().rss)
         except psutil.Error:
             continue
-    return found
+    return [rss for parent, rss in found.values() if parent not in found]
 
 
 def _sections(env: BenchEnv, base: Path, pool_size: int) -> Sections:
@@ -280,7 +288,10 @@ class LoadRun:
 
 
 async def settle_pool(agent: Agent) -> None:
-    """Close every idle warm process and wait until they are gone (between the phases)."""
+    """Close every idle warm process and wait until they are gone (between the phases): nothing of the
+    phase before is re-warmed into the next."""
+    await agent.prewarm.wait()
+    agent.prewarm.forget_evicted()
     agent.runtime.pool.retire_idle()
     for _ in range(400):  # 20 s at most
         if not agent.runtime.pool.closing:
@@ -379,12 +390,17 @@ class LoadResult:
     samples: list[Sample]  # during the load phase
     waits: list[float]
     elapsed: float
-    limit: int  # the process cap
+    limit: int  # the process cap: the pool's size
     spawns: int
     evictions: int
     counts: dict[str, int]
     fair: dict[str, float] | None
     load: str = ""  # the machine's load average (1/5/15 min) at the start and at the end
+    prewarmed: int = 0  # of the spawns: evicted conversations re-warmed while their users were active
+
+    def over_the_cap(self) -> list[Sample]:
+        """The samples with more Claude Code processes alive than the pool size + the ones being closed."""
+        return [s for s in self.samples if s.clis > self.limit + s.closing]
 
 
 async def measure(env: BenchEnv, shape: Shape, progress: Callable[[str], Any] = print) -> LoadResult:
@@ -401,7 +417,8 @@ async def measure(env: BenchEnv, shape: Shape, progress: Callable[[str], Any] = 
         rng.shuffle(keys)
         fair = await fairness(agent, dispatcher, shape, progress) if shape.others else None
         await settle_pool(agent)
-        spawns0, evictions0 = agent.runtime.pool.spawns, agent.runtime.pool.evictions
+        pool = agent.runtime.pool
+        spawns0, evictions0, prewarmed0 = pool.spawns, pool.evictions, pool.prewarmed
         run = LoadRun(agent, dispatcher)
         monitor = Monitor(agent, run.t0)
         monitor.time_slots()
@@ -417,7 +434,7 @@ async def measure(env: BenchEnv, shape: Shape, progress: Callable[[str], Any] = 
         finally:
             ticker.cancel()
         elapsed = time.perf_counter() - run.t0
-        spawns, evictions = agent.runtime.pool.spawns - spawns0, agent.runtime.pool.evictions - evictions0
+        spawns, evictions, prewarmed = pool.spawns - spawns0, pool.evictions - evictions0, pool.prewarmed - prewarmed0
         waits = list(monitor.waits)
         monitor.stop()
         await sampler
@@ -425,7 +442,7 @@ async def measure(env: BenchEnv, shape: Shape, progress: Callable[[str], Any] = 
     counts = check_replies([s.sink for s in run.sent], "the load")
     samples = [s for s in monitor.samples if s.at <= elapsed]
     load = f"{load_at_start} at the start, {load_average()} at the end"
-    return LoadResult(shape, run.sent, samples, waits, elapsed, limit, spawns, evictions, counts, fair, load)
+    return LoadResult(shape, run.sent, samples, waits, elapsed, limit, spawns, evictions, counts, fair, load, prewarmed)
 
 
 async def run_load_bench(shape: Shape | None = None, progress: Callable[[str], Any] = print) -> str:
@@ -466,7 +483,15 @@ def plot(result: LoadResult, path: Path = PLOT) -> None:
     bottom.plot(at, [s.clis for s in samples], label="live Claude Code processes", color="tab:red")
     bottom.plot(at, [s.pool for s in samples], label="warm pool", color="tab:green")
     bottom.plot(at, [s.closing for s in samples], label="being closed", color="tab:gray")
-    cap = f"process cap ({result.limit})"
+    bottom.plot(
+        at,
+        [result.limit + s.closing for s in samples],
+        label="pool size + being closed (the cap)",
+        color="black",
+        linestyle=":",
+        linewidth=0.8,
+    )
+    cap = f"pool size ({result.limit})"
     bottom.axhline(result.limit, linestyle="--", color="black", linewidth=0.8, label=cap)
     bottom.set_xlabel("seconds since the load began (when the message came in)")
     bottom.set_ylabel("processes")
@@ -488,7 +513,7 @@ def markdown(result: LoadResult) -> str:
     waited = [w for w in result.waits if w > 0.005]
     queued = [w for w in (s.queue_wait() for s in sent) if w is not None]
     peak = max(samples, key=lambda s: s.clis)
-    over = [s for s in samples if s.clis > result.limit]
+    over = result.over_the_cap()
     rows = [
         ("first update (s)", firsts),
         ("turn duration, message in -> final update (s)", durations),
@@ -498,8 +523,8 @@ def markdown(result: LoadResult) -> str:
     lines = [
         f"{shape.conversations} conversations from {shape.users} users ({shape.threads} threads each) arriving "
         f"over {shape.over:.0f} s, {shape.messages} messages each ({len(sent)} turns; the next message "
-        f"{THINK_TIME:g} s after a reply), warm pool {shape.pool_size} (process cap {result.limit}, 2 starting "
-        "at a time), at most 2 running turns per user.",
+        f"{THINK_TIME:g} s after a reply), warm pool {shape.pool_size} (at most {result.limit} Claude Code "
+        "processes alive besides the ones being closed, 2 starting at a time), at most 2 running turns per user.",
         "",
         "| | p50 | p95 | p99 | max |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -510,14 +535,16 @@ def markdown(result: LoadResult) -> str:
     lines += [
         "",
         f"- throughput: {len(sent)} turns in {result.elapsed:.0f} s = **{len(sent) / result.elapsed:.2f} "
-        f"turns/s** ({result.spawns} Claude Code starts, {result.evictions} idle processes closed to make "
-        f"room); {len(waited)} of {len(result.waits)} starts waited for a process slot.",
+        f"turns/s** ({result.spawns} Claude Code starts, {result.prewarmed} of them re-warms of evicted "
+        f"conversations, {result.evictions} idle processes closed to make room); {len(waited)} of "
+        f"{len(result.waits)} starts waited for a process slot.",
         f"- replies: {len(sent)} messages, each answered exactly once ({result.counts['lost']} lost, "
         f"{result.counts['doubled']} doubled).",
         f"- Claude Code processes alive: peak {peak.clis} (pool {peak.pool}, {peak.closing} being closed, "
-        f"{peak.alive} slots taken), never above the cap of {result.limit} (pool size + 2 starting or "
-        f"closing): {'met' if not over else f'MISSED ({len(over)} samples above)'}; the warm pool peaked at "
-        f"{max(s.pool for s in samples)} (size {shape.pool_size}); over the load, process slots taken "
+        f"{peak.alive} slots taken), never above the pool size ({result.limit}) + the ones being closed "
+        f"(at most {max(s.closing for s in samples)}): {'met' if not over else f'MISSED ({len(over)} samples above)'}"
+        f"; the warm pool peaked at {max(s.pool for s in samples)} (size {shape.pool_size}), process slots "
+        f"taken at {max(s.alive for s in samples)}; over the load, process slots taken "
         f"{statistics.median(s.alive for s in samples):.0f} and processes alive "
         f"{statistics.median(s.clis for s in samples):.0f} (medians of the samples).",
         f"- peak RSS: the bot {_mb(max(s.bot_rss for s in samples))} (at the start {_mb(samples[0].bot_rss)}); "
@@ -535,7 +562,7 @@ def markdown(result: LoadResult) -> str:
             f"their own. The conversations arrive {shape.conversations / shape.over:.1f} per second; this "
             "machine starts Claude Code about as fast as the throughput above (2 starts at a time, each about "
             "a CPU-second with the sandbox), so a queue builds at once; with more conversations than the pool "
-            "holds, an idle warm process is closed for a waiting turn once the cap is reached, so a follow-up "
+            "holds, an idle warm process is closed for a waiting turn once the pool is full, so a follow-up "
             "can find its process gone. The cap and the pool hold (see the processes alive); the queue is the "
             "machine's start-up capacity, not the pool's size.",
         ]

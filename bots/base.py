@@ -10,6 +10,7 @@ errors naming the key, e.g. ``bots.team.token``). A chat platform's bot is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -176,6 +177,8 @@ class ChatBot(Bot):
 
         A standby instance still runs the conversations it owns (messages reach it through the
         coordination Redis); when the leader dies, its lease lapses and another instance connects.
+        A connection that ends for good while leading (a revoked token: ``ConfigError``) ends the bot
+        with that error; one that just ends gives the lease up, so this or another instance reconnects.
         """
         lease = "connection"
         renew_every = backend.lease_ms / 3000
@@ -184,12 +187,23 @@ class ChatBot(Bot):
                 while not await backend.leader(lease):  # noqa: ASYNC110 (a lease in Redis, polled)
                     await asyncio.sleep(min(1.0, renew_every))
                 log.info("%s: this instance holds the platform connection", self.name)
+                served: asyncio.Future[None] | None = None
                 try:
                     await self.adapter.start()
-                    while await backend.leader(lease):  # noqa: ASYNC110 (renewing the lease)
-                        await asyncio.sleep(renew_every)
-                    log.warning("%s: lost the leader lease; disconnecting", self.name)
+                    served = asyncio.ensure_future(self.adapter.serve())
+                    while not served.done() and await backend.leader(lease):
+                        await asyncio.wait({served}, timeout=renew_every)  # renewing the lease meanwhile
+                    if served.done():
+                        served.result()  # the connection's fatal error, if it had one
+                        log.warning("%s: the platform connection ended; giving the leader lease up", self.name)
+                        await backend.resign(lease)
+                    else:
+                        log.warning("%s: lost the leader lease; disconnecting", self.name)
                 finally:
+                    if served is not None and not served.done():
+                        served.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await served
                     await self.adapter.stop()
                     self.adapter = self.Adapter(
                         self.settings, self.dispatcher, self._scoped_route, where=f"bots.{self.name}"

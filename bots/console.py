@@ -5,7 +5,7 @@ Interactive (stdin and stdout are a terminal): a prompt with line editing and hi
 While a reply runs the terminal stays in raw mode, so Ctrl-C is a key rather than a signal
 (the Claude Code processes, in the same process group, never see it): it stops that reply
 (the core's ``/stop``: the session is kept) and a second Ctrl-C quits, as do Ctrl-C and Ctrl-D
-at the prompt. What is typed during a reply is kept for the next prompt; Enter sends it (a
+at the prompt (Ctrl-D during a reply quits once it is answered). What is typed during a reply is kept for the next prompt; Enter sends it (a
 command such as ``/status`` runs at once, a message is queued).
 
 Piped (stdin or stdout is not a terminal, or ``TERM=dumb``): one message per line until EOF,
@@ -198,6 +198,7 @@ class TerminalChat:
         self.typeahead = ""
         self.following = False  # a reply is running (keys go to it)
         self.stopping = False  # Ctrl-C was pressed during the current reply
+        self.leaving = False  # Ctrl-D was pressed during a reply: quit once it is answered
         self.quit = asyncio.Event()
         self.wake = asyncio.Event()
         self._asking: ApprovalRequest | None = None
@@ -219,6 +220,8 @@ class TerminalChat:
                     if line.strip():
                         self._submit(line)
                         await self._follow()
+                    if self.leaving:
+                        break
         except asyncio.CancelledError:
             for task in self.tasks:
                 task.cancel()
@@ -282,6 +285,9 @@ class TerminalChat:
             if line.strip():
                 self.screen.line(f"{self.bot.settings.prompt}{line}", style="")
                 self._submit(line)
+        elif press.key == Keys.ControlD and not self.typeahead and not self.leaving:
+            self.leaving = True  # as at an empty prompt: EOF, but the reply running is let finish
+            self.screen.line("⏏ Quitting once this reply is done (Ctrl-C stops it now).")
         elif press.key in (Keys.ControlH, Keys.Backspace):
             self.typeahead = self.typeahead[:-1]
         elif press.key == Keys.ControlU:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from .approvals import ApprovalBroker
 from .budgets import Budgets
 from .config import Sections, load_config
 from .conversations import Conversations
-from .coordination import Coordination, create_coordination
+from .coordination import Coordination, InstanceClaim, claim_instance_id, create_coordination, default_instance_id
 from .coordination.base import OwnerGone
 from .errors import AccessDenied, ApprovalNotFound, CCBridgeError, ConversationNotFound, StoreError
 from .events import (
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PLATFORM = "api"
 STORE_MARKER = ".ccbridge-store.json"
+INSTANCE_LOCKS = ".instances"  # under agent.sessions_dir: one lock file per instance id claimed here
 Approver = Callable[[ApprovalRequest], Awaitable[Decision]]
 
 
@@ -126,7 +128,14 @@ class Agent:
         # Claude Code's transcripts, mirrored to the store's backend (None: kept local only)
         self.transcripts: TranscriptStore | None = create_transcripts(s.store)
         self.name = name
-        self.coordination: Coordination = create_coordination(s.coordination, self.store, name)
+        # the id this agent's turns are recorded under: coordination.instance_id as given, or the stable
+        # default claimed while this agent lives (a second live agent here runs as "<default>-2")
+        self._instance: InstanceClaim | None = None
+        if not s.coordination.instance_id:
+            self._instance = claim_instance_id(default_instance_id(), s.agent.sessions_dir / INSTANCE_LOCKS)
+            weakref.finalize(self, self._instance.release)  # an agent dropped unclosed frees its id
+        claimed = self._instance.instance_id if self._instance else None
+        self.coordination: Coordination = create_coordination(s.coordination, self.store, name, claimed)
         self.instance_id = self.coordination.instance_id
         self.workspaces = Workspaces(s.workspace.base_dir, s.workspace.uploads_dir)
         self.approvals = ApprovalBroker(self.coordination.approvals)
@@ -182,13 +191,18 @@ class Agent:
         async with self._starting:
             if self._started:
                 return self
+            if self._instance is not None and not self._instance.reclaim():  # started again after close()
+                raise CCBridgeError(
+                    f"instance id {self.instance_id} was taken by another agent while this one was closed; "
+                    "build a new Agent (or set coordination.instance_id)"
+                )
             await self.store.open()
             if self.transcripts is not None:
                 await self.transcripts.open()
             await self._check_store_identity()
             await self.coordination.start()
             self.routing.start()
-            interrupted = await self.store.mark_interrupted(self.instance_id)
+            interrupted = await self._mark_interrupted()
             if interrupted:
                 log.warning("%d conversation(s) were cut off mid-turn by a restart; marked as interrupted", interrupted)
             await self.approvals.start()
@@ -200,8 +214,23 @@ class Agent:
             self.prewarm.start()  # in the background: start-up and the first message never wait for it
             return self
 
+    async def _mark_interrupted(self) -> int:
+        """Mark the turns a crash cut off: this instance's, and those of any other id of the same default
+        that ran on this machine and whose agent is gone (each held while it is marked). Never the turns
+        of a live instance."""
+        marked = await self.store.mark_interrupted(self.instance_id)
+        if self._instance is not None:
+            for dead in self._instance.dead_siblings():
+                try:
+                    marked += await self.store.mark_interrupted(dead.instance_id)
+                finally:
+                    dead.release()
+        return marked
+
     async def close(self) -> None:
         if not self._started:
+            if self._instance is not None:
+                self._instance.release()
             return
         self._started = False
         if self._janitor is not None:
@@ -213,6 +242,8 @@ class Agent:
         if self.transcripts is not None:
             await self.transcripts.close()
         await self.store.close()
+        if self._instance is not None:
+            self._instance.release()  # last: its turns are recorded before another agent may take the id
 
     async def __aenter__(self) -> Agent:
         return await self.start()

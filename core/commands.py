@@ -353,10 +353,10 @@ class CommandRunner:
             lines.append("• everyone (`access.allow_all` is on)")
         for entry in settings.allowlist:
             if entry.startswith(prefix):
-                lines.append(f"• `{entry}` — config file")
+                lines.append(f"• `{entry}` — from the config file")
         for grant in sorted((await self.grants.refresh(force=True)).values(), key=lambda g: g.at):
             if grant.entry.startswith(prefix):
-                lines.append(f"• `{grant.entry}` — granted by `{grant.by}`, {_ago(grant.at)}")
+                lines.append(f"• `{grant.entry}` — from the chat: granted by `{grant.by}`, {_ago(grant.at)}")
         admins = [e for e in settings.admins if e.startswith(prefix)]
         if admins:
             lines.append("**Admins** (config file): " + ", ".join(f"`{a}`" for a in admins))
@@ -400,8 +400,9 @@ class CommandRunner:
             f"**Model** {model}",
             f"**State** {state}, last active {_ago(conv.last_active_at)}",
         ]
-        if self.conversations.shared:  # commands run on the conversation's owner
-            lines.append(f"**Instance** `{self.conversations.instance_id}` (owns this conversation)")
+        # Commands run on the conversation's owner, so the instance answering is the owner.
+        alone = "" if self.conversations.shared else ", the only instance"
+        lines.append(f"**Instance** `{self.conversations.instance_id}` (owns this conversation{alone})")
         return "\n".join(lines)
 
     async def _cwd(self, key: ConversationKey, args: str) -> str:

@@ -81,14 +81,22 @@ class AgentSettings(_Section):
     env: dict[str, str] = Field(default_factory=dict)
     setting_sources: list[SettingSource] = Field(default_factory=list)
     cli_path: str | None = None
-    pool_size: int = Field(8, gt=0, description="Warm Claude Code processes kept for active conversations.")
+    pool_size: int = Field(
+        8,
+        gt=0,
+        description="Warm Claude Code processes kept for active conversations; also the most alive at once "
+        "(besides the ones being closed): a turn needing another closes an idle one, or waits while all are busy.",
+    )
     idle_timeout: float = Field(900.0, gt=0, description="Seconds before an idle warm process is closed.")
     max_processes: int | None = Field(
-        None, gt=0, description="Most Claude Code processes alive at once (default: pool_size + 2); turns beyond wait."
+        None,
+        gt=0,
+        description="Deprecated: pool_size caps the Claude Code processes alive. A value below pool_size lowers "
+        "that cap (and the pool); one above it is ignored.",
     )
     max_spawns: int = Field(2, gt=0, description="Claude Code processes starting at the same time.")
     prewarm: int = Field(
-        0,
+        4,
         ge=0,
         description="At start-up, open warm processes for this many of the most recently active conversations "
         "(at most pool_size; in the background); also re-warm a conversation evicted while active (0: off).",
@@ -114,7 +122,9 @@ class AgentSettings(_Section):
 
     @property
     def process_limit(self) -> int:
-        return self.max_processes or self.pool_size + 2
+        """The most Claude Code processes alive at once, besides the ones being closed: the pool's size
+        (a deprecated ``max_processes`` can only lower it)."""
+        return min(self.pool_size, self.max_processes or self.pool_size)
 
     @field_validator("permission_mode")
     @classmethod
@@ -247,13 +257,38 @@ class OpsSettings(_Section):
     host: str = Field("127.0.0.1", description="The interface to listen on (0.0.0.0: every one).")
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def coordination_short_form(value: Any) -> Any:
+    """``coordination: redis`` / ``memory`` / ``redis://host:6379/0`` as the mapping it stands for.
+
+    ``redis`` without a URL takes ``$REDIS_URL`` when it connects; anything else is returned as given."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("memory", "redis"):
+        return {"backend": text.lower()}
+    if text.lower().startswith(_REDIS_SCHEMES):
+        return {"backend": "redis", "url": text}
+    raise ValueError(
+        f"{value!r} is not a coordination backend: write memory, redis, a redis:// URL, "
+        "or a mapping (backend: redis, url: ...)"
+    )
+
+
 class CoordinationSettings(_Section):
-    """What several instances of one bot share to agree (memory: a single instance)."""
+    """What several instances of one bot share to agree (memory: a single instance).
+
+    Also given in short: ``coordination: redis`` (the URL from ``$REDIS_URL``), ``coordination: memory``,
+    or ``coordination: redis://host:6379/0``."""
 
     backend: Literal["memory", "redis"] = "memory"
     url: str | None = Field(None, description="redis:// URL for backend redis (default: $REDIS_URL).")
     instance_id: str | None = Field(
-        None, description="This instance's id (default: the host name plus a hash of its home directory)."
+        None,
+        description="This instance's id (default: the host name plus a hash of its home and working directory; "
+        "a second live agent there gets <id>-2).",
     )
     key_prefix: str = "ccbridge:"
     lease_ttl: float = Field(15.0, gt=1, description="Seconds an instance's leases outlive its last heartbeat.")
@@ -262,6 +297,11 @@ class CoordinationSettings(_Section):
         description="workspace.base_dir and agent.sessions_dir are on storage every instance mounts "
         "(silences the start-up warning when they look local).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return coordination_short_form(value)
 
 
 class ProjectSettings(_Section):
@@ -412,6 +452,11 @@ class BotEntry(BaseModel):
     coordination: dict[str, Any] | None = None
     projects: dict[str, Any] | None = None
     budgets: dict[str, Any] | None = None
+
+    @field_validator("coordination", mode="before")
+    @classmethod
+    def _coordination_short_form(cls, value: Any) -> Any:
+        return coordination_short_form(value)
 
     @field_validator("kind")
     @classmethod
@@ -716,8 +761,42 @@ def config_from_dict(raw: dict[str, Any], *, source: Path | None = None, origins
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, origins=origins)) from None
     config._origins = origins
+    # A project binds places to a directory that must exist: say so now, naming the key that set it.
+    if config.projects:
+        config.resolved()
+    for name, bot in config.bots.items():
+        if bot.projects:
+            config.for_bot(name)
     config._warnings = unknown_env_sections(os.environ, {ref.name for ref in origins.refs.values()})
+    config._warnings += deprecated_settings(config, origins)
     return config
+
+
+def deprecated_settings(config: AppConfig, origins: Origins | None = None) -> list[str]:
+    """Warnings for settings still accepted but no longer wanted (``agent.max_processes``)."""
+    origins = origins or Origins()
+    found: list[tuple[str, object, object]] = [
+        (origins.env.get(("agent", "max_processes"), "agent.max_processes"), config.agent.max_processes, None)
+    ]
+    for name, bot in config.bots.items():
+        own = bot.agent or {}
+        found.append((f"bots.{name}.agent.max_processes", own.get("max_processes"), own.get("pool_size")))
+    out = []
+    for where, value, pool_size in found:
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        pool = pool_size if isinstance(pool_size, int) else config.agent.pool_size
+        if value >= pool:
+            out.append(
+                f"{where} is deprecated and ignored: the Claude Code processes alive are capped at "
+                f"agent.pool_size ({pool}), plus the ones being closed; remove it"
+            )
+        else:
+            out.append(
+                f"{where} is deprecated: it caps the Claude Code processes alive (and the warm pool) at {value}, "
+                f"below agent.pool_size ({pool}); set agent.pool_size to {value} instead"
+            )
+    return out
 
 
 def _store_switched_by_env(raw: dict[str, Any]) -> dict[str, Any]:

@@ -554,9 +554,9 @@ class Conversations:
                 async with aclosing(self.runtime.run_turn(request)) as events:
                     async for event in events:
                         if isinstance(event, TurnResult):
-                            cli_total = event.cost_usd
-                            cost = _turn_cost(cli_total, conv.cli_cost_usd)
-                            event = replace(event, cost_usd=cost, session_cost_usd=conv.total_cost_usd + (cost or 0.0))
+                            # the runtime gives the turn's own cost and the total Claude Code reported
+                            cli_total, cost = event.session_cost_usd, event.cost_usd
+                            event = replace(event, session_cost_usd=conv.total_cost_usd + (cost or 0.0))
                             _fill(record, TurnOutcome.of(event, conv.session_id))
                         elif isinstance(event, TurnError):
                             _fill(record, TurnOutcome.of(event, conv.session_id))
@@ -641,6 +641,7 @@ class Conversations:
             user_id=user.id,
             is_admin=is_admin,
             attachments=list(attachments or []),
+            reported_total=conv.cli_cost_usd,
         )
         return conv, record, request, merged
 
@@ -698,8 +699,8 @@ class Conversations:
             conv.message_count += 1
             conv.status = "idle"
             conv.last_active_at = time.time()
+            conv.total_cost_usd += record.cost_usd or 0.0
             if cli_total is not None:
-                conv.total_cost_usd += _turn_cost(cli_total, conv.cli_cost_usd) or 0.0
                 conv.cli_cost_usd = cli_total
             await self.store.put(conv)
         await self.store.put_turn(record)
@@ -722,17 +723,14 @@ class Conversations:
     def unwritten(self) -> int:
         return len(self._unwritten)
 
+    def unsaved(self, key: ConversationKey) -> bool:
+        """True while a turn of ``key`` ended but its record waits for the store to come back."""
+        return any(entry[0] == key for entry in self._unwritten)
+
     async def _retry_writes(self) -> None:
         while self._unwritten:
             await asyncio.sleep(_RETRY_WRITES_EVERY)
             await self.flush_unwritten()
-
-
-def _turn_cost(cli_total: float | None, previous: float) -> float | None:
-    """This turn's cost from the session's cumulative cost (Claude Code reports the session's total)."""
-    if cli_total is None:
-        return None
-    return cli_total - previous if cli_total >= previous else cli_total
 
 
 def _fill(record: TurnRecord, outcome: TurnOutcome) -> None:

@@ -74,6 +74,10 @@ def empty_hint(command_prefix: str = "/") -> str:
 
 
 STORE_DOWN = "⚠️ The conversation store is unavailable right now, so nothing was run. Please try again in a moment."
+REPLY_UNSAVED = (
+    "⚠️ The conversation store became unavailable during this reply: the reply above is kept, "
+    "and it is saved to the history once the store is back."
+)
 
 
 @dataclass
@@ -145,12 +149,19 @@ class _Batch:
 
 
 class _UserTurns:
-    """Counts each user's running turns; a user at the cap waits in line."""
+    """Counts each user's running turns; a user at the cap waits in line.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    The cap is read on every check, so a reloaded ``access.max_running_per_user`` applies to new turns.
+    """
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
         self._running: dict[tuple[str, str], int] = {}
         self._freed = asyncio.Condition()
+
+    @property
+    def limit(self) -> int:
+        return self._limit()
 
     def full(self, who: tuple[str, str]) -> bool:
         return self._running.get(who, 0) >= self.limit
@@ -184,7 +195,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._intake_order: dict[ConversationKey, asyncio.Future[None]] = {}
         self._ahead: dict[ConversationKey, int] = {}
-        self._user_turns = _UserTurns(agent.sections.access.max_running_per_user)
+        self._user_turns = _UserTurns(lambda: self.agent.sections.access.max_running_per_user)
         self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
         self._closing = False  # the adapter is stopping (see end_windows)
         #: the names a conversation's place goes by (``slack:C0123``); bots set their own policy
@@ -524,12 +535,21 @@ class Dispatcher:
                     return
                 if self._closing:  # the bot stops: the messages stay parked, the next start answers them
                     return
-            if access.busy_policy == "merge" and self.conversations.busy(msg.key):
+            burst_only = batch_key[1] is not None and access.busy_policy != "merge"
+            if burst_only:  # the window is over: what comes next is a message of its own (queued or interrupting)
+                self._close_batch(batch_key, batch)
+            elif access.busy_policy == "merge" and self.conversations.busy(msg.key):
                 await send_notice(msg.reply, "⏳ I'll answer your messages together once the current reply is done.")
             who = (msg.platform, msg.user.id)
             async with self._user_turns.hold(who):
                 await self._run_turn(
-                    msg, "", [], release, batch=batch.id, on_start=lambda: self._close_batch(batch_key, batch)
+                    msg,
+                    "",
+                    [],
+                    release,
+                    batch=batch.id,
+                    on_start=lambda: self._close_batch(batch_key, batch),
+                    busy_policy_applies=burst_only,
                 )
         finally:
             self._close_batch(batch_key, batch)
@@ -567,9 +587,12 @@ class Dispatcher:
         *,
         batch: str | None = None,
         on_start: Callable[[], None] | None = None,
+        busy_policy_applies: bool = False,
     ) -> None:
+        """Run the turn answering ``msg`` (or its ``batch``); ``busy_policy`` applies to a lone message or a
+        debounced burst (``busy_policy_applies``), not to the messages merged while a reply ran."""
         key = msg.key
-        if self.conversations.busy(key) and batch is None:
+        if self.conversations.busy(key) and (batch is None or busy_policy_applies):
             if self.agent.sections.access.busy_policy == "interrupt":
                 await self.conversations.stop(key)
                 await send_notice(msg.reply, "⏹ Stopped the previous reply to answer this one.")
@@ -609,6 +632,8 @@ class Dispatcher:
                     typing_shown=msg.typing_shown,
                 )
                 await streamer.run(events)
+        if self.conversations.unsaved(key):  # the end of the turn could not be written: say so, keep it
+            await send_notice(msg.reply, REPLY_UNSAVED)
 
     async def _refresh_grants(self) -> None:
         """Bring the access granted in the chat up to date (a store read every few seconds at most)."""

@@ -63,15 +63,10 @@ class ApprovalRequest:
         return f"{self.tool_name}: {self.summary}" if self.summary else self.tool_name
 
     def outcome(self) -> str:
-        """Human-readable decision line, e.g. 'Denied by alice (timed out)'."""
-        if self.decision is None:
-            return "Waiting for approval"
-        text = self.decision.label
-        if self.decided_by:
-            text += f" by {self.decided_by}"
-        if self.reason:
-            text += f" ({self.reason})"
-        return text
+        """Human-readable decision line, e.g. 'Denied by alice (timed out)' (no marks, no markup)."""
+        from .approval_text import PLAIN, decision_line  # it builds on this module's ApprovalRequest
+
+        return decision_line(self, marks=PLAIN)
 
 
 @dataclass
@@ -125,9 +120,15 @@ class AgentRetrying:
     reason: str = ""
 
     def describe(self) -> str:
-        what = {529: "overloaded", 429: "rate limited"}.get(self.status or 0, "unavailable")
-        of = f"/{self.max_retries}" if self.max_retries else ""
-        return f"Claude is {what}, retrying ({self.attempt}{of})…"
+        """``Claude is overloaded, retrying (n)...``, then what the API said and how many retries there are."""
+        overloaded = self.status in (None, 529, 429)
+        notes = (
+            [] if self.status in (None, 529) else ["rate limited" if self.status == 429 else f"API error {self.status}"]
+        )
+        if self.max_retries:
+            notes.append(f"{self.attempt} of {self.max_retries}")
+        tail = f" ({'; '.join(notes)})" if notes else ""
+        return f"Claude is {'overloaded' if overloaded else 'unavailable'}, retrying ({self.attempt})...{tail}"
 
 
 @dataclass

@@ -17,7 +17,7 @@ ones also ``platform``, a label value the caller passes in (core never branches 
 ``ccbridge_turns_queued``                       gauge      bot: turns waiting behind another turn of
                                                            their conversation
 ``ccbridge_turns_waiting_for_process``          gauge      bot: turns waiting for a free Claude Code
-                                                           process (``agent.max_processes``)
+                                                           process (``agent.pool_size``)
 ``ccbridge_pool_clients``                       gauge      bot: warm Claude Code processes
 ``ccbridge_pool_spawns_total``                  counter    bot
 ``ccbridge_pool_evictions_total``               counter    bot: idle processes closed for room

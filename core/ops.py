@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .config import OpsSettings
 from .errors import ConfigError
+from .listener import bound_port
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class OpsServer:
             await runner.cleanup()
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc})", key="ops.port") from None
         self._runner = runner
-        self.port = _bound_port(runner) or port
+        self.port = bound_port(runner) or port
         log.info("ops port: http://%s:%d/health, /ready and /metrics", host, self.port)
         return self
 
@@ -81,14 +82,16 @@ class OpsServer:
         from aiohttp import web
 
         problems: dict[str, list[str]] = {}
+        bots: dict[str, dict[str, object]] = {}
         for agent in self.agents:
             health = await agent.health()
+            bots[agent.name] = {"instance_id": health.instance_id, "shared": health.shared, "owned": health.owned}
             if not health.ready:
                 problems[agent.name] = health.problems
         if problems:
             log.warning("readiness check failed: %s", "; ".join(f"{b}: {', '.join(p)}" for b, p in problems.items()))
-            return web.json_response({"status": "not ready", "problems": problems}, status=503)
-        return web.json_response({"status": "ready"})
+            return web.json_response({"status": "not ready", "problems": problems, "bots": bots}, status=503)
+        return web.json_response({"status": "ready", "bots": bots})
 
     async def _metrics(self, request: web.Request) -> web.Response:
         from aiohttp import web
@@ -97,10 +100,3 @@ class OpsServer:
         response = web.Response(body=body)
         response.headers["Content-Type"] = content_type
         return response
-
-
-def _bound_port(runner: Any) -> int | None:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return None

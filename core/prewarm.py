@@ -1,7 +1,7 @@
 """Re-warming: Claude Code processes started before the turns most likely to come next.
 
-* **After a restart** (a deploy, a crash), ``agent.prewarm`` of the most recently active
-  conversations (active within ``agent.prewarm_within`` seconds, with a session to resume)
+* **After a restart** (a deploy, a crash), ``agent.prewarm`` (default 4; 0: off) of the most
+  recently active conversations (active within ``agent.prewarm_within`` seconds, with a session to resume)
   get a warm client in the background, most recent first and within the pool's size, so
   their first turn answers as fast as any warm turn. Start-up does not wait for it.
 * **After an eviction**: a conversation whose client was closed to make room for another
@@ -76,6 +76,10 @@ class Prewarmer:
         """Until no pre-warming runs (for tests and benchmarks: nothing needs to wait for it)."""
         while self._tasks:
             await asyncio.wait(list(self._tasks))
+
+    def forget_evicted(self) -> None:
+        """Re-warm none of the conversations evicted so far (a benchmark between its phases)."""
+        self._evicted.clear()
 
     async def close(self) -> None:
         self._closed = True

@@ -18,6 +18,7 @@ import pytest
 from core import Agent, Sections
 from core.config import deep_merge
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.helpers import PREWARM_OFF
 from tests.servers import PostgresServer, RedisServer, new_database, pg_template
 
 
@@ -36,6 +37,16 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_prewarm_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-warming (``agent.prewarm``, on by default) is off in tests, so that no background Claude Code
+    start disturbs one counting processes or spawns after a restart: ``CCBRIDGE_AGENT__PREWARM=0`` for
+    configs loaded here (:func:`tests.helpers.start_bot_process` passes it to bot processes), and
+    :func:`make_sections` sets it too. A test of re-warming sets ``agent.prewarm`` itself (with
+    ``make_sections``) or removes the variable."""
+    monkeypatch.setenv(PREWARM_OFF[0], PREWARM_OFF[1])
 
 
 @pytest.fixture
@@ -67,6 +78,7 @@ def make_sections(tmp_path: Path, cli_env: dict[str, str]) -> Callable[..., Sect
                 "env": cli_env,
                 "approval_timeout": 30,
                 "pool_size": 4,
+                "prewarm": 0,  # on by default; tests of re-warming set it
                 "sessions_dir": str(tmp_path / "sessions"),
             },
             "workspace": {"base_dir": str(tmp_path / "workspaces")},

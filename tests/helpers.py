@@ -118,10 +118,14 @@ class BotProcess:
             self.reader.cancel()
 
 
+PREWARM_OFF = ("CCBRIDGE_AGENT__PREWARM", "0")  # tests' bots re-warm nothing unless a test asks
+
+
 async def start_bot_process(config: Path, home: Path, *, stdin: bool = False) -> BotProcess:
     """``run_bot.py --config config`` with its own ``HOME`` (and none of this process's Anthropic,
-    ccbridge or Claude variables); ``stdin``: a pipe to type into (else nothing)."""
+    ccbridge or Claude variables but :data:`PREWARM_OFF`); ``stdin``: a pipe to type into (else nothing)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CCBRIDGE_", "CLAUDE_"))}
+    inherited[PREWARM_OFF[0]] = PREWARM_OFF[1]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(REPO / "run_bot.py"),

@@ -12,7 +12,11 @@
   after a restart is dropped).
 * Slash commands are deferred at once (Discord's 3-second window), then answered by
   followups (:class:`~.sink.InteractionSink`) — or, for ``/claude <prompt>`` in a
-  channel, in a thread opened from the command's answer.
+  channel, in a thread opened from the command's answer. Other commands at the top level
+  of a server channel are deferred too, then told (privately) to use them in a thread.
+* Replies go by REST: ``sink_at`` rebuilds a reply's sink from its ``address()`` (channel,
+  thread to open, message answered) once the client is ready, so messages left waiting
+  when the bot stopped are answered as soon as it is back.
 * Approval buttons (:mod:`.approvals`) are ``DynamicItem`` s: a press is matched by
   its custom id, also after a restart; only the requester or an admin may answer,
   anyone else is told privately (ephemeral).
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -32,6 +37,7 @@ from discord import app_commands
 from core import (
     ApprovalForbidden,
     ApprovalNotFound,
+    CCBridgeError,
     ChatAdapter,
     ConfigError,
     ConversationKey,
@@ -44,6 +50,7 @@ from core import (
 from core.adapter import Router, drain_tasks
 from core.commands import help_text
 from core.dispatcher import Ticket
+from core.sink import target_from
 
 from . import approvals, commands
 from .config import DiscordConfig
@@ -63,7 +70,7 @@ from .places import (
 )
 from .ratelimits import trace_config
 from .roles import RoleBook
-from .sink import Destination, DiscordSink, InteractionSink, ThreadOpener, discord_limits
+from .sink import Destination, DiscordSink, DiscordTarget, InteractionSink, ThreadOpener, discord_limits
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +280,35 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
         elif gateway is not None and not gateway.cancelled():
             gateway.exception()  # retrieved: no "never retrieved" warning
 
+    def sink_at(self, address: Mapping[str, Any]) -> DiscordSink | None:
+        """The sink a :meth:`DiscordSink.address` names (messages left waiting by a restart, a reply another
+        instance received); None unless the client is ready (logged in, READY seen) and not stopping."""
+        target = target_from(DiscordTarget, address)
+        if target is None or not self._ready.is_set() or self._stopping or self.client.is_closed():
+            return None
+        try:
+            return DiscordSink(self._destination_at(target), self.limits)
+        except (TypeError, ValueError) as exc:
+            log.warning("Discord: a reply address that names no channel (%r): %s", dict(address), exc)
+            return None
+
+    def _destination_at(self, target: DiscordTarget) -> Destination:
+        channel_id = int(target.channel)
+        cached = self.client.get_channel(channel_id)
+        channel: Any = (
+            cached
+            if isinstance(cached, discord.abc.Messageable) and hasattr(cached, "get_partial_message")
+            else self.client.get_partial_messageable(
+                channel_id, guild_id=int(target.guild) if target.guild is not None else None
+            )
+        )  # replies go by REST: a channel id is all they need
+        reply_to = channel.get_partial_message(int(target.reply_to)) if target.reply_to is not None else None
+        if target.thread_from is None:
+            return Destination(channel, reply_to=reply_to, upload_limit=target.upload_limit)
+        anchor = channel.get_partial_message(int(target.thread_from))
+        opener = self._opener(anchor, channel, target.thread_name)  # an existing thread is reused (160004)
+        return Destination(opener=opener, reply_to=reply_to, upload_limit=target.upload_limit)
+
     def _submit(self, incoming: IncomingMessage, ticket: Ticket | None = None) -> None:
         task = self.dispatcher.submit(incoming, ticket)
         self._tasks.add(task)
@@ -404,7 +440,7 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
         if name != commands.CLAUDE:
             if top_level:
                 hint = CHANNEL_HINT.format(name=name)
-                await self._answer_now(interaction, hint + ("\n\n" + help_text() if name == "help" else ""))
+                await self._answer_later(interaction, hint + ("\n\n" + help_text() if name == "help" else ""))
                 return
             await interaction.response.defer(thinking=True)
             sink = InteractionSink(interaction, ephemeral=False, limits=self.limits)
@@ -446,6 +482,18 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
                 "Discord: the store took over %gs to check interaction %s; handling it", DEDUPE_TIMEOUT, interaction.id
             )
             return True
+
+    async def _answer_later(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """Deferred (privately) at once, then answered by a followup, like every command."""
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        except discord.HTTPException as exc:
+            log.info("Discord: could not acknowledge interaction %s: %s", interaction.id, exc)
+            return
+        try:
+            await InteractionSink(interaction, ephemeral=True, limits=self.limits).notify(text)
+        except CCBridgeError as exc:
+            log.info("Discord: could not answer interaction %s: %s", interaction.id, exc)
 
     @staticmethod
     async def _answer_now(interaction: discord.Interaction[Any], text: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import discord
 
 from core import ApprovalRequest, Decision
+from core.approval_text import decision_line
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +124,12 @@ def prompt_text(request: ApprovalRequest) -> str:
 
 
 def outcome_line(request: ApprovalRequest) -> str:
-    if request.decision is None:
-        return "⏳ Waiting for approval"
-    mark = "✅" if request.decision.allowed else "⛔"
-    line = f"{mark} {request.decision.label}"
-    if request.decided_by:
-        line += f" by {_who(request.decided_by)}"
-    if request.reason:
-        line += f" ({discord.utils.escape_markdown(_inline(request.reason, 200))})"
-    return line
+    """The decision line, e.g. '⛔ Denied by <@123> (timed out)'."""
+    return decision_line(request, mention=_who, escape=_reason)
+
+
+def _reason(text: str) -> str:
+    return discord.utils.escape_markdown(_inline(text, 200))
 
 
 def decided_text(request: ApprovalRequest) -> str:

@@ -14,9 +14,14 @@ prompt pinging the person who asked.
 An approval prompt or a file ends the message being written; the reply goes on
 in a new message below it, so a thread reads top to bottom.
 
+``address()`` is the destination by id (:class:`DiscordTarget`): the adapter's
+``sink_at`` rebuilds the sink from it, so messages left waiting by a restart are
+answered where they were written, and another instance can post a reply itself.
+
 :class:`InteractionSink` answers a deferred slash command through its followup
 webhook (the first followup replaces the "thinking…" message); with
-``ephemeral`` only the person who ran the command sees it (``private_notices``).
+``ephemeral`` only the person who ran the command sees it (``private_notices``);
+it has no address (an interaction's token answers it, nothing else can).
 
 Errors become the core's (:mod:`.errors`): 429 -> ``RateLimited`` (the
 streamer waits it out, :mod:`.ratelimits`), a deleted / too old message ->
@@ -26,6 +31,7 @@ streamer waits it out, :mod:`.ratelimits`), a deleted / too old message ->
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 from collections.abc import Awaitable, Callable
@@ -144,6 +150,25 @@ class ThreadOpener:
         return channel if isinstance(channel, discord.abc.Messageable) else self.parent
 
 
+@dataclass(frozen=True)
+class DiscordTarget:
+    """A :class:`Destination` as plain JSON data: a :class:`DiscordSink`'s ``address()``.
+
+    ``channel`` is where replies go (a DM, a thread, a channel) or, with ``thread_from``, the
+    channel in which the thread named ``thread_name`` is opened from that message on the first
+    reply. ``reply_to`` is the message notices answer while no thread is open; ``guild`` the
+    server (None: a DM). Ids are strings: snowflakes outgrow the integers JSON keeps exactly
+    everywhere. The adapter's ``sink_at`` turns one back into a sink.
+    """
+
+    channel: str
+    guild: str | None = None
+    thread_from: str | None = None
+    thread_name: str = ""
+    reply_to: str | None = None
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+
+
 @dataclass
 class Destination:
     """Where a reply goes: ``channel`` (a DM, a thread), or the thread ``opener`` opens on first use.
@@ -159,6 +184,25 @@ class Destination:
     def __post_init__(self) -> None:
         if self.channel is None and self.opener is None:
             raise ValueError("a Destination needs a channel or a thread opener")
+
+    def target(self) -> DiscordTarget:
+        """Where this destination answers, by id (a thread opened already: that thread)."""
+        opener, reply_to = self.opener, self.reply_to
+        if opener is not None and opener.opened is not None:
+            channel, opener, reply_to = opener.opened, None, None
+        elif opener is not None:
+            channel = opener.parent
+        else:
+            assert self.channel is not None
+            channel = self.channel
+        return DiscordTarget(
+            channel=str(channel.id),
+            guild=_guild_id(channel),
+            thread_from=str(opener.anchor.id) if opener is not None else None,
+            thread_name=opener.name if opener is not None else "",
+            reply_to=str(reply_to.id) if reply_to is not None else None,
+            upload_limit=self.upload_limit,
+        )
 
     async def replies(self) -> discord.abc.Messageable:
         if self.channel is not None:
@@ -199,6 +243,9 @@ class DiscordSink(ReplySink):
     def __post_init__(self) -> None:
         self._prompts: dict[str, discord.Message] = {}  # approval request id -> its prompt
         self._open: Posted | None = None  # the reply message being written
+
+    def address(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.destination.target())
 
     # -- the contract ----------------------------------------------------------
     async def post(self, text: str) -> Posted:
@@ -366,6 +413,14 @@ async def _trigger_typing(channel: discord.abc.Messageable) -> None:
     await channel.typing()  # awaiting discord.py's Typing sends one indicator (it shows for ~10 s)
 
 
+def _guild_id(channel: discord.abc.Messageable) -> str | None:
+    guild_id = getattr(channel, "guild_id", None)  # a thread, a partial messageable
+    if guild_id is None:
+        guild = getattr(channel, "guild", None)  # a server channel (a DM has none)
+        guild_id = guild.id if guild is not None else None
+    return str(guild_id) if guild_id is not None else None
+
+
 def _clip(text: str, limit: int) -> str:
     while discord_len(text) > limit:
         text = text[: max(0, len(text) - (discord_len(text) - limit) - 1)] + "…"
@@ -377,6 +432,7 @@ __all__ = [
     "DISCORD_LIMIT",
     "Destination",
     "DiscordSink",
+    "DiscordTarget",
     "InteractionSink",
     "Posted",
     "ThreadOpener",

@@ -94,7 +94,7 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
     @property
     def port(self) -> int | None:
         """callback mode: the port the Request URL is served on."""
-        return self.http.port if self.http else None
+        return self.http.listener.port if self.http else None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import ApprovalRequest, Decision
+from core.approval_text import decision_line
 
 ACTION = "ccbridge_approval"
 SUMMARY_LIMIT = 1500
@@ -98,16 +99,12 @@ def prompt_card(request: ApprovalRequest) -> dict[str, Any]:
 
 def outcome(request: ApprovalRequest) -> str:
     """The decision line, e.g. '⛔ Denied by <at id=ou_…></at> (timed out)'."""
-    if request.decision is None:
-        return "⏳ Waiting for approval"
-    mark = "✅" if request.decision.allowed else "⛔"
-    line = f"{mark} {request.decision.label}"
-    if request.decided_by:
-        by = request.decided_by
-        line += f" by <at id={by}></at>" if by.startswith("ou_") else f" by {_escape(by)}"
-    if request.reason:
-        line += f" ({_escape(request.reason)})"
-    return line
+    return decision_line(request, mention=_mention, escape=_escape)
+
+
+def _mention(user_id: str) -> str:
+    """An ``<at>`` mention of a user's open_id; anything else (an admin's name) as plain words."""
+    return f"<at id={user_id}></at>" if user_id.startswith("ou_") else _escape(user_id)
 
 
 def decided_card(request: ApprovalRequest) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from lark_oapi.core.utils import AESCipher
 
 from core import ConfigError
+from core.listener import Listener
 
 from .config import FeishuConfig
 
@@ -162,48 +163,32 @@ class CallbackServer:
             config.verification_token.get_secret_value() if config.verification_token else None,
             config.max_request_age,
         )
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
+        self.listener = Listener(
+            "Feishu callbacks",
+            config.host,
+            config.port,
+            max_body=MAX_REQUEST_BYTES,
+            too_large={"msg": "request body too large"},
+        )
 
     async def start(self) -> int:
         try:
-            from aiohttp import web
-        except ModuleNotFoundError:
+            return await self.listener.start({self.config.path: self.handle})
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "aiohttp":
+                raise
             raise ConfigError(
                 "callback mode needs aiohttp (pip install aiohttp), or use mode: long_connection",
                 key=f"{self.where}.mode" if self.where else "mode",
             ) from None
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-        app.router.add_post(self.config.path, self.handle)
-        app.router.add_get("/healthz", _healthz)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        try:
-            await site.start()
-        except BaseException:
-            await self.stop()
-            raise
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
-        log.info("Feishu: listening for callbacks on http://%s:%s%s", self.config.host, self.port, self.config.path)
-        return self.port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        await self.listener.stop()
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request, raw: bytes) -> web.Response:
+        """One request (its whole body, within the size limit): verified, then handed to the adapter."""
         from aiohttp import web
 
-        too_large = web.json_response({"msg": "request body too large"}, status=413)
-        if (request.content_length or 0) > MAX_REQUEST_BYTES:
-            return too_large
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return too_large
         try:
             body = self.verifier.open(request.headers, raw)
         except Refused as exc:
@@ -214,9 +199,3 @@ class CallbackServer:
             return web.json_response({"challenge": body.get("challenge", "")})
         answer = await self.on_callback(body)
         return web.json_response(answer if answer is not None else {"msg": "success"})
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    from aiohttp import web
-
-    return web.json_response({"ok": True})

@@ -6,11 +6,13 @@ One bot works on Feishu (China, ``open.feishu.cn``) or Lark (international,
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from core.fields import OptionalSecret, OptionalText
+from core.net import is_loopback
 
 FEISHU_DOMAIN = "https://open.feishu.cn"
 LARK_DOMAIN = "https://open.larksuite.com"
@@ -19,15 +21,6 @@ DOMAINS = {"feishu": FEISHU_DOMAIN, "lark": LARK_DOMAIN}
 #: Feishu's limit for a card (and a post) is 30 KB; a character is at most 3 bytes of it here
 #: (see :func:`adapters.feishu.cards.card_measure`), so 9,000 characters always fit with room for the card.
 MAX_CARD_CHARS = 9000
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class FeishuConfig(BaseModel):
@@ -47,10 +40,10 @@ class FeishuConfig(BaseModel):
     host: str = Field("0.0.0.0", description="callback mode: address to listen on.")
     port: int = Field(9000, ge=0, le=65535, description="callback mode: port (0 = any free port).")
     path: str = Field("/feishu/events", description="callback mode: the Request URL path (events and card actions).")
-    encrypt_key: SecretStr | None = Field(
+    encrypt_key: OptionalSecret = Field(
         None, description="Encrypt Key (Events & Callbacks > Encryption Strategy): signed, AES-encrypted callbacks."
     )
-    verification_token: SecretStr | None = Field(
+    verification_token: OptionalSecret = Field(
         None, description="Verification Token (same page); callback mode refuses requests carrying another."
     )
     max_request_age: float = Field(
@@ -65,7 +58,7 @@ class FeishuConfig(BaseModel):
     max_card_chars: int = Field(
         8000, ge=500, le=MAX_CARD_CHARS, description="Characters per card; longer replies continue in a new card."
     )
-    working_reaction: str | None = Field(
+    working_reaction: OptionalText = Field(
         "Typing", description="Emoji reaction on the message being answered while Claude works ('' = none)."
     )
     api_timeout: float = Field(30.0, gt=0, description="Seconds one Open Platform request may take.")
@@ -73,14 +66,6 @@ class FeishuConfig(BaseModel):
     connect_timeout: float = Field(
         15.0, gt=0, description="long_connection: seconds start-up waits for the first connection."
     )
-
-    @field_validator("encrypt_key", "verification_token", "working_reaction", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        """``""`` (e.g. ``${FEISHU_ENCRYPT_KEY:-}`` with the variable unset) means "not set"."""
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
 
     @field_validator("app_id")
     @classmethod

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from core import ApprovalRequest, MessageGone, SinkError, SinkLimits
 from core.intake import human_size
+from core.pacing import ChatPacer as Pacer
 from core.sink import TargetedSink
 
 from . import approvals, cards
@@ -91,21 +92,11 @@ class Capabilities:
         self.cardkit = False
 
 
-class ChatPacer:
+class ChatPacer(Pacer[str]):
     """Spaces the bot's sends into each chat (Feishu counts 5 per second per chat, shared by all bots in it)."""
 
     def __init__(self, interval: float = SEND_GAP) -> None:
-        self.interval = interval
-        self._next: dict[str, float] = {}
-
-    async def wait(self, chat_id: str) -> None:
-        now = time.monotonic()
-        if len(self._next) > 4096:
-            self._next = {c: t for c, t in self._next.items() if t > now}
-        slot = max(now, self._next.get(chat_id, now))
-        self._next[chat_id] = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        super().__init__(interval, max_chats=4096)
 
 
 @dataclass(frozen=True)

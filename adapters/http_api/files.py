@@ -5,7 +5,10 @@ user's sessions work in; ``file`` events and the chat response's ``files`` use
 the same paths). A path with ``..``, an absolute path, or one that leads out of
 the workspace through a symlink is refused with 400 ``invalid_path``. Uploads go
 to the workspace's uploads folder under a safe, unique name, each file at most
-``workspace.max_upload_mb``; downloads are streamed from disk.
+``workspace.max_upload_mb``; an upload whose file name is not one plain name (a
+path separator, a ``..``, a NUL, an absolute or empty name) is refused with 400
+``invalid_path`` and nothing of that request is written. Downloads are streamed
+from disk.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +79,58 @@ def confined(root: Path, rel: str, what: str = "path") -> Path:
     if not is_within(target, root):
         raise _refuse(what, f"{rel!r} leads outside the workspace")
     return target.resolve()
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SHOWN_NAME_CHARS = 200
+_FILENAME_PARAM = re.compile(r'(?:^|;)\s*filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
+
+
+def sent_name(upload: UploadFile) -> str | None:
+    """The file name as the client sent it.
+
+    python-multipart shortens a Windows path (``C:\\dir\\x.bat``, ``\\\\host\\x``: what old browsers sent) to its
+    last part; the whole path is what :func:`check_upload_name` must see, so it is read back from the part's
+    Content-Disposition (unquoted as python-multipart unquotes it). Any other name is ``upload.filename``.
+    """
+    name = upload.filename
+    found = _FILENAME_PARAM.findall(upload.headers.get("content-disposition", ""))
+    if name is None or not found:
+        return name
+    raw = found[-1].strip()  # the last one, as python-multipart keeps it
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        raw = raw[1:-1].replace("\\\\", "\\").replace('\\"', '"')
+    if not (raw[1:3] == ":\\" or raw[:2] == "\\\\"):
+        return name
+    data = raw.encode("latin-1", errors="replace")  # the header's bytes (Starlette decodes them as latin-1)
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def check_upload_name(name: str | None) -> str:
+    """An upload's file name, when it is one plain name; 400 ``invalid_path`` naming it otherwise.
+
+    A name with ``/`` or ``\\``, a ``..`` (or ``.``) component, a NUL, an absolute or empty one is refused,
+    never renamed: a client that sent ``../../x.sh`` gets told, instead of a file saved elsewhere than it
+    meant. (Other odd characters are replaced when the file is saved: ``sanitize_name``.)
+    """
+    shown = repr(name if name is None or len(name) <= _SHOWN_NAME_CHARS else name[:_SHOWN_NAME_CHARS] + "...")
+    if name is None or not name.strip():
+        raise _refuse("file", "an upload needs a file name (the part's filename is empty)")
+    if "\x00" in name:
+        raise _refuse("file", f"{shown} contains a NUL byte")
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        raise _refuse("file", f"{shown} is an absolute path; give a plain file name")
+    parts = [part.strip() for part in re.split(r"[/\\]", name)]
+    if ".." in parts:
+        raise _refuse("file", f"{shown} goes outside the uploads folder ('..' is not allowed)")
+    if len(parts) > 1:
+        raise _refuse("file", f"{shown} contains a path separator ('/' or '\\'); give a plain file name")
+    if parts == ["."]:
+        raise _refuse("file", f"{shown} is not a file name")
+    return name
 
 
 def _info(root: Path, path: Path, session_id: str) -> FileInfo | None:
@@ -167,20 +223,22 @@ async def upload_files(
     user_id: OwnerQuery = None,
 ) -> Uploaded:
     """Save files into the workspace's uploads folder (safe, unique names; each at most
-    ``workspace.max_upload_mb``). Give them to Claude with the chat's ``attachments``, or name them in the message."""
+    ``workspace.max_upload_mb``). Give them to Claude with the chat's ``attachments``, or name them in the message.
+    A file name with a path (``/`` or ``\\``, ``..``), a NUL, or an absolute or empty name is refused (400
+    ``invalid_path``); a refused request writes none of its files."""
     conv = await ctx.session(session_id, user_id)
     limit = upload_limit(ctx.agent.sections.workspace.max_upload_mb)
     root = ctx.agent.workspaces.root(conv.key)
-    saved: list[FileInfo] = []
-    for upload in file:
+    names = [check_upload_name(sent_name(upload)) for upload in file]
+    contents: list[bytes] = []
+    for name, upload in zip(names, file, strict=True):
         data = await upload.read(limit + 1)
         if len(data) > limit:
-            raise ApiError(
-                413,
-                "file_too_large",
-                f"{upload.filename or 'a file'} is larger than {limit} bytes (workspace.max_upload_mb)",
-            )
-        path = await ctx.agent.workspaces.save_upload(conv.key, upload.filename or "file", data)
+            raise ApiError(413, "file_too_large", f"{name} is larger than {limit} bytes (workspace.max_upload_mb)")
+        contents.append(data)  # all of them fit in one request body (BodySizeLimit): at most one file's limit
+    saved: list[FileInfo] = []
+    for name, data in zip(names, contents, strict=True):
+        path = await ctx.agent.workspaces.save_upload(conv.key, name, data)
         info = await asyncio.to_thread(_info, root.resolve(), path.resolve(), conv.session_id)
         if info is not None:
             saved.append(info)

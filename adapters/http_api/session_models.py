@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from core.store import Conversation
-from core.workspace import Workspaces
+from core.workspace import MAX_SUBDIR_CHARS, MAX_SUBDIR_DEPTH, Workspaces
 
 from .models import UserId, utc
 
@@ -28,10 +28,13 @@ class SessionCreate(BaseModel):
     permission_mode, allowed_tools, ...) are accepted and ignored: they are the server's configuration."""
 
     user_id: UserId
+    # No max_length: a subdir too long or too deep is the route's 400 invalid_subdir (check_subdir), not a
+    # 422; the request body limit (max_body_bytes) bounds what arrives.
     subdir: str | None = Field(
         None,
-        max_length=1024,
-        description="Working directory relative to the user's workspace ('..' and absolute paths are refused).",
+        description="Working directory relative to the user's workspace: at most "
+        f"{MAX_SUBDIR_CHARS} characters and {MAX_SUBDIR_DEPTH} directories deep; '..' and absolute paths "
+        "are refused (400 invalid_subdir).",
     )
     metadata: dict[str, Any] | None = Field(None, description="Free-form data kept with the session.")
 

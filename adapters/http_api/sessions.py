@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from core import ConversationKey, WorkspaceError
 from core.store import Conversation
+from core.workspace import check_subdir
 
 from .auth import require_api_key
 from .common import Ctx, OwnerQuery, UserFilterQuery, errors
@@ -35,6 +36,8 @@ async def create(ctx: ApiContext, body: SessionCreate) -> Conversation:
     ctx.check_user(body.user_id)
     key = ConversationKey(PLATFORM, body.user_id, uuid.uuid4().hex)
     try:
+        if body.subdir:
+            check_subdir(body.subdir)  # too long, too deep, '..', absolute: refused before anything is created
         return await ctx.agent.conversations.create(key, subdir=body.subdir, metadata=body.metadata or {})
     except WorkspaceError as exc:
         raise ApiError(400, "invalid_subdir", f"subdir: {exc}") from None

@@ -74,7 +74,7 @@ class SlackAdapter(ChatAdapter[SlackPlace]):
 
     @property
     def port(self) -> int | None:
-        return self.http.port if self.http else None
+        return self.http.listener.port if self.http else None
 
     async def identity(self) -> BotIdentity:
         """Check the bot token (``auth.test``) and learn the bot's own ids (once)."""

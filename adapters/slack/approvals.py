@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from core import ApprovalRequest, Decision
+from core.approval_text import Marks, decision_line
 
 from .formatting import SECTION_LIMIT, clip_escaped, escape
 
@@ -26,11 +27,7 @@ _BUTTONS = (
     ("ccbridge_deny", "Deny", "danger"),
 )
 _FALLBACK_LIMIT = 300  # the notification text: a preview, the blocks show the rest
-_ICONS = {
-    Decision.ALLOW_ONCE: ":white_check_mark:",
-    Decision.ALLOW_SESSION: ":white_check_mark:",
-    Decision.DENY: ":no_entry:",
-}
+_MARKS = Marks(waiting=":hourglass_flowing_sand:", allowed=":white_check_mark:", denied=":no_entry:")
 
 
 def decision_for(action_id: str) -> Decision | None:
@@ -48,14 +45,11 @@ def _request_lines(request: ApprovalRequest) -> str:
 
 def outcome(request: ApprovalRequest) -> str:
     """mrkdwn decision line, e.g. ':no_entry: Denied by <@U1> (timed out)'."""
-    if request.decision is None:
-        return ":hourglass_flowing_sand: Waiting for approval"
-    text = f"{_ICONS[request.decision]} {request.decision.label}"
-    if request.decided_by:
-        text += f" by <@{request.decided_by}>"
-    if request.reason:
-        text += f" ({escape(request.reason)})"
-    return text
+    return decision_line(request, mention=_mention, escape=escape, marks=_MARKS)
+
+
+def _mention(user_id: str) -> str:
+    return f"<@{user_id}>"
 
 
 def prompt_blocks(request: ApprovalRequest) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from core.fields import OptionalSecret, OptionalText
+
 from .formatting import MARKDOWN_LIMIT
 
 
@@ -16,8 +18,8 @@ class SlackConfig(BaseModel):
     mode: Literal["socket", "http"] = Field(
         "socket", description="socket: Socket Mode (no public URL); http: the HTTP Events API."
     )
-    app_token: SecretStr | None = Field(None, description="App-level token (xapp-..., connections:write); Socket Mode.")
-    signing_secret: SecretStr | None = Field(
+    app_token: OptionalSecret = Field(None, description="App-level token (xapp-..., connections:write); Socket Mode.")
+    signing_secret: OptionalSecret = Field(
         None, description="Signing secret; HTTP mode verifies every request with it."
     )
     host: str = Field("0.0.0.0", description="HTTP mode: address to listen on.")
@@ -29,7 +31,7 @@ class SlackConfig(BaseModel):
     text_format: Literal["markdown", "mrkdwn"] = Field(
         "markdown", description="markdown: markdown_text (standard Markdown); mrkdwn: converted text."
     )
-    slash_command: str | None = Field(None, description="A slash command routed to the bot, e.g. '/claude'.")
+    slash_command: OptionalText = Field(None, description="A slash command routed to the bot, e.g. '/claude'.")
     max_file_mb: float | None = Field(
         None, gt=0, description="Deprecated: workspace.max_upload_mb (or a bot override of it) sets the limit."
     )
@@ -39,14 +41,6 @@ class SlackConfig(BaseModel):
     )
     working_reaction: str | None = Field("hourglass_flowing_sand", description="Reaction while working ('' = none).")
     working_status: str = Field("is working…", description="Assistant thread status while working ('' = none).")
-
-    @field_validator("app_token", "signing_secret", "slash_command", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        """``""`` (e.g. ``${SLACK_APP_TOKEN:-}`` with the variable unset) means "not set"."""
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
 
     @field_validator("bot_token")
     @classmethod

@@ -24,6 +24,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core import ConfigError
+from core.listener import Listener
 
 from .config import SlackConfig
 from .errors import error_code
@@ -42,38 +43,22 @@ class HttpTransport:
         self.config = config
         secret = config.signing_secret.get_secret_value() if config.signing_secret else None
         self._verifier = SignatureVerifier(secret) if secret else None
-        self._runner: web.AppRunner | None = None
-        self.port: int | None = None
+        self.listener = Listener(
+            "Slack events",
+            config.host,
+            config.port,
+            max_body=MAX_REQUEST_BYTES,
+            too_large={"error": f"request body too large (the limit is {MAX_REQUEST_BYTES // (1024 * 1024)} MB)"},
+        )
 
     async def start(self) -> int:
-        web_app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-        web_app.router.add_post(self.config.path, self.handle)
-        web_app.router.add_get("/healthz", _healthz)
-        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.config.port
-        log.info("Slack: listening for events on http://%s:%s%s", self.config.host, self.port, self.config.path)
-        return self.port
+        return await self.listener.start({self.config.path: self.handle})
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+        await self.listener.stop()
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """One request: size, signature, shape — then bolt."""
-        too_large = web.json_response(
-            {"error": f"request body too large (the limit is {MAX_REQUEST_BYTES // (1024 * 1024)} MB)"}, status=413
-        )
-        if (request.content_length or 0) > MAX_REQUEST_BYTES:
-            return too_large
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return too_large
+    async def handle(self, request: web.Request, raw: bytes) -> web.Response:
+        """One request (its whole body, within the size limit): signature, shape — then bolt."""
         if is_ssl_check(raw):
             return web.Response(status=200)
         if not self._signed(raw, request.headers):
@@ -137,7 +122,3 @@ class SocketTransport:
                 await handler.close_async()
             except Exception as exc:  # closing is best effort
                 log.debug("closing Socket Mode failed: %r", exc)
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from core import ApprovalRequest, Decision
+from core.approval_text import decision_line
 
 PREFIX = "ap"
 _CODES = {Decision.ALLOW_ONCE: "o", Decision.ALLOW_SESSION: "s", Decision.DENY: "d"}
@@ -68,14 +69,9 @@ def prompt_text(request: ApprovalRequest, names: Mapping[str, str]) -> str:
 def outcome_text(request: ApprovalRequest, names: Mapping[str, str]) -> str:
     if request.decision is None:
         return prompt_text(request, names)
-    line = request.decision.label
-    if request.decided_by:
-        line += f" by {names.get(request.decided_by, request.decided_by)}"
-    if request.reason:
-        line += f" ({request.reason})"
-    mark = "✅" if request.decision.allowed else "⛔"
+    line = decision_line(request, mention=lambda user: names.get(user, user))
     summary = f"\n`{_inline(request.summary)}`" if request.summary else ""
-    return f"🔐 **{request.tool_name}**{summary}\n{mark} {line}"
+    return f"🔐 **{request.tool_name}**{summary}\n{line}"
 
 
 def _inline(text: str, limit: int = 600) -> str:

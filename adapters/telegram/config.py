@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from core.net import is_loopback
 
 from .formatting import MAX_TEXT
 
@@ -49,15 +50,6 @@ class WebhookConfig(BaseModel):
             "must be an absolute https:// URL (Telegram posts updates over HTTPS only; "
             "http:// is accepted for loopback hosts only)"
         )
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class TelegramConfig(BaseModel):

@@ -15,16 +15,17 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, EndPointNotFound, InvalidToken, TelegramError
 
 from core import ApprovalRequest, CCBridgeError, MessageGone, SinkLimits
+from core.pacing import ChatPacer as Pacer
 from core.sink import TargetedSink
 
 from . import approvals
@@ -43,35 +44,8 @@ def telegram_limits(*, max_len: int = MAX_TEXT, edit_interval: float = 1.0, typi
     )
 
 
-class ChatPacer:
-    """Spaces the bot's messages in each chat by ``interval`` seconds (Telegram: about one per second).
-
-    Each call reserves the chat's next free slot and sleeps until it, so
-    concurrent replies in one chat (forum topics, a notice) take turns.
-    """
-
-    def __init__(
-        self,
-        interval: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._sleep = sleep
-        self._next: dict[int, float] = {}
-
-    async def wait(self, chat_id: int) -> None:
-        if self.interval <= 0:
-            return
-        now = self._clock()
-        if len(self._next) > 1024:
-            self._next = {c: t for c, t in self._next.items() if t > now}
-        slot = max(now, self._next.get(chat_id, now))
-        self._next[chat_id] = slot + self.interval
-        if slot > now:
-            await self._sleep(slot - now)
+class ChatPacer(Pacer[int]):
+    """Spaces the bot's messages in each chat by ``interval`` seconds (Telegram: about one per second)."""
 
 
 _NO_SUCH_METHOD = ("method not found", "unknown method", "method is not supported")

@@ -16,6 +16,7 @@ from .base import (
     RefusalCooldown,
     SeenKeys,
 )
+from .instances import InstanceClaim, claim_instance_id
 from .memory import MemoryApprovalBus, MemoryLocks, MemoryRefusals, MemorySeenKeys
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ __all__ = [
     "ApprovalHandler",
     "ConversationLocks",
     "Coordination",
+    "InstanceClaim",
     "MemoryApprovalBus",
     "MemoryLocks",
     "MemoryRefusals",
@@ -35,6 +37,7 @@ __all__ = [
     "RefusalCooldown",
     "SeenKeys",
     "StoreSeenKeys",
+    "claim_instance_id",
     "create_coordination",
     "default_instance_id",
 ]
@@ -51,15 +54,22 @@ class StoreSeenKeys(SeenKeys):
 
 
 def default_instance_id() -> str:
-    """A stable id for this machine + home: the same after a restart, distinct for another ``HOME``."""
+    """A stable id for this machine + home + working directory: the same after a restart, distinct for
+    another ``HOME``. It is the *base* of the ids agents claim (:mod:`.instances`): a second agent live at
+    the same time (same base) runs as ``<base>-2``."""
     home = os.environ.get("CLAUDE_CONFIG_DIR") or os.path.expanduser("~")
     digest = hashlib.sha256(f"{home}|{os.getcwd()}".encode()).hexdigest()[:6]
     return f"{socket.gethostname()}-{digest}"
 
 
-def create_coordination(settings: CoordinationSettings, store: ConversationStore, name: str = "bot") -> Coordination:
-    """The coordination parts the ``coordination`` section asks for (memory: one process)."""
-    instance_id = settings.instance_id or default_instance_id()
+def create_coordination(
+    settings: CoordinationSettings, store: ConversationStore, name: str = "bot", instance_id: str | None = None
+) -> Coordination:
+    """The coordination parts the ``coordination`` section asks for (memory: one process).
+
+    ``instance_id``: the id this agent claimed (:func:`claim_instance_id`); ``coordination.instance_id``
+    wins over it, and the base :func:`default_instance_id` stands in for it when neither is given."""
+    instance_id = settings.instance_id or instance_id or default_instance_id()
     if settings.backend == "memory":
         return Coordination(
             instance_id=instance_id,

@@ -1,14 +1,17 @@
 """A bounded pool of warm Claude Code processes, one per active conversation.
 
 A warm client answers a turn in ~0.05 s where a fresh process needs ~0.8 s.
-The pool keeps at most ``size`` clients between turns: when a new one is
-needed, the least recently used *idle* client is closed. Beyond that, the
-:class:`~core.runtime.processes.ProcessSlots` cap every process alive (busy,
-idle or closing): a turn needing a new process when the cap is reached waits
-for one to free — never by closing a busy client, and never by spawning past
-the cap. Clients idle for ``idle_timeout`` seconds are closed by a reaper. A
-closed conversation loses nothing: its next turn resumes the session from its
-transcript.
+The pool's size caps the Claude Code processes alive: the clients it keeps
+(busy or idle) plus those being started never number more than ``size``
+(:class:`~core.runtime.processes.ProcessSlots` hold one slot each). A turn
+needing a new process when the pool is full has the least recently used *idle*
+client closed for it; when every client is busy it waits for one to free —
+never by closing a busy client, and never by starting one past the size. A
+client being closed gives its slot back as its close begins, so a process
+still shutting down does not hold the next start up: processes alive stay
+within ``size`` plus the ones being closed. Clients idle for ``idle_timeout``
+seconds are closed by a reaper. A closed conversation loses nothing: its next
+turn resumes the session from its transcript.
 
 A client can also be opened ahead of its turn (:meth:`ClientPool.prewarm`, driven by
 :mod:`core.prewarm`): only into free room, never at a turn's expense, and a turn
@@ -92,6 +95,7 @@ class ClientPool:
         self._starting: dict[ConversationKey, str] = {}  # turns starting their conversation's process: their user
         self.spawns = 0
         self.evictions = 0
+        self.closed = 0  # processes whose close has finished
         self.prewarmed = 0  # clients opened ahead of their turn (counted in ``spawns`` too)
         self.generation = 0  # bumped when the settings change: older clients are replaced
         #: told of a client closed to make room for another (:mod:`core.prewarm` re-warms it first)
@@ -141,8 +145,9 @@ class ClientPool:
     ) -> WarmClient:
         """A connected client for ``key``, marked busy until :meth:`release`.
 
-        A new process needs a slot: ``owner`` (the user) waits in line for one when the cap is
-        reached (``waiting`` is set when it has to); ``abort`` being set gives the wait up
+        A new process needs a slot: when the pool is full, its least recently used idle client is
+        closed for it; when every client is busy, ``owner`` (the user) waits in line for one to
+        free (``waiting`` is set when it has to); ``abort`` being set gives the wait up
         (:class:`LeaseAborted`). Starting the process itself is never interrupted. When the
         conversation's client is being opened ahead of the turn (:meth:`prewarm`), the turn
         takes that process once it is up, instead of starting a second one.
@@ -177,6 +182,8 @@ class ClientPool:
         warm.owner = owner
         self._clients.move_to_end(key)
         self._evict_over_capacity()
+        if self.slots.short:
+            self._make_room()  # a turn queued behind this start while the pool filled: an idle client gives way
         return warm
 
     async def prewarm(self, key: ConversationKey, spec: ClientSpec, connect: Connect) -> bool:
@@ -269,6 +276,8 @@ class ClientPool:
         warm = self._clients.pop(key, None)
         if warm is None:
             return None
+        # its slot is free as its close begins: a process shutting down holds no start up (alive <= size + closing)
+        self.slots.release()
         task = asyncio.create_task(self._close(warm), name=f"ccbridge-disconnect-{key}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -278,7 +287,7 @@ class ClientPool:
         try:
             await warm.disconnect()
         finally:
-            self.slots.release()
+            self.closed += 1
             if self._on_closed is not None:
                 self._on_closed(warm)
             if self.on_room is not None and self.has_room() and not self.slots.waiting:
@@ -291,7 +300,7 @@ class ClientPool:
         idle = self._idle_lru()
         if idle is None:
             return False
-        log.debug("process cap reached (%d): closing idle %s for a waiting turn", self.slots.limit, idle)
+        log.debug("pool full (%d processes): closing idle %s for a waiting turn", self.slots.limit, idle)
         self._evict(idle)
         return True
 
@@ -304,6 +313,7 @@ class ClientPool:
         self.discard(key)
 
     def _evict_over_capacity(self) -> None:
+        """A safety net: with one slot per client and ``slots.limit <= size``, the pool never holds more."""
         while len(self._clients) > self.size:
             idle = self._idle_lru()
             if idle is None:

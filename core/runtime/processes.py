@@ -1,9 +1,10 @@
 """Claude Code processes: how many may live, who gets the next one, and that none outlives the bot.
 
-* :class:`ProcessSlots` caps the processes alive at once (``agent.max_processes``,
-  default ``pool_size + 2``) and those starting at once (``agent.max_spawns``).
-  A turn that needs a new process and finds the cap reached first asks the pool
-  to close an idle one; otherwise it waits. Waiters are served round-robin by
+* :class:`ProcessSlots` caps the processes alive at once (``agent.pool_size``: the
+  warm pool's clients and the ones starting; a process being closed has given its
+  slot back) and those starting at once (``agent.max_spawns``). A turn that needs
+  a new process and finds the cap reached first asks the pool to close an idle
+  one; otherwise it waits. Waiters are served round-robin by
   user, so one user opening 24 threads cannot starve everybody else, and a
   burst of new conversations queues instead of thrashing the machine.
 * :class:`Launcher` starts every CLI through a tiny shell launcher that records
@@ -47,7 +48,7 @@ class ProcessSlots:
         self.limit = limit
         self.spawns = spawns
         self.load = load
-        self.alive = 0  # processes starting, running or closing
+        self.alive = 0  # processes starting, running or idle (one being closed has given its slot back)
         self.starting = 0  # slots handed out whose process has not finished starting
         self._queues: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
 
@@ -92,18 +93,23 @@ class ProcessSlots:
         for others to finish starting). Hold :meth:`spawning` while the
         process starts; a slot given up before its process started goes back with :meth:`abandon`.
         """
+        tried = False
+        if not self._queues and self.alive >= self.limit:
+            tried = True  # every slot is taken and nobody waits: an idle process gives its slot back at once
+            make_room()
         if self._free() and not self._queues:
             self.alive += 1
             self.starting += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queues.setdefault(owner, deque()).append(future)
-        if on_queue is not None and self.alive + self.waiting > self.limit:
-            on_queue()  # the line needs more processes than may live: some wait for one to end
         if self.alive >= self.limit:
-            make_room()
+            if not tried:
+                make_room()  # its slot goes to the next in line (this caller, or one queued before)
         else:  # room, but others were queued first (or a start is under way): serve them in order
             self._hand_over()
+        if on_queue is not None and not future.done() and self.alive + self.waiting > self.limit:
+            on_queue()  # the line needs more processes than may live: some wait for one to end
         try:
             await future
         except asyncio.CancelledError:

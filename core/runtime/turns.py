@@ -15,6 +15,7 @@ import mimetypes
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..errors import AgentUnavailable, StoreUnavailable
 from ..events import AgentEvent, TurnError, TurnResult, TurnWaiting
 from ..keys import ConversationKey
 from ..tool_policy import ToolPolicy
+from .costs import restored_total, turn_cost
 from .isolation import SandboxStatus, SessionHomes, probe_sandbox
 from .npm_probe import npm_probe_dir
 from .options import OptionsBuilder
@@ -53,10 +55,11 @@ class AgentRuntime:
         self.policy = policy
         self.approvals = approvals
         self.permissions = Permissions(policy, approvals, settings.approval_timeout)
+        # the pool's size caps the Claude Code processes alive (plus the ones being closed)
         self.slots = ProcessSlots(settings.process_limit, settings.max_spawns)
         self.launcher = Launcher(settings.sessions_dir, settings.cli_path)
         self.homes = SessionHomes(settings.sessions_dir, settings.env, user_settings="user" in settings.setting_sources)
-        self.pool = ClientPool(settings.pool_size, settings.idle_timeout, self.slots, on_closed=self._closed)
+        self.pool = ClientPool(settings.process_limit, settings.idle_timeout, self.slots, on_closed=self._closed)
         self.slots.load = self.pool.turns_of  # the next process slot goes to the user with the fewest turns going
         self.hidden = list(hidden_paths or [])
         self.sandbox = SandboxStatus(False, "not started")
@@ -270,7 +273,7 @@ class AgentRuntime:
                 await client.interrupt()
             async for msg in client.receive_response():
                 for event in translator.feed(msg):
-                    state.emit(event)
+                    state.emit(_own_cost(warm, state.request, event) if isinstance(event, TurnResult) else event)
                 if isinstance(msg, ResultMessage):
                     return
             state.healthy = False
@@ -339,7 +342,23 @@ class AgentRuntime:
                 # the SDK could not read the session's transcript from the store to resume it
                 raise StoreUnavailable(f"the session's transcript could not be read from the store ({exc})") from exc
             warm.client = client
+            warm.cli_cost_usd = (
+                await asyncio.to_thread(restored_total, home.config_dir, warm.spec.session_id) if use_resume else 0.0
+            )
             return
+
+
+def _own_cost(warm: WarmClient, request: TurnRequest, result: TurnResult) -> TurnResult:
+    """The result with this turn's own cost (``cost_usd``) and the session's total Claude Code reported
+    (``session_cost_usd``; the conversation replaces it with its own sum)."""
+    reported = result.cost_usd
+    if reported is None:
+        return result
+    started_from = warm.cli_cost_usd
+    if started_from is None:  # where this process started is unknown: count from the last total reported
+        started_from = request.reported_total if reported >= request.reported_total else 0.0
+    warm.cli_cost_usd = reported
+    return replace(result, cost_usd=turn_cost(reported, started_from), session_cost_usd=reported)
 
 
 def _stopped(request: TurnRequest) -> TurnResult:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import eventually
+from tests.helpers import PREWARM_OFF, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS, COLUMNS = 30, 100
@@ -111,6 +111,7 @@ async def start_terminal(tmp_path: Path, cli_env: dict[str, str]) -> AsyncIterat
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CCBRIDGE_", "CLAUDE_"))}
         env.update(HOME=str(tmp_path), TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES=str(ROWS))
+        env[PREWARM_OFF[0]] = PREWARM_OFF[1]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(REPO / "run_bot.py"),

@@ -76,6 +76,20 @@ async def test_a_second_ctrl_c_during_a_reply_quits(start_terminal: StartTermina
     assert await term.exit_code() == 0
 
 
+async def test_ctrl_d_during_a_reply_quits_once_it_is_answered(
+    start_terminal: StartTerminal, fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.rules["take your time"] = [Hang("Thinking it over", seconds=5), Text(" and done.")]
+    term = await start_terminal()
+    term.type("take your time\r")
+    await term.wait_for("Thinking it over")
+    term.type(CTRL_D)  # typed while the reply runs: not lost, and the reply is not cut short
+    await term.wait_for("Quitting once this reply is done")
+    assert await term.exit_code() == 0
+    assert term.shows("and done.")
+    assert not term.shows("Stopped")
+
+
 async def test_ctrl_c_or_a_sigint_at_the_prompt_quits(start_terminal: StartTerminal) -> None:
     term = await start_terminal()
     term.type(CTRL_C)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,46 @@ async def test_a_debounce_window_answers_a_burst_in_one_turn_with_its_file(
         assert prompt.startswith("hi\n\nthe build fails\n\nsee the log")
         assert "uploads/build.log" in prompt
         assert (agent.workspaces.root(DM) / "uploads" / "build.log").read_bytes() == b"error: boom\n"
+
+
+@asynccontextmanager
+async def busy_with_a_first_turn(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, policy: str, seconds: float
+) -> AsyncIterator[tuple[Agent, Dispatcher]]:
+    """A dispatcher with a 0.3 s debounce window whose first turn ("first") answers for ``seconds``."""
+    fake_api.rules["first"] = [Text("the first answer", chunks=int(seconds / 0.4), delay=0.4)]
+    sections = make_sections(access={"allow_all": True, "busy_policy": policy, "debounce": 0.3})
+    async with Agent(sections) as agent:
+        d = Dispatcher(agent)
+        d.submit(message("first"))
+        await eventually(lambda: prompts(fake_api), what="the first turn")
+        yield agent, d
+
+
+async def test_with_busy_policy_queue_a_debounced_burst_is_queued_and_the_next_one_is_its_own_turn(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    async with busy_with_a_first_turn(make_sections, fake_api, "queue", seconds=4) as (_, d):
+        one, two = message("one"), message("two")
+        d.submit(one)
+        await eventually(lambda: any("Queued" in t for t in one.reply.visible()), what="the burst told it is queued")  # type: ignore[attr-defined]
+        d.submit(two)  # after the window: a message of its own, queued behind the burst
+        await eventually(lambda: any("Queued" in t for t in two.reply.visible()), what="the next one queued too")  # type: ignore[attr-defined]
+        await d.drain(60)
+        assert prompts(fake_api) == ["first", "one", "two"]
+
+
+async def test_with_busy_policy_interrupt_a_debounced_burst_stops_the_running_reply(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    async with busy_with_a_first_turn(make_sections, fake_api, "interrupt", seconds=8) as (agent, d):
+        d.submit(message("one"))
+        d.submit(message("more"))
+        await d.drain(60)
+        assert prompts(fake_api) == ["first", "one\n\nmore"]
+        history = await agent.conversations.history(DM, 10)
+        statuses = {t.user_text: t.status for t in history if t.status != "merged"}  # the turns, not what they answered
+        assert statuses == {"first": "interrupted", "one\n\nmore": "ok"}  # the first reply was stopped for the burst
 
 
 async def test_a_command_inside_the_window_acts_at_once(

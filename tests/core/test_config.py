@@ -459,3 +459,87 @@ def test_log_settings(tmp_path: Path) -> None:
     assert config.log_format == "json"
     assert config.log_path == tmp_path / "logs" / "ccbridge.log"
     assert load_config(write(tmp_path, "")).log_path is None
+
+
+# -- coordination in short ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "backend", "url"),
+    [
+        ("redis", "redis", None),  # the URL from $REDIS_URL when it connects
+        ("Redis", "redis", None),
+        ("memory", "memory", None),
+        ("redis://cache:6379/0", "redis", "redis://cache:6379/0"),
+        ("rediss://user:pw@cache:6380/1", "redis", "rediss://user:pw@cache:6380/1"),
+        ("unix:///run/redis.sock", "redis", "unix:///run/redis.sock"),
+    ],
+)
+def test_coordination_may_be_written_in_short(tmp_path: Path, written: str, backend: str, url: str | None) -> None:
+    config = load_config(write(tmp_path, f"coordination: {written}\nbots:\n  tg:\n    kind: console\n"))
+    assert (config.coordination.backend, config.coordination.url) == (backend, url)
+    assert config.coordination.key_prefix == "ccbridge:" and config.coordination.lease_ttl == 15.0  # the defaults
+    sections = config.for_bot("tg")
+    assert (sections.coordination.backend, sections.coordination.url) == (backend, url)
+    from core import Sections
+
+    assert Sections.model_validate({"coordination": written}).coordination == config.coordination
+
+
+def test_coordination_in_short_takes_a_variable_and_works_in_a_bots_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://shared:6379/2")
+    config = load_config(write(tmp_path, "coordination: ${REDIS_URL}\n"))
+    assert (config.coordination.backend, config.coordination.url) == ("redis", "redis://shared:6379/2")
+    text = (
+        "coordination: {backend: redis, url: 'redis://a:6379/0', key_prefix: 'team:'}\n"
+        "bots:\n"
+        "  solo:\n    kind: console\n    coordination: memory\n"
+        "  other:\n    kind: console\n    coordination: redis://b:6379/0\n"
+        "  same:\n    kind: console\n    coordination: redis\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.for_bot("solo").coordination.backend == "memory"
+    other = config.for_bot("other").coordination
+    assert (other.backend, other.url, other.key_prefix) == ("redis", "redis://b:6379/0", "team:")  # merged
+    same = config.for_bot("same").coordination
+    assert (same.backend, same.url) == ("redis", "redis://a:6379/0")  # the shared URL is kept
+
+
+def test_a_coordination_short_form_that_is_no_backend_names_the_key(tmp_path: Path) -> None:
+    hint = "is not a coordination backend: write memory, redis, a redis:// URL, or a mapping (backend: redis, url: ...)"
+    assert _error(write(tmp_path, "coordination: etcd\n")) == f"coordination: 'etcd' {hint}"
+    text = "bots:\n  tg:\n    kind: console\n    coordination: http://cache:6379\n"
+    assert _error(write(tmp_path, text)) == f"bots.tg.coordination: 'http://cache:6379' {hint}"
+
+
+# -- the process cap is the pool size -----------------------------------------------------------
+
+
+def test_the_process_cap_is_the_pool_size_and_max_processes_is_deprecated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(write(tmp_path, "agent:\n  pool_size: 5\n"))
+    assert config.agent.max_processes is None and config.agent.process_limit == 5
+    assert config.warnings == []
+
+    config = load_config(write(tmp_path, "agent:\n  pool_size: 5\n  max_processes: 7\n"))
+    assert config.agent.process_limit == 5  # above the pool size: ignored
+    assert config.warnings == [
+        "agent.max_processes is deprecated and ignored: the Claude Code processes alive are capped at "
+        "agent.pool_size (5), plus the ones being closed; remove it"
+    ]
+
+    text = "agent:\n  pool_size: 5\nbots:\n  tg:\n    kind: console\n    agent: {max_processes: 3}\n"
+    config = load_config(write(tmp_path, text))
+    assert config.agent.process_limit == 5 and config.for_bot("tg").agent.process_limit == 3  # below: it lowers
+    assert config.warnings == [
+        "bots.tg.agent.max_processes is deprecated: it caps the Claude Code processes alive (and the warm pool) "
+        "at 3, below agent.pool_size (5); set agent.pool_size to 3 instead"
+    ]
+
+    monkeypatch.setenv("CCBRIDGE_AGENT__MAX_PROCESSES", "10")
+    config = load_config(write(tmp_path, ""))
+    assert config.agent.process_limit == 8
+    assert [w.split(" is ")[0] for w in config.warnings] == ["CCBRIDGE_AGENT__MAX_PROCESSES"]

@@ -91,6 +91,7 @@ async def test_help_status_history_commands(make_dispatcher, fake_api: FakeAnthr
     status = (await say(d, "/status@some_bot"))[0]
     conv = await d.conversations.get(DM)
     assert conv is not None and conv.session_id in status and "1 message(s)" in status
+    assert f"**Instance** `{d.agent.instance_id}` (owns this conversation, the only instance)" in status
     history = (await say(d, "/history 3"))[0]
     assert "first question" in history and "echo: first question" in history
     assert "number" in (await say(d, "/history lots"))[0]

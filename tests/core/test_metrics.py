@@ -192,7 +192,11 @@ async def test_the_ops_port_serves_health_readiness_and_metrics(agent: Agent) ->
             health = await client.get("/health")
             assert health.status_code == 200 and health.json()["status"] == "healthy"
             ready = await client.get("/ready")
-            assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+            assert ready.status_code == 200
+            assert ready.json() == {
+                "status": "ready",
+                "bots": {"agent": {"instance_id": agent.instance_id, "shared": False, "owned": 0}},
+            }
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
             samples = parse(metrics.text)
@@ -203,6 +207,7 @@ async def test_the_ops_port_serves_health_readiness_and_metrics(agent: Agent) ->
                 assert (await client.get("/health")).status_code == 200  # liveness never touches the store
             assert not_ready.status_code == 503
             assert not_ready.json()["status"] == "not ready" and "store" in not_ready.json()["problems"]["agent"][0]
+            assert not_ready.json()["bots"]["agent"]["instance_id"] == agent.instance_id
             assert (await client.get("/ready")).status_code == 200  # writable again: ready without a restart
 
 

@@ -156,9 +156,10 @@ async def test_a_conversation_another_live_instance_owns_is_not_prewarmed(
             assert a.runtime.pool.keys() == [key("alice")]
 
 
-def test_prewarm_is_off_by_default_and_its_settings_are_validated() -> None:
+def test_prewarm_is_on_by_default_and_its_settings_are_validated() -> None:
     settings = AgentSettings()
-    assert (settings.prewarm, settings.prewarm_within) == (0, 3600.0)
+    assert (settings.prewarm, settings.prewarm_within) == (4, 3600.0)
+    assert AgentSettings(prewarm=0).prewarm == 0  # off
     for bad in ({"prewarm": -1}, {"prewarm_within": 0}):
         with pytest.raises(ValidationError):
             AgentSettings(**bad)

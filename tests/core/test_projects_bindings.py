@@ -11,7 +11,7 @@ import pytest
 from adapters.discord import DiscordPlace
 from bots.discord import DiscordBot
 from core import Agent, ConfigError, ConversationKey, Sections, UserRef
-from core.config import config_from_dict
+from core.config import config_from_dict, load_config
 from core.dispatcher import Dispatcher, IncomingMessage
 from tests.core.test_projects import CHANNEL, repo, say
 from tests.discord.test_policies import place
@@ -111,10 +111,13 @@ async def test_a_reload_rebuilds_the_bindings(
 def test_a_missing_path_is_a_config_error_naming_the_real_key(tmp_path: Path) -> None:
     ghost = {"ghost": {"path": str(tmp_path / "nope"), "places": ["chat:C1"]}}
     with pytest.raises(ConfigError, match=r"^projects\.ghost\.path: .* is not an existing directory"):
-        config_from_dict({"projects": ghost}).resolved()
-    config = config_from_dict({"projects": ghost, "bots": {"team": {"kind": "console", "projects": {}}}})
+        config_from_dict({"projects": ghost})  # when the config is read, not at the first turn
     with pytest.raises(ConfigError, match=r"^projects\.ghost\.path"):
-        config.for_bot("team")
-    config = config_from_dict({"bots": {"team": {"kind": "console", "projects": ghost}}})
+        config_from_dict({"projects": ghost, "bots": {"team": {"kind": "console", "projects": {}}}})
     with pytest.raises(ConfigError, match=r"^bots\.team\.projects\.ghost\.path: .* is not an existing directory"):
-        config.for_bot("team")
+        config_from_dict({"bots": {"team": {"kind": "console", "projects": ghost}}})
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("projects:\n  ghost:\n    path: ./nope\n    places: ['chat:C1']\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config_file)  # relative to the config file's directory
+    assert str(info.value) == f"projects.ghost.path: {tmp_path / 'nope'} is not an existing directory"

@@ -23,7 +23,6 @@ CODES = {Decision.ALLOW_ONCE: "o", Decision.ALLOW_SESSION: "s", Decision.DENY: "
 
 class DiscordHarness(ChatHarness):
     platform = "discord"
-    replies_elsewhere = False  # only the gateway holder receives; a standby instance has no connection to post on
 
     def __init__(self, fake: FakeDiscord, fake_api: FakeAnthropicAPI, make_sections: Callable[..., Sections]) -> None:
         self.fake = fake

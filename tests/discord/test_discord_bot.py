@@ -199,11 +199,6 @@ async def test_slash_commands_are_deferred_then_followed_up(bots: Bots, team: Te
     await reply_in(fake, thread, "echo: [Alice] and the warnings?")
     assert any("explain the logs" in t for t in fake_api.requests[-1].user_texts())
 
-    # a command at the top level of a channel: told privately where commands work
-    hint = await fake.slash_command("new", user=team.alice, channel=team.general)
-    await fake.wait_for_interaction_response(hint)
-    assert hint.original is not None and hint.original.ephemeral and "inside a thread" in hint.original.content
-
     # someone not allowed: the refusal is ephemeral, and no thread is opened
     refused = await fake.slash_command("claude", {"prompt": "let me in"}, user=team.bob, channel=team.general)
     await fake.wait_until(lambda: refused.original and not refused.original.loading, 30, "the refusal")
@@ -215,6 +210,22 @@ async def test_slash_commands_are_deferred_then_followed_up(bots: Bots, team: Te
     await bots.start(access=team.access())
     assert len(fake.command_syncs) == 1
     assert len(fake.called("GET /applications/{application_id}/commands")) == 2
+
+
+@pytest.mark.parametrize("command", ["status", "help"])
+async def test_a_command_at_the_top_level_of_a_channel_is_deferred_then_told_where_commands_work(
+    bots: Bots, team: Team, fake_api: FakeAnthropicAPI, command: str
+) -> None:
+    await bots.start(access=team.access())
+    fake = team.fake
+    it = await fake.slash_command(command, user=team.alice, channel=team.general)
+    await fake.wait_until(lambda: it.followups, 30, "the followup")
+    assert it.callbacks == [{"type": 5, "data": {"flags": 64}}]  # deferred privately at once, no type-4 answer
+    [told] = it.followups
+    assert told is it.original and told.ephemeral and not told.loading  # the followup fills in "thinking…"
+    assert "inside a thread" in told.content and f"`/{command}`" in told.content
+    assert ("**Commands**" in told.content) == (command == "help")
+    assert public(fake, team.general) == [] and fake.threads == [] and asked(fake_api) == []
 
 
 # -- streaming ---------------------------------------------------------------------------
@@ -352,6 +363,41 @@ async def test_a_thread_that_exists_already_is_reused(bots: Bots, team: Team, fa
     await reply_in(fake, old, "echo: [Alice] continue here")
     assert [c.status for c in fake.called(OPEN_THREAD)] == [400]  # 160004: found and reused
     assert fake.threads == [old]
+
+
+async def test_server_messages_left_waiting_by_a_restart_are_answered_in_their_threads_once_it_is_back(
+    bots: Bots, team: Team, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await bots.start(access={**team.access(), "debounce": 60.0})
+    fake = team.fake
+    blocked = True  # the typing indicator would open the threads at once: not before the restart here
+    fake.fail(OPEN_THREAD, Failure(400, 50035, when=lambda _: blocked), times=100)
+    mention = await fake.user_message(team.general, team.alice, "first thought", mentions=[fake.bot])
+    bare = await fake.user_message(team.general, team.alice, "", mentions=[fake.bot])
+    hint = await reply_in(fake, team.general, "Send me a question")
+    assert hint.reference is bare
+    answer = await fake.user_message(team.general, team.alice, "continue here", reference=hint)  # a reply to the bot
+    keys = [thread_key(team, mention.id), thread_key(team, hint.id)]
+    for key in keys:
+        await eventually(lambda key=key: _queued(bot, key), what=f"the message in {key} parked")
+    await bots.stop(bot)  # inside the debounce window: nothing ran, no thread was opened
+    assert asked(fake_api) == [] and fake.threads == []
+
+    blocked = False
+    bot = await bots.start(access=team.access())  # nobody writes again: the bot answers once it is back
+    opened = await thread_from(fake, mention)
+    assert opened.parent_id == team.general.id and opened.name == "first thought"
+    await reply_in(fake, opened, "echo: [Alice] first thought")
+    continued = await thread_from(fake, hint)  # the thread opens from the bot's message replied to
+    await reply_in(fake, continued, "echo: [Alice] continue here")
+    assert sorted(asked(fake_api)) == ["[Alice] continue here", "[Alice] first thought"]
+    assert texts(fake, team.general) == [hint.content] and answer.thread_id is None
+    assert len(fake.threads) == 2
+    assert bot.adapter.sink_at({"channel": "general"}) is None  # an address naming no channel id: nowhere
+
+
+async def _queued(bot: DiscordBot, key: ConversationKey) -> bool:
+    return len(await bot.agent.conversations.queued(key)) == 1
 
 
 async def test_reconnects_and_replays_are_answered_once(bots: Bots, team: Team, fake_api: FakeAnthropicAPI) -> None:

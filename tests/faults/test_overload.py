@@ -31,10 +31,12 @@ async def test_retries_are_shown_in_the_chat_and_the_answer_follows(
         sink = RecordingSink()
         await Dispatcher(agent).handle(IncomingMessage(ConversationKey("chat", "u"), UserRef("u"), "hi", sink))
         ops = sink.text_ops()
-        first_notice = next(i for i, op in enumerate(ops) if "Claude is overloaded, retrying (1/3)" in op.text)
+        first_notice = next(
+            i for i, op in enumerate(ops) if "Claude is overloaded, retrying (1)... (1 of 3)" in op.text
+        )
         assert first_notice < len(ops) - 1  # shown while the turn was still running, not only at its end
         final = sink.visible()[-1]
-        assert "retrying (2/3)" in final and final.rstrip().endswith("finally here")
+        assert "Claude is overloaded, retrying (2)..." in final and final.rstrip().endswith("finally here")
 
 
 async def test_after_the_configured_retries_the_error_is_clear(
@@ -66,3 +68,12 @@ async def test_stop_during_retries_ends_the_turn(
         assert await agent.stop("u")
         await asyncio.wait_for(task, 30)
         assert isinstance(events[-1], TurnResult) and events[-1].interrupted
+
+
+def test_the_retry_notice_names_what_the_api_said() -> None:
+    notice = AgentRetrying(attempt=2, max_retries=4, delay=1.0, status=529).describe()
+    assert notice == "Claude is overloaded, retrying (2)... (2 of 4)"
+    limited = AgentRetrying(attempt=1, max_retries=4, delay=1.0, status=429).describe()
+    assert limited == "Claude is overloaded, retrying (1)... (rate limited; 1 of 4)"
+    server = AgentRetrying(attempt=3, max_retries=None, delay=1.0, status=503).describe()
+    assert server == "Claude is unavailable, retrying (3)... (API error 503)"

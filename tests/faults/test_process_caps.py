@@ -1,4 +1,5 @@
-"""A burst of conversations never runs more Claude Code processes than allowed, and waits fairly."""
+"""A burst of conversations never runs more Claude Code processes than the pool's size (besides the ones
+being closed), and waits fairly."""
 
 from __future__ import annotations
 
@@ -14,19 +15,24 @@ from tests.fakes.recording_sink import RecordingSink
 from tests.helpers import claude_children, eventually
 
 
-async def test_a_burst_of_new_conversations_stays_under_the_process_cap(
+async def test_a_burst_of_new_conversations_stays_within_the_pool_size(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
 ) -> None:
     fake_api.responder = lambda req: [Text("answer to " + req.last_user_text(), chunks=4, delay=0.15)]
-    sections = make_sections(agent={"pool_size": 2, "max_processes": 3, "max_spawns": 2})
+    sections = make_sections(agent={"pool_size": 2, "max_spawns": 2})
     async with Agent(sections) as agent:
-        peak = 0
+        pool = agent.runtime.pool
+        peak = 0  # processes alive that are not being closed
+        over: list[tuple[int, int]] = []
         sampling = True
 
         async def sample() -> None:
             nonlocal peak
             while sampling:
-                peak = max(peak, len(claude_children()))
+                alive = len(claude_children())  # read at once: the pool does not change meanwhile
+                peak = max(peak, alive - pool.closing)
+                if alive > 2 + pool.closing or len(pool) > 2 or agent.runtime.slots.alive > 2:
+                    over.append((alive, pool.closing))
                 await asyncio.sleep(0.02)
 
         sampler = asyncio.create_task(sample())
@@ -44,9 +50,10 @@ async def test_a_burst_of_new_conversations_stays_under_the_process_cap(
         sampling = False
         await sampler
         assert answers == [f"answer to question {i}" for i in range(8)]  # nothing lost, nothing doubled
-        assert 1 <= peak <= 3, peak
+        assert 1 <= peak <= 2, peak
+        assert over == []  # never above the pool size + the ones being closed
         assert waits  # the ones that waited were told why
-        assert agent.runtime.slots.alive <= 3
+        assert agent.runtime.slots.alive <= 2
         assert agent.runtime.slots.load == agent.runtime.pool.turns_of  # the line favours users with fewer turns
 
 
@@ -85,6 +92,43 @@ def test_the_next_slot_goes_to_the_user_with_the_fewest_turns_going() -> None:
     slots = ProcessSlots(limit=1, spawns=1, load=lambda owner: going[owner])
     order = asyncio.run(hand_over_order(slots, "bulk", ["bulk", "bulk", "other"]))  # bulk queued first
     assert order == ["other", "bulk", "bulk"]
+
+
+async def test_a_turn_waits_while_the_pool_is_full_of_busy_clients_and_a_closing_one_holds_up_no_start() -> None:
+    closes = asyncio.Event()
+
+    class Process:
+        async def disconnect(self) -> None:
+            await closes.wait()  # a slow shutdown
+
+    async def connect(warm: WarmClient) -> None:
+        warm.client = Process()  # type: ignore[assignment]
+
+    slots = ProcessSlots(limit=2, spawns=2)
+    pool = ClientPool(size=2, idle_timeout=600, slots=slots)
+    spec = ClientSpec("s", "/tmp", None)
+    a = await pool.lease(ConversationKey("chat", "a"), spec, connect, owner="ann")
+    b = await pool.lease(ConversationKey("chat", "b"), spec, connect, owner="bob")
+    waiting = asyncio.Event()
+    third = asyncio.create_task(pool.lease(ConversationKey("chat", "c"), spec, connect, owner="cy", waiting=waiting))
+    await asyncio.wait_for(waiting.wait(), 5)
+    assert not third.done() and len(pool) == 2 and slots.alive == 2  # both busy: nobody is closed, c waits
+    pool.release(a)  # a is idle now: closed for c, and c starts while a is still shutting down
+    c = await asyncio.wait_for(third, 5)
+    assert pool.keys() == [ConversationKey("chat", "b"), ConversationKey("chat", "c")] and c.busy
+    assert (len(pool), pool.closing, slots.alive, pool.evictions) == (2, 1, 2, 1)  # alive = size + closing
+    closes.set()
+    await eventually(lambda: pool.closing == 0, what="a's process gone")
+    assert (slots.alive, pool.closed) == (2, 1)
+    pool.release(b)
+    told = asyncio.Event()  # b is idle: a new conversation closes it and starts at once, nobody is told to wait
+    d = await asyncio.wait_for(pool.lease(ConversationKey("chat", "d"), spec, connect, owner="dee", waiting=told), 5)
+    assert not told.is_set() and pool.keys() == [ConversationKey("chat", "c"), ConversationKey("chat", "d")]
+    assert (slots.alive, pool.evictions) == (2, 2)
+    pool.release(c)
+    pool.release(d)
+    await pool.close()
+    assert slots.alive == 0
 
 
 async def test_the_pool_counts_each_users_turns_going_for_the_process_line() -> None:
@@ -141,18 +185,40 @@ def test_a_turn_waiting_only_for_a_start_holds_no_slot_and_closes_no_idle_proces
     asyncio.run(scenario())
 
 
+async def alice_in_two_rooms(dispatcher: Dispatcher, fake_api: FakeAnthropicAPI) -> tuple[RecordingSink, RecordingSink]:
+    """Alice's "slow one" in one room, and once it reached the model, "second thing" in another."""
+    first, second = RecordingSink(), RecordingSink()
+    dispatcher.submit(IncomingMessage(ConversationKey("chat", "room1"), UserRef("alice"), "slow one", first))
+    await eventually(lambda: fake_api.requests, what="the first turn")
+    dispatcher.submit(IncomingMessage(ConversationKey("chat", "room2"), UserRef("alice"), "second thing", second))
+    return first, second
+
+
 async def test_a_user_over_their_running_turns_waits_and_is_told(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
 ) -> None:
     fake_api.rules["slow one"] = [Text("slow answer", chunks=6, delay=0.3)]
     async with Agent(make_sections(access={"allow_all": True, "max_running_per_user": 1})) as agent:
         dispatcher = Dispatcher(agent, name="chat")
-        first, second = RecordingSink(), RecordingSink()
-        alice = UserRef("alice")
-        dispatcher.submit(IncomingMessage(ConversationKey("chat", "room1"), alice, "slow one", first))
-        await eventually(lambda: fake_api.requests, what="the first turn")
-        dispatcher.submit(IncomingMessage(ConversationKey("chat", "room2"), alice, "second thing", second))
+        _, second = await alice_in_two_rooms(dispatcher, fake_api)
         await eventually(lambda: any("request(s) running" in t for t in second.visible()), what="the notice")
         assert not any("second thing" in r.last_user_text() for r in fake_api.requests)  # it waits
         await dispatcher.drain(30)
         assert any("echo: [alice] second thing" in t or "echo: second thing" in t for t in second.visible())
+
+
+async def test_a_reload_raises_a_users_running_turns_for_the_next_turns(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.rules["slow one"] = [Text("slow answer", chunks=20, delay=0.4)]
+    async with Agent(make_sections(access={"allow_all": True, "max_running_per_user": 1})) as agent:
+        dispatcher = Dispatcher(agent, name="chat")
+        assert agent.reload(make_sections(access={"allow_all": True, "max_running_per_user": 2})) == []
+        first, second = await alice_in_two_rooms(dispatcher, fake_api)
+        await eventually(
+            lambda: any("second thing" in r.last_user_text() for r in fake_api.requests),
+            what="the second turn running beside the first",
+        )
+        assert not any(first.final.values())  # the first was still running: the new cap of 2 held both
+        assert not any("request(s) running" in t for t in second.visible())
+        await dispatcher.drain(30)

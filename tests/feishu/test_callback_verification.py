@@ -52,7 +52,7 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}{self.server.config.path}"
+        return f"http://127.0.0.1:{self.server.listener.port}{self.server.config.path}"
 
     async def on_callback(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.received.append(body)
@@ -182,7 +182,7 @@ async def test_the_url_verification_challenge_is_answered_not_handed_on(make_end
 async def test_the_health_probe_answers(make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{endpoint.server.port}/healthz") as response:
+        async with session.get(f"http://127.0.0.1:{endpoint.server.listener.port}/healthz") as response:
             assert response.status == 200 and await response.json() == {"ok": True}
 
 
@@ -374,10 +374,10 @@ async def test_the_server_listens_where_configured_and_stops_listening() -> None
         | {"encrypt_key": KEY, "verification_token": TOKEN}
     )
     server = CallbackServer(config, lambda body: None)  # type: ignore[arg-type, return-value]
-    assert server.port is None
+    assert server.listener.port is None
     await server.stop()  # before start: nothing to stop
-    assert await server.start() == port == server.port
-    assert server._runner is not None and [a[:2] for a in server._runner.addresses] == [("127.0.0.1", port)]
+    assert await server.start() == port == server.listener.port
+    assert [a[:2] for a in server.listener.addresses] == [("127.0.0.1", port)]
     await server.stop()
     with pytest.raises(aiohttp.ClientConnectionError):
         async with aiohttp.ClientSession() as session:

@@ -4,6 +4,9 @@ the client; a session's total is the sum of its turns."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 
 from core import Agent, Sections
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.helpers import claude_children, eventually
 
 from .conftest import Api, by_type, read_sse, running_api
 
@@ -73,3 +77,30 @@ async def test_costs_stay_per_turn_when_the_pool_evicted_the_client_and_after_a_
         assert h["total_cost_usd"] == pytest.approx(4 * cost)
         session = (await api.client.get(f"/api/v1/sessions/{sid}")).json()
         assert session["total_cost_usd"] == pytest.approx(4 * cost)
+
+
+async def test_a_claude_code_process_killed_between_turns_leaves_the_next_turn_its_own_cost(api: Api) -> None:
+    # A process saves the session's total only when it exits cleanly: one killed leaves the next process
+    # starting from an older total, which must not make the next turn look free.
+    turns = [await chat(api, "crashy") for _ in range(2)]
+    for key in list(api.agent.runtime.pool.keys()):
+        await api.agent.runtime.pool.close_client(key)  # a clean exit: the total of two turns is saved
+    turns.append(await chat(api, "crashy"))  # a new process, which will not save its total of three
+    cost = turns[0]["cost_usd"]
+    assert same([t["cost_usd"] for t in turns], cost)
+    for pid in claude_children():
+        os.kill(pid, signal.SIGKILL)
+    await eventually(lambda: not claude_children(), what="the killed Claude Code gone")
+    await asyncio.sleep(0.2)
+    replies = []
+    for _ in range(3):
+        resp = await api.client.post("/api/v1/chat", json={"text": "after the crash", "user_id": "crashy"})
+        replies.append(resp)
+    assert all(r.status_code in (200, 503) for r in replies) and replies[-1].status_code == 200
+    ok = [r.json() for r in replies if r.status_code == 200]  # the first may meet the dead process (503)
+    assert len(ok) >= 2
+    assert same([t["cost_usd"] for t in ok], cost)
+    sid = turns[0]["session_id"]
+    h = await history(api, sid)
+    assert h["total_cost_usd"] == pytest.approx(sum(t["cost_usd"] or 0 for t in h["turns"]))
+    assert h["total_cost_usd"] == pytest.approx((3 + len(ok)) * cost)

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import pytest
+
 from core import Agent, ConversationKey
+from core.workspace import sanitize_name
 from tests.fakes.anthropic_api import FakeAnthropicAPI, ToolCall
 
 from .conftest import Api, running_api
@@ -23,23 +26,22 @@ async def test_upload_list_download_and_claude_reads_the_upload(api: Api) -> Non
     root = api.agent.workspaces.root(ConversationKey("api", "filer"))
     up = await api.client.post(
         f"/api/v1/sessions/{sid}/files",
-        files=[("file", ("notes.txt", b"alpha beta", "text/plain")), ("file", ("../../evil.sh", b"#!/bin/sh", None))],
+        files=[("file", ("notes.txt", b"alpha beta", "text/plain")), ("file", ("data v2.csv", b"a,b\n", None))],
     )
     assert up.status_code == 201, up.text
     saved = up.json()["files"]
     assert [(f["path"], f["size"], f["type"]) for f in saved] == [
         ("uploads/notes.txt", 10, "file"),
-        *[(saved[1]["path"], 9, "file")],
+        ("uploads/data_v2.csv", 4, "file"),  # odd characters of a plain name are replaced
     ]
-    assert saved[1]["path"].startswith("uploads/") and ".." not in saved[1]["path"]  # a safe name, inside
-    assert not (root.parent.parent / "evil.sh").exists()
+    assert (root / "uploads/notes.txt").read_bytes() == b"alpha beta"
     again = await api.client.post(f"/api/v1/sessions/{sid}/files", files={"file": ("notes.txt", b"second")})
     assert again.json()["files"][0]["path"] == "uploads/notes-1.txt"  # never overwritten
 
     listed = (await api.client.get(f"/api/v1/sessions/{sid}/files")).json()
     assert listed["dir"] == "." and [(f["name"], f["type"]) for f in listed["files"]] == [("uploads", "dir")]
     uploads = (await api.client.get(f"/api/v1/sessions/{sid}/files", params={"dir": "uploads"})).json()
-    assert {f["name"] for f in uploads["files"]} == {"notes.txt", "notes-1.txt", Path(saved[1]["path"]).name}
+    assert {f["name"] for f in uploads["files"]} == {"notes.txt", "notes-1.txt", "data_v2.csv"}
     everything = (await api.client.get(f"/api/v1/sessions/{sid}/files", params={"recursive": "true"})).json()
     assert "uploads/notes.txt" in [f["path"] for f in everything["files"]]
 
@@ -79,6 +81,79 @@ async def test_files_claude_writes_or_sends_are_listed_and_downloadable(api: Api
     assert [(f["path"], f["size"], f["url"]) for f in listed] == [("out/report.md", 9, url)]
 
 
+def multipart(*names: str | bytes) -> tuple[bytes, dict[str, str]]:
+    """A multipart body with one part per file name. A ``str`` is quoted as RFC 7578 says (``\\`` and ``"``
+    escaped); ``bytes`` go into the header as they are (httpx would percent-escape a NUL, for one)."""
+    boundary = b"ccbridge-test-boundary"
+    parts = []
+    for name in names:
+        raw = name if isinstance(name, bytes) else name.replace("\\", "\\\\").replace('"', '\\"').encode()
+        parts.append(
+            b'--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\npayload\r\n" % (boundary, raw)
+        )
+    body = b"".join(parts) + b"--%s--\r\n" % boundary
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"}
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("name", ["report-2024.final.pdf", "Prix été.txt", "..hidden", "a..b.txt"])
+async def test_a_plain_file_name_is_saved(api: Api, name: str) -> None:
+    sid = await new_session(api, "plain")
+    root = api.agent.workspaces.root(ConversationKey("api", "plain"))
+    body, headers = multipart(name)
+    up = await api.client.post(f"/api/v1/sessions/{sid}/files", content=body, headers=headers)
+    assert up.status_code == 201, up.text
+    [saved] = up.json()["files"]
+    assert saved["path"] == f"uploads/{sanitize_name(name)}" and "/" not in saved["name"]
+    assert (root / saved["path"]).read_bytes() == b"payload"
+
+
+@pytest.mark.parametrize(
+    ("name", "phrase"),
+    [
+        ("../../evil.sh", "'..' is not allowed"),
+        ("..", "'..' is not allowed"),
+        ("sub/../x.txt", "'..' is not allowed"),
+        ("..\\..\\evil.sh", "'..' is not allowed"),
+        ("sub/evil.sh", "path separator"),
+        ("sub\\evil.sh", "path separator"),
+        ("/etc/cron.d/evil", "is an absolute path"),
+        ("\\evil.sh", "is an absolute path"),
+        ("C:evil.bat", "is an absolute path"),
+        # Windows paths, which python-multipart alone would cut down to their last part:
+        ("C:\\Users\\me\\evil.bat", "is an absolute path"),
+        ("\\\\host\\share\\evil.bat", "is an absolute path"),
+        (b"C:\\Users\\me\\evil.bat", "is an absolute path"),  # unescaped, as old browsers sent it
+        (b"evil\x00.sh", "NUL"),
+        ("", "needs a file name"),
+        ("   ", "needs a file name"),
+        (".", "is not a file name"),
+    ],
+)
+async def test_an_upload_whose_name_is_a_path_is_refused_and_nothing_is_written(
+    api: Api, name: str | bytes, phrase: str
+) -> None:
+    sid = await new_session(api, "uploader")
+    root = api.agent.workspaces.root(ConversationKey("api", "uploader"))
+    before = tree(root.parent.parent)
+    # A good file first: the whole request is refused, so it is not written either.
+    body, headers = multipart("good.txt", name)
+    resp = await api.client.post(f"/api/v1/sessions/{sid}/files", content=body, headers=headers)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_path" and error["message"].startswith("file: ")
+    assert phrase in error["message"]
+    text = name.decode() if isinstance(name, bytes) else name
+    if text.strip():
+        assert repr(text) in error["message"]  # the message names the bad name, whole
+    assert tree(root.parent.parent) == before  # nothing written anywhere under the workspaces
+    assert not Path("/etc/cron.d/evil").exists()
+
+
 OUTSIDE = ["..%2F..%2Fetc%2Fpasswd", "a/..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "..%2F", "link/passwd"]
 
 
@@ -95,6 +170,26 @@ async def test_paths_out_of_the_workspace_are_refused(api: Api) -> None:
         assert listing.json()["error"]["code"] == "invalid_path"
     shown = (await api.client.get(f"/api/v1/sessions/{sid}/files")).json()["files"]
     assert "link" not in [f["name"] for f in shown]  # links out of the workspace are not listed
+
+
+async def test_more_ways_out_of_the_workspace_are_refused(api: Api, tmp_path: Path) -> None:
+    sid = await new_session(api, "prober2")
+    root = api.agent.workspaces.root(ConversationKey("api", "prober2"))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    (root / "secret-link.txt").symlink_to(secret)  # a file symlink out of the workspace
+    (root / "outside").symlink_to(tmp_path, target_is_directory=True)
+    downloads = ["secret-link.txt", "outside/secret.txt", "..%5C..%5C..%5Csecret.txt", "a%00b", "C:%5Csecret.txt"]
+    for path in downloads:
+        resp = await api.client.get(f"/api/v1/sessions/{sid}/files/{path}")
+        assert resp.status_code == 400, (path, resp.text)
+        assert resp.json()["error"]["code"] == "invalid_path" and "top secret" not in resp.text
+    for folder in ["outside", "outside/", "..\\..", "/", "a\x00b"]:
+        listing = await api.client.get(f"/api/v1/sessions/{sid}/files", params={"dir": folder})
+        assert listing.status_code == 400, (folder, listing.text)
+        assert listing.json()["error"]["code"] == "invalid_path" and "secret.txt" not in listing.text
+    recursive = await api.client.get(f"/api/v1/sessions/{sid}/files", params={"recursive": "true"})
+    assert recursive.status_code == 200 and recursive.json()["files"] == []  # the links are not listed either
 
 
 async def test_missing_files_directories_and_other_users(api: Api) -> None:

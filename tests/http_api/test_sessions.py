@@ -1,13 +1,22 @@
 """Sessions: /api/v1 (claude-agent-http's shapes, ccbridge's fields as extras) and /api/v2 (ccbridge's
-session objects) over the same sessions: create, list, get, resume, history, delete; bad subdirs are 400."""
+session objects) over the same sessions: create, list, get, resume, history, delete; bad subdirs are 400
+(on /api/v1, the seed's 422 for what claude-agent-http refused)."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from core import ConversationKey
+from core import Agent, ConversationKey
+from core.workspace import MAX_SUBDIR_CHARS, MAX_SUBDIR_DEPTH
+from tests.core.test_projects import repo
+from tests.fakes.anthropic_api import FakeAnthropicAPI
 
-from .conftest import Api
+from .conftest import Api, running_api
 
 
 async def test_create_get_list_history_delete(api: Api) -> None:
@@ -70,6 +79,84 @@ async def test_bad_subdir_is_refused_with_a_clear_message(api: Api, subdir: str,
     assert error["code"] == "invalid_subdir"
     assert error["message"].startswith("subdir: ") and phrase in error["message"]
     assert (await api.client.get("/api/v1/sessions", params={"user_id": "bob"})).json() == []
+
+
+def at_the_limits() -> str:
+    """MAX_SUBDIR_DEPTH directories, MAX_SUBDIR_CHARS characters in all (each name short enough for any disk)."""
+    names = [c * 8 for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"[:MAX_SUBDIR_DEPTH]]
+    path = "/".join(names)
+    missing = MAX_SUBDIR_CHARS - len(path)
+    per_name, extra = divmod(missing, MAX_SUBDIR_DEPTH)
+    names = [n + n[0] * (per_name + (i < extra)) for i, n in enumerate(names)]
+    return "/".join(names)
+
+
+@pytest.mark.parametrize(
+    ("subdir", "phrase"),
+    [
+        ("/".join(["d"] * 300), f"300 directories deep; the limit is {MAX_SUBDIR_DEPTH}"),
+        ("/".join(["d"] * (MAX_SUBDIR_DEPTH + 1)), f"{MAX_SUBDIR_DEPTH + 1} directories deep"),
+        ("x" * (MAX_SUBDIR_CHARS + 1), f"{MAX_SUBDIR_CHARS + 1} characters long; the limit is {MAX_SUBDIR_CHARS}"),
+        (at_the_limits() + "x", f"{MAX_SUBDIR_CHARS + 1} characters long"),
+        ("d/" * 5000, "characters long"),
+        ("x" * 500_000, "500000 characters long"),  # far past the limit, still within max_body_bytes
+    ],
+)
+async def test_a_subdir_too_deep_or_too_long_is_a_400_on_v2(api: Api, subdir: str, phrase: str) -> None:
+    resp = await api.client.post("/api/v2/sessions", json={"user_id": "deep", "subdir": subdir})
+    assert resp.status_code == 400, resp.text[:500]
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_subdir" and resp.json()["detail"] == error["message"]
+    assert error["message"].startswith("subdir: the path is ") and phrase in error["message"]
+    assert len(resp.content) < 1000  # the message does not echo the path back
+    assert (await api.client.get("/api/v2/sessions", params={"user_id": "deep"})).json() == {"sessions": []}
+    assert not api.agent.workspaces.root(ConversationKey("api", "deep")).exists()  # nothing was created
+
+
+async def test_a_refused_subdir_makes_no_worktree_in_a_bound_project(
+    make_sections: Any, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    checkout = repo(tmp_path / "payments")
+    sections = make_sections(projects={"payments": {"path": str(checkout), "places": ["api:dev"]}})
+    async with Agent(sections) as agent, running_api(agent, fake_api) as api:
+        for subdir in ("/".join(["d"] * 300), "x" * (MAX_SUBDIR_CHARS + 1), "../up"):
+            resp = await api.client.post("/api/v2/sessions", json={"user_id": "dev", "subdir": subdir})
+            assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_subdir", resp.text[:300]
+        branches = await asyncio.to_thread(
+            subprocess.run, ["git", "branch"], cwd=checkout, capture_output=True, text=True, check=True
+        )
+        assert branches.stdout.split() == ["*", "main"]  # refused before a worktree was made for it
+        ok = await api.client.post("/api/v2/sessions", json={"user_id": "dev", "subdir": "src"})
+        assert ok.status_code == 201, ok.text
+        listed = (await api.client.get("/api/v2/sessions", params={"user_id": "dev"})).json()["sessions"]
+        assert [x["id"] for x in listed] == [ok.json()["id"]]
+
+
+async def test_a_subdir_at_the_limits_is_accepted_and_a_huge_body_is_still_bounded(api: Api) -> None:
+    subdir = at_the_limits()
+    assert len(subdir) == MAX_SUBDIR_CHARS and subdir.count("/") == MAX_SUBDIR_DEPTH - 1
+    for route in ("/api/v2/sessions", "/api/v1/sessions"):
+        short = "/".join(["d"] * MAX_SUBDIR_DEPTH)
+        created = await api.client.post(route, json={"user_id": "edge", "subdir": short})
+        assert created.status_code == 201, (route, created.text)
+    created = await api.client.post("/api/v2/sessions", json={"user_id": "edge", "subdir": subdir})
+    assert created.status_code == 201, created.text
+    assert created.json()["cwd"] == subdir
+    assert (api.agent.workspaces.root(ConversationKey("api", "edge")) / subdir).is_dir()
+    huge = await api.client.post("/api/v2/sessions", json={"user_id": "edge", "subdir": "x" * (2 * 1024 * 1024)})
+    assert huge.status_code == 413  # max_body_bytes bounds what is read at all
+
+
+async def test_v1_keeps_the_seeds_422_for_a_long_subdir_and_a_400_for_a_deep_one(api: Api) -> None:
+    # claude-agent-http refused more than 200 characters with its 422; ccbridge's depth limit is a 400 there too.
+    for subdir in ("x" * (MAX_SUBDIR_CHARS + 1), "d/" * 300):
+        long = await api.client.post("/api/v1/sessions", json={"user_id": "seedy", "subdir": subdir})
+        assert long.status_code == 422, long.text[:500]
+        assert [d["loc"] for d in long.json()["detail"]] == [["body", "subdir"]]
+    deep = await api.client.post("/api/v1/sessions", json={"user_id": "seedy", "subdir": "d/" * 40})
+    assert deep.status_code == 400 and deep.json()["error"]["code"] == "invalid_subdir"
+    assert "40 directories deep" in deep.json()["error"]["message"]
+    assert (await api.client.get("/api/v1/sessions", params={"user_id": "seedy"})).json() == []
 
 
 async def test_resume_clears_an_interrupted_mark_and_the_session_continues(api: Api) -> None:

@@ -96,7 +96,7 @@ async def serve(slack: FakeSlack) -> AsyncIterator[Callable[..., Awaitable[Serve
         transport = HttpTransport(app, config(slack, **settings))
         port = await transport.start()
         started.append(transport)
-        assert port == transport.port and port > 0
+        assert port == transport.listener.port and port > 0
         served.transport = transport
         served.poster = EventPoster(f"http://127.0.0.1:{port}{transport.config.path}")
         return served
@@ -226,7 +226,7 @@ async def test_the_query_string_and_headers_reach_bolt(serve: Any, slack: FakeSl
 
 async def test_the_health_probe_and_stopping(serve: Any) -> None:
     served = await serve()
-    base = f"http://127.0.0.1:{served.transport.port}"
+    base = f"http://127.0.0.1:{served.transport.listener.port}"
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{base}/healthz") as response:
             assert response.status == 200 and await response.json() == {"ok": True}

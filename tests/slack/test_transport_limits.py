@@ -75,12 +75,11 @@ async def test_it_listens_on_the_configured_host_and_port_only(slack: FakeSlack)
     app, _ = recording_app(slack)
     port = free_port()
     transport = HttpTransport(app, config(slack, port=port))
-    assert transport.port is None
+    assert transport.listener.port is None
     await transport.stop()  # before start: nothing to stop
-    assert await transport.start() == port == transport.port
+    assert await transport.start() == port == transport.listener.port
     try:
-        runner = transport._runner
-        assert runner is not None and [addr[:2] for addr in runner.addresses] == [("127.0.0.1", port)]
+        assert [addr[:2] for addr in transport.listener.addresses] == [("127.0.0.1", port)]
     finally:
         await transport.stop()
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from core import Agent, ConversationKey, Sections, StoreUnavailable
+from core import Agent, ConversationKey, Sections, StoreUnavailable, UserRef
+from core.dispatcher import REPLY_UNSAVED, Dispatcher, IncomingMessage
 from core.events import TextDelta, TurnError, TurnResult
 from core.store import ConversationStore, StoreSettings, create_store
 from core.store.postgres import PostgresStore
@@ -23,6 +24,7 @@ from core.store.redis import RedisStore
 from core.transcripts import TranscriptStore, transcripts_for
 from tests.contracts.store_contract import KEY, conv, turn
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text
+from tests.fakes.recording_sink import RecordingSink
 from tests.servers import PostgresServer, RedisServer, free_port
 
 
@@ -130,3 +132,37 @@ async def test_redis_stopped_mid_turn_keeps_the_reply_and_service_resumes_withou
         [main] = [k for k in await agent.transcripts.keys() if k["session_id"] == after.session_id]
         mirrored = str(await agent.transcripts.load(main))
         assert "the slow answer" in mirrored and "and now?" in mirrored
+
+
+class _StopsRedisOnTheFirstPost(RecordingSink):
+    """A chat whose store goes away as soon as the reply starts showing."""
+
+    redis: RedisServer | None = None
+
+    async def post(self, text: str) -> Any:
+        if self.redis is not None and self.redis.process is not None:
+            await asyncio.to_thread(self.redis.stop)
+        return await super().post(text)
+
+
+@pytest.mark.agent
+async def test_a_chat_user_is_told_when_the_store_went_away_during_the_reply(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, own_redis: RedisServer
+) -> None:
+    section = settings({"backend": "redis", "url": own_redis.url})
+    fake_api.rules["slow question"] = [Text("the slow answer", chunks=4, delay=0.4)]
+    async with Agent(make_sections().model_copy(update={"store": section})) as agent:
+        sink = _StopsRedisOnTheFirstPost()
+        sink.redis = own_redis
+        key = ConversationKey("chat", "alice")
+        await Dispatcher(agent).handle(IncomingMessage(key, UserRef("alice"), "a slow question", sink))
+        shown = sink.visible()
+        assert any("the slow answer" in text for text in shown[:-1])  # the reply reached the user...
+        assert shown[-1] == REPLY_UNSAVED  # ...and then what happened to it
+        await asyncio.to_thread(own_redis.start)
+        assert (await agent.health()).ready
+        [kept] = await agent.store.turns(key)
+        assert (kept.user_text, kept.status, kept.reply_text) == ("a slow question", "ok", "the slow answer")
+        after = RecordingSink()
+        await Dispatcher(agent).handle(IncomingMessage(key, UserRef("alice"), "and now?", after))
+        assert after.visible()[-1].endswith("echo: and now?") and REPLY_UNSAVED not in after.visible()
