@@ -1,8 +1,10 @@
 """The HTTP API bot: ccbridge's sessions over HTTP (FastAPI served by uvicorn).
 
 Users are whoever the calling application says (``user_id`` in each request);
-the caller authenticates with an API key. Sessions live on platform ``"api"``,
-shared with the library API (``Agent.chat(user_id=...)``).
+the caller authenticates with an API key. Sessions live on platform ``"api"``:
+the bot named ``api`` shares them with the library API (``Agent.chat(user_id=...)``);
+another ``http_api`` bot scopes its keys by its name (``bot_scope``), so two of them on
+one store never share a session, a workspace or a lock.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import uvicorn
 
 from adapters.http_api import ApiSettings, create_app
 from adapters.http_api.context import ApiContext
-from core import ConfigError
+from core import Agent, ConfigError
 
-from .base import Bot, BotSettings
+from .base import Bot, BotSettings, bot_scope
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,11 @@ class HttpApiBot(Bot):
     chat_platform = False
     settings: HttpApiSettings
     _ctx: ApiContext | None = None  # the running app's, once served
+
+    def __init__(self, name: str, agent: Agent, settings: BotSettings) -> None:
+        super().__init__(name, agent, settings)
+        self.scope = bot_scope(name, self.platform)
+        self._scope_prewarm(self.scope)
 
     def describe(self) -> str:
         s = self.settings
@@ -97,7 +104,9 @@ class HttpApiBot(Bot):
 
     def server(self) -> uvicorn.Server:
         s = self.settings
-        app = create_app(self.agent, s, reload=self.reloader, bot_access=lambda name: self.bots_access.get(name))
+        app = create_app(
+            self.agent, s, reload=self.reloader, bot_access=lambda name: self.bots_access.get(name), scope=self.scope
+        )
         self._ctx = app.state.ctx
         config = uvicorn.Config(
             app,

@@ -395,16 +395,20 @@ class Agent:
         session_id: str | None = None,
         thread: str | None = None,
         platform: str = DEFAULT_PLATFORM,
+        bot: str | None = None,
     ) -> ConversationKey:
-        """The conversation a call addresses: by session id, else the user's (thread's) default."""
+        """The conversation a call addresses: by session id, else the user's (thread's) default.
+
+        ``bot`` scopes the key (see :class:`ConversationKey`): a session id of another scope is not found.
+        """
         if session_id:
             conv = await self.conversations.find_session(session_id)
-            if conv is None:
+            if conv is None or (bot is not None and conv.key.bot != bot):
                 raise ConversationNotFound(f"no session {session_id}")
             if conv.key.owner != user_id:
                 raise AccessDenied(f"session {session_id} belongs to another user")
             return conv.key
-        return ConversationKey(platform, user_id, thread)
+        return ConversationKey(platform, user_id, thread, bot)
 
     async def stream(
         self,
@@ -416,13 +420,15 @@ class Agent:
         platform: str = DEFAULT_PLATFORM,
         user_name: str | None = None,
         attachments: list[Attachment] | None = None,
+        bot: str | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn and yield its events (approval requests included).
 
         A user whose budget is spent (``budgets:``) gets one :class:`TurnError` of kind ``budget``; nothing runs.
+        ``bot`` scopes the conversation to one configured bot (the HTTP API bot not named ``api``).
         """
         await self.start()  # a no-op once started; convenient outside ``async with``
-        key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform)
+        key = await self.resolve_key(user_id, session_id=session_id, thread=thread, platform=platform, bot=bot)
         user = UserRef(user_id, user_name)
         is_admin = self.access.is_admin(platform, user_id)
         refusal = await self.budgets.refusal(key.platform, user_id, is_admin=is_admin)

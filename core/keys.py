@@ -16,8 +16,8 @@ class ConversationKey:
     to one thread or forum topic (or names one of several API sessions).
     ``bot`` scopes the key to one configured bot, so two bots of one platform
     on one store never share a conversation, a workspace or a lock. The bot
-    named after its platform (the usual single ``telegram`` bot) and the
-    library/HTTP API use no scope (``None``).
+    named after its platform (the usual single ``telegram`` bot, the ``api``
+    HTTP API bot) and the library use no scope (``None``).
 
     As text (:meth:`__str__`, the store's key): ``platform:owner[:thread]``,
     prefixed by ``bot@`` when scoped; every part is percent-quoted, so neither

@@ -36,12 +36,19 @@ DESCRIPTION = """Claude Code sessions over HTTP: the same sessions as the chat b
 
 
 def create_app(
-    agent: Agent, settings: ApiSettings, *, reload: Reload | None = None, bot_access: BotAccess | None = None
+    agent: Agent,
+    settings: ApiSettings,
+    *,
+    reload: Reload | None = None,
+    bot_access: BotAccess | None = None,
+    scope: str | None = None,
 ) -> FastAPI:
     """The HTTP API over ``agent`` (started and closed by the caller).
 
     For ``/admin`` (run_bot hands its own in): ``reload`` re-reads the config file; ``bot_access`` is
     the ``access`` section of a configured bot by name (default: ``agent``'s for every bot).
+    ``scope`` scopes every conversation key to one bot (``bots.base.bot_scope``; None: the plain keys
+    the bot named ``api`` and the library's ``Agent.chat(user_id=...)`` share).
     """
     sender = None
     if settings.callback_secret is not None:
@@ -62,6 +69,7 @@ def create_app(
         admin_routes=bool(settings.admin_keys),
         reload=reload,
         bot_access=bot_access,
+        scope=scope,
     )
 
     @asynccontextmanager

@@ -38,7 +38,7 @@ from core.store import Conversation
 from .auth import require_api_key
 from .chat import finish, raise_for_outcome
 from .common import Ctx, OwnerQuery, compat_errors
-from .context import PLATFORM, ApiContext
+from .context import ApiContext
 from .errors import ApiError, CompatErrorsRoute
 from .models import MessageText, UserId, files_out, tool_calls_out, utc
 from .sse import SEED_COMPAT, Payload, sse_stream, stream_response
@@ -121,13 +121,13 @@ async def chat_target(ctx: ApiContext, user_id: str, session_id: str | None) -> 
     """The conversation and (when addressed by id) the session id a compat chat goes to."""
     ctx.check_user(user_id)
     if not session_id or session_id == DEFAULT_PREFIX + user_id:
-        return ConversationKey(PLATFORM, user_id), None
+        return ctx.key(user_id), None
     conv = await ctx.agent.conversations.find_session(session_id)
-    if conv is not None and conv.key.platform == PLATFORM:
+    if conv is not None and ctx.owns(conv.key):  # another bot's session id is just a name here
         if conv.key.owner != user_id:
             raise ApiError(403, "forbidden", f"session {session_id} belongs to another user")
         return conv.key, session_id
-    return ConversationKey(PLATFORM, user_id, session_id), None
+    return ctx.key(user_id, session_id), None
 
 
 async def find_compat_session(ctx: ApiContext, session_id: str, user_id: str | None = None) -> Conversation:
@@ -139,14 +139,13 @@ async def find_compat_session(ctx: ApiContext, session_id: str, user_id: str | N
     if user_id is not None:
         ctx.check_user(user_id)
     conv = await ctx.agent.conversations.find_session(session_id)
-    if conv is not None and conv.key.platform == PLATFORM:
+    if conv is not None and ctx.owns(conv.key):
         if user_id is not None and conv.key.owner != user_id:
             raise ApiError(403, "forbidden", f"session {session_id} belongs to another user")
         ctx.check_user(conv.key.owner)
         return conv
     if user_id is not None:
-        named = ConversationKey(PLATFORM, user_id, session_id)
-        key = ConversationKey(PLATFORM, user_id) if session_id == DEFAULT_PREFIX + user_id else named
+        key = ctx.key(user_id) if session_id == DEFAULT_PREFIX + user_id else ctx.key(user_id, session_id)
         conv = await ctx.agent.conversations.get(key)
         if conv is None:
             raise ApiError(404, "session_not_found", f"no session {session_id} for user {user_id!r}")
@@ -173,10 +172,10 @@ async def sessions_named(ctx: ApiContext, name: str) -> list[Conversation]:
     found: list[Conversation] = []
     owner = name.removeprefix(DEFAULT_PREFIX)
     if name.startswith(DEFAULT_PREFIX) and owner:
-        default = await ctx.agent.conversations.get(ConversationKey(PLATFORM, owner))
+        default = await ctx.agent.conversations.get(ctx.key(owner))
         if default is not None:
             found.append(default)
-    found.extend(await ctx.agent.store.list(platform=PLATFORM, thread=name, limit=NAMED_LIMIT))
+    found.extend(await ctx.list_conversations(thread=name, limit=NAMED_LIMIT))
     return found
 
 

@@ -58,6 +58,9 @@ class ApiContext:
     admin_routes: bool = False  #: /admin/* is served (admin_keys were set at start)
     reload: Reload | None = None  #: re-reads the config file (None: not run by run_bot)
     bot_access: BotAccess | None = None  #: other bots' access sections (None: as this agent's)
+    #: the bot scope of every conversation key (``bots.base.bot_scope``): None for the bot named ``api``
+    #: (the library's ``Agent.chat(user_id=...)`` shares its conversations), else the bot's name
+    scope: str | None = None
     #: the users granted through /admin/users, kept in the store like the chat's /allow
     grants: AccessGrants = field(init=False)
 
@@ -66,6 +69,38 @@ class ApiContext:
 
     def check_user(self, user_id: str) -> None:
         self.users.check(user_id)
+
+    # -- this bot's conversations ------------------------------------------------------
+    def key(self, user_id: str, thread: str | None = None) -> ConversationKey:
+        """The key of ``user_id``'s default session (or of its session ``thread``) on this bot."""
+        return ConversationKey(PLATFORM, user_id, thread, self.scope)
+
+    def owns(self, key: ConversationKey) -> bool:
+        """Whether ``key`` is one of this bot's conversations (not another platform's or HTTP API bot's)."""
+        return key.platform == PLATFORM and key.bot == self.scope
+
+    async def list_conversations(
+        self, *, owner: str | None = None, thread: str | None = None, limit: int = 100
+    ) -> list[Conversation]:
+        """This bot's conversations (of ``owner``, named ``thread``), most recently active first.
+
+        The store filters by a bot's name but not by "no bot": for the unscoped bot, the other
+        bots' conversations are left out here, asking for more until ``limit`` are found.
+        """
+        where: dict[str, str] = {"platform": PLATFORM}
+        if owner is not None:
+            where["owner"] = owner
+        if thread is not None:
+            where["thread"] = thread
+        if self.scope is not None:
+            where["bot"] = self.scope
+        asked = limit
+        while True:
+            listed = await self.agent.store.list(limit=asked, **where)  # type: ignore[arg-type]
+            mine = [c for c in listed if self.owns(c.key)]
+            if len(mine) >= limit or len(listed) < asked:
+                return mine[:limit]
+            asked *= 4
 
     def access_of(self, bot: str) -> AccessSettings:
         """Bot ``bot``'s ``access`` section as the config file has it (this agent's when it is not known)."""
@@ -102,7 +137,7 @@ class ApiContext:
     async def session(self, session_id: str, user_id: str | None = None, *, detail: str = NOT_FOUND) -> Conversation:
         """The API session ``session_id``; 404 when unknown, 403 when it is another user's."""
         conv = await self.agent.conversations.find_session(session_id)
-        if conv is None or conv.key.platform != PLATFORM:
+        if conv is None or not self.owns(conv.key):  # another bot's session is unknown here
             raise ApiError(404, "session_not_found", f"no session {session_id}", detail=detail)
         if user_id is not None and conv.key.owner != user_id:
             raise ApiError(403, "forbidden", f"session {session_id} belongs to another user")
@@ -119,7 +154,7 @@ class ApiContext:
         if user_id is None:  # the request models require one of them
             raise ApiError(422, "invalid_request", "send a session_id or a user_id")
         self.check_user(user_id)
-        return ConversationKey(PLATFORM, user_id)
+        return self.key(user_id)
 
     def start_turn(
         self,

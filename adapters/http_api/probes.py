@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from .common import Ctx
-from .context import PLATFORM, ApiContext
+from .context import ApiContext
 from .errors import ApiError
 from .models import ErrorEnvelope
 
@@ -85,8 +85,8 @@ def storage_type(backend: str) -> str:
 
 def active_sessions(ctx: ApiContext) -> int:
     agent = ctx.agent
-    warm = {k for k in agent.runtime.pool.keys() if k.platform == PLATFORM}
-    running = {r.key for r in agent.conversations.running() if r.key.platform == PLATFORM}
+    warm = {k for k in agent.runtime.pool.keys() if ctx.owns(k)}
+    running = {r.key for r in agent.conversations.running() if ctx.owns(r.key)}
     return len(warm | running)
 
 

@@ -4,7 +4,9 @@ in claude-agent-http's shapes.
 A user's default session is ``ConversationKey("api", user_id)`` (what chat uses
 with only a ``user_id``, and what the library's ``Agent.chat(user_id=...)``
 uses); ``POST /api/v1/sessions`` adds more, each a conversation with its own
-thread. A session's id is its Claude Code session id. ``/api/v2/sessions``
+thread. An HTTP API bot not named ``api`` scopes its keys by its name
+(``ConversationKey("api", user_id, bot=name)``): its sessions and workspaces are
+its own, and its session ids are unknown to the other bots. A session's id is its Claude Code session id. ``/api/v2/sessions``
 (:mod:`.v2`) serves the same sessions as ccbridge's session objects.
 """
 
@@ -17,13 +19,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from core import ConversationKey, WorkspaceError
+from core import WorkspaceError
 from core.store import Conversation
 from core.workspace import check_subdir
 
 from .auth import require_api_key
 from .common import Ctx, OwnerQuery, UserFilterQuery, errors
-from .context import NOT_FOUND, NOT_FOUND_OR_EXPIRED, PLATFORM, ApiContext
+from .context import NOT_FOUND, NOT_FOUND_OR_EXPIRED, ApiContext
 from .errors import ApiError
 from .models import History, turn_out
 from .session_models import SeedSession, SeedSessionCreate, SessionCreate, seed_session_out
@@ -34,7 +36,7 @@ router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], dependencies=[D
 # -- operations shared with /api/v2 ------------------------------------------------
 async def create(ctx: ApiContext, body: SessionCreate) -> Conversation:
     ctx.check_user(body.user_id)
-    key = ConversationKey(PLATFORM, body.user_id, uuid.uuid4().hex)
+    key = ctx.key(body.user_id, uuid.uuid4().hex)
     try:
         if body.subdir:
             check_subdir(body.subdir)  # too long, too deep, '..', absolute: refused before anything is created
@@ -97,9 +99,9 @@ async def list_sessions(
     """Session ids, most recently active first: every user's (that this API may act for), or one user's."""
     if user_id is not None:
         ctx.check_user(user_id)
-        convs = await ctx.agent.store.list(platform=PLATFORM, owner=user_id, limit=limit)
+        convs = await ctx.list_conversations(owner=user_id, limit=limit)
     else:
-        convs = [c for c in await ctx.agent.store.list(platform=PLATFORM, limit=limit) if ctx.users.allows(c.key.owner)]
+        convs = [c for c in await ctx.list_conversations(limit=limit) if ctx.users.allows(c.key.owner)]
     return [c.session_id for c in convs]
 
 

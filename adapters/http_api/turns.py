@@ -178,6 +178,7 @@ class TurnRunner:
                     session_id=spec.session_id,
                     thread=spec.key.thread if spec.session_id is None else None,
                     attachments=spec.attachments or None,
+                    bot=spec.key.bot,
                 )
                 async with aclosing(stream) as events:
                     async for event in events:

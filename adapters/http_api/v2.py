@@ -20,7 +20,6 @@ from sse_starlette import EventSourceResponse
 from .auth import require_api_key
 from .chat import TURN_ERRORS, start_chat
 from .common import Ctx, OwnerQuery, UserQuery, errors
-from .context import PLATFORM
 from .models import ChatRequest
 from .session_models import Session, SessionCreate, SessionList, session_out
 from .sessions import create, resume
@@ -47,7 +46,7 @@ async def create_session(body: SessionCreate, ctx: Ctx) -> Session:
 async def list_sessions(ctx: Ctx, user_id: UserQuery, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> SessionList:
     """A user's sessions, most recently active first."""
     ctx.check_user(user_id)
-    convs = await ctx.agent.store.list(platform=PLATFORM, owner=user_id, limit=limit)
+    convs = await ctx.list_conversations(owner=user_id, limit=limit)
     return SessionList(sessions=[session_out(c, ctx.agent.workspaces) for c in convs])
 
 
