@@ -122,7 +122,6 @@ class ChatBot(Bot):
             self.dispatcher.intake.max_bytes = int(legacy * 1024 * 1024)
         self.dispatcher.places_of = self.places
         self.check_places(agent.sections.projects)
-        agent.conversations.places_of = self.places  # /new follows the place's binding too
         self.adapter = self.Adapter(settings, self.dispatcher, self._scoped_route, where=f"bots.{name}")
 
     def places(self, key: ConversationKey) -> list[str]:

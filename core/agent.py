@@ -29,7 +29,7 @@ from typing import Any
 from .access import AccessPolicy
 from .approvals import ApprovalBroker
 from .budgets import Budgets
-from .config import Sections, load_config
+from .config import Sections, check_paths, load_config
 from .conversations import Conversations
 from .coordination import Coordination, InstanceClaim, claim_instance_id, create_coordination, default_instance_id
 from .coordination.base import OwnerGone
@@ -48,7 +48,7 @@ from .metrics import Metrics
 from .observe import TurnObserver
 from .outcome import TurnOutcome
 from .prewarm import Prewarmer
-from .projects import Projects, check_paths
+from .projects import Projects
 from .routing import AgentRouting
 from .runtime import AgentRuntime, Attachment
 from .store import ConversationStore, MemoryStore, SQLiteStore, create_store

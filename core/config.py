@@ -337,6 +337,13 @@ class ProjectSettings(_Section):
         return not self.path.is_dir()
 
 
+def check_paths(settings: dict[str, ProjectSettings], prefix: str = "projects") -> None:
+    """Every project's directory exists; else a :class:`ConfigError` naming ``<prefix>.<name>.path``."""
+    for name, project in settings.items():
+        if project.missing_path():
+            raise ConfigError(f"{project.path} is not an existing directory", key=f"{prefix}.{name}.path")
+
+
 class Sections(_Section):
     """The shared sections, as one bot sees them (after its overrides)."""
 
@@ -579,9 +586,7 @@ class AppConfig(BaseSettings):
 
     def resolved(self) -> Sections:
         resolved = _resolve_paths(self.sections(), self._base_dir())
-        for project, settings in resolved.projects.items():
-            if settings.missing_path():
-                raise ConfigError(f"{settings.path} is not an existing directory", key=f"projects.{project}.path")
+        check_paths(resolved.projects)
         return resolved
 
 

@@ -198,8 +198,6 @@ class Dispatcher:
         self._user_turns = _UserTurns(lambda: self.agent.sections.access.max_running_per_user)
         self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
         self._closing = False  # the adapter is stopping (see end_windows)
-        #: the names a conversation's place goes by (``slack:C0123``); bots set their own policy
-        self.places_of: Callable[[ConversationKey], list[str]] = lambda key: [key.place]
         #: the bot's adapter (it registers itself): rebuilds the sinks of messages other instances hand over
         self.adapter: ChatAdapter[Any] | None = None
         self.routing = DispatchRouting(self)
@@ -390,6 +388,16 @@ class Dispatcher:
         if await self.routing.forward(msg, text, attachments, release=release):
             return  # another instance owns the conversation: it answered, through us
         await self.deliver(msg, text, attachments, release)
+
+    @property
+    def places_of(self) -> Callable[[ConversationKey], list[str]]:
+        """The names a conversation's place goes by (``slack:C0123``): the conversations' own policy,
+        which a bot sets here (default ``platform:owner``)."""
+        return self.conversations.places_for
+
+    @places_of.setter
+    def places_of(self, policy: Callable[[ConversationKey], list[str]]) -> None:
+        self.conversations.places_of = policy
 
     def answer_left_waiting(self) -> None:
         """Once the adapter is started: answer the messages this instance left waiting when it stopped.

@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ProjectSettings
+from .config import ProjectSettings, check_paths
 from .errors import CCBridgeError, ConfigError
 from .keys import ConversationKey
 from .store import Conversation, ConversationStore
@@ -126,13 +126,6 @@ def branch_for(key: ConversationKey) -> str:
 class _Lane:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0  # holders + waiters
-
-
-def check_paths(settings: dict[str, ProjectSettings], prefix: str = "projects") -> None:
-    """Every project's directory exists; else a :class:`ConfigError` naming ``<prefix>.<name>.path``."""
-    for name, project in settings.items():
-        if not project.path.is_dir():
-            raise ConfigError(f"{project.path} is not an existing directory", key=f"{prefix}.{name}.path")
 
 
 class Projects:

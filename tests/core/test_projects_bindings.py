@@ -48,6 +48,13 @@ async def test_discord_server_and_channel_bindings_apply_to_their_threads(
         projects = [(await agent.conversations.get(k)) for k in (in_server, in_channel, in_dm)]
         assert [c.metadata.get("project") if c else "?" for c in projects] == ["payments", "web", None]
         assert bot.places(in_channel) == ["discord:channel/201", "discord:guild/100"]  # the channel wins
+        rebound = make_sections(
+            projects={"payments": {"path": str(payments)}, "web": {"path": str(web), "places": ["discord:guild/100"]}}
+        )
+        assert agent.reload(rebound) == []
+        await bot.dispatcher.handle(IncomingMessage(in_server, UserRef("u"), "/new", RecordingSink()))
+        renewed = await agent.conversations.get(in_server)
+        assert renewed is not None and renewed.metadata.get("project") == "web"  # /new asks the bot's places too
 
 
 @pytest.mark.parametrize("place", ["discord:guild123", "discord:guild/abc", "discord:chan/5", "discord:#general"])
