@@ -137,7 +137,7 @@ class FeishuApi:
 
     # -- bot ---------------------------------------------------------------------------
     async def bot_info(self) -> dict[str, Any]:
-        """``GET /open-apis/bot/v3/info`` (no typed call in lark-oapi; ``bot`` is at the top level)."""
+        """``GET /open-apis/bot/v3/info`` (no typed call in lark-oapi; ``bot`` at the top level, or under ``data``)."""
 
         def build() -> lark.BaseRequest:
             return (
@@ -150,9 +150,14 @@ class FeishuApi:
 
         resp = await self.call("bot.v3.info", self.client.request, build)
         try:
-            bot = json.loads(resp.raw.content).get("bot") or {}
+            answer = json.loads(resp.raw.content)
         except ValueError:
-            bot = {}
+            answer = {}
+        data = answer.get("data") if isinstance(answer, dict) else None
+        bot = (answer.get("bot") if isinstance(answer, dict) else None) or (
+            data.get("bot") if isinstance(data, dict) else None
+        )  # documented at the top level; some gateways nest it under data
+        bot = bot or {}
         if not isinstance(bot, dict) or not bot.get("open_id"):
             raise FeishuApiError("bot.v3.info", None, "the answer names no bot (is the app's bot feature enabled?)")
         return bot

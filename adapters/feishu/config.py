@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from core.fields import OptionalSecret, OptionalText
 from core.net import is_loopback
@@ -21,6 +21,17 @@ DOMAINS = {"feishu": FEISHU_DOMAIN, "lark": LARK_DOMAIN}
 #: Feishu's limit for a card (and a post) is 30 KB; a character is at most 3 bytes of it here
 #: (see :func:`adapters.feishu.cards.card_measure`), so 9,000 characters always fit with room for the card.
 MAX_CARD_CHARS = 9000
+
+#: other names people give the two receiving modes (Slack's and Telegram's words among them)
+MODE_ALIASES = {
+    "long-connection": "long_connection",
+    "longconnection": "long_connection",
+    "websocket": "long_connection",
+    "ws": "long_connection",
+    "socket": "long_connection",
+    "http": "callback",
+    "webhook": "callback",
+}
 
 
 class FeishuConfig(BaseModel):
@@ -37,9 +48,23 @@ class FeishuConfig(BaseModel):
         "long_connection",
         description="long_connection: lark-oapi's WebSocket client (no public URL); callback: an HTTP endpoint.",
     )
-    host: str = Field("0.0.0.0", description="callback mode: address to listen on.")
-    port: int = Field(9000, ge=0, le=65535, description="callback mode: port (0 = any free port).")
-    path: str = Field("/feishu/events", description="callback mode: the Request URL path (events and card actions).")
+    host: str = Field(
+        "0.0.0.0",
+        validation_alias=AliasChoices("host", "callback_host"),
+        description="callback mode: address to listen on (also callback_host).",
+    )
+    port: int = Field(
+        9000,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("port", "callback_port"),
+        description="callback mode: port, 0 = any free port (also callback_port).",
+    )
+    path: str = Field(
+        "/feishu/events",
+        validation_alias=AliasChoices("path", "callback_path"),
+        description="callback mode: the Request URL path for events and card actions (also callback_path).",
+    )
     encrypt_key: OptionalSecret = Field(
         None, description="Encrypt Key (Events & Callbacks > Encryption Strategy): signed, AES-encrypted callbacks."
     )
@@ -66,6 +91,14 @@ class FeishuConfig(BaseModel):
     connect_timeout: float = Field(
         15.0, gt=0, description="long_connection: seconds start-up waits for the first connection."
     )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: object) -> object:
+        if isinstance(value, str):
+            name = value.strip().lower()
+            return MODE_ALIASES.get(name, name)
+        return value
 
     @field_validator("app_id")
     @classmethod

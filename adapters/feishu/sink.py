@@ -171,6 +171,8 @@ class FeishuSink(TargetedSink):
 
     async def finalize(self, handle: CardHandle | None, text: str) -> None:
         if handle is None:
+            if self._open is not None:  # live updates broke off: the card they left must not stay "generating"
+                await self._close_stream(self._open, quietly=True)
             await self._send_complete(text)
         elif handle.moved:
             rest = text[len(handle.shown) :].lstrip("\n") if text.startswith(handle.shown) else text

@@ -241,6 +241,7 @@ class FakeFeishu(LongConnection, CardKitRoutes):
         self.strict_chats = strict_chats  # sending to an unknown chat is 230002
         self.client_config: dict[str, Any] = dict(QUICK_CLIENT_CONFIG)
         self.token_expire = 7200
+        self.bot_info_under_data = False  # answer bot.v3.info with {"data": {"bot": ...}}
         self.connect_timeout = 10.0  # how long a push waits for a long connection
         # State.
         self.users: dict[str, User] = {}  # open_id -> user
@@ -563,6 +564,8 @@ class FakeFeishu(LongConnection, CardKitRoutes):
             "ip_white_list": [],
             "open_id": self.bot.open_id,
         }
+        if self.bot_info_under_data:  # how some gateways answer it
+            return json_response({"code": 0, "msg": "ok", "data": {"bot": bot}})
         return json_response({"code": 0, "msg": "ok", "bot": bot})
 
     # -- messages ----------------------------------------------------------------------

@@ -142,6 +142,15 @@ async def test_an_unsigned_event_is_401_but_the_unsigned_challenge_is_answered(m
     assert endpoint.received == []
 
 
+async def test_a_plain_challenge_is_answered_with_an_encrypt_key_set_when_its_token_is_right(make_endpoint: Any) -> None:
+    endpoint = await make_endpoint()
+    answered = await endpoint.post(url_verification(APP, "c-9"))  # neither encrypted nor signed
+    assert answered.status == 200 and answered.json() == {"challenge": "c-9"}
+    wrong = await endpoint.post(url_verification(APP, "c-10"), verification_token="not-it")
+    assert wrong.status == 401
+    assert endpoint.received == []
+
+
 async def test_bodies_that_are_not_what_feishu_sends_are_400(make_endpoint: Any) -> None:
     endpoint = await make_endpoint()
     plain = await endpoint.post(event())  # neither encrypted nor signed, though a key is set

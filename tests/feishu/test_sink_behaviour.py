@@ -13,6 +13,7 @@ import pytest
 
 from adapters.feishu import Capabilities, FeishuApi, FeishuSink, FeishuTarget, SinkOptions
 from adapters.feishu.cards import card_measure
+from adapters.feishu.errors import FeishuNetworkError
 from core import ApprovalRequest, ConversationKey, Decision, RateLimited, ReplyStreamer, TextDelta, TurnResult
 from tests.fakes.platform_server import Failure
 
@@ -70,6 +71,36 @@ async def test_a_sequence_that_fell_behind_jumps_ahead(feishu: FakeFeishu, api: 
     await sink.edit(handle, "one two")
     await sink.finalize(handle, "one two three")
     assert feishu.bot_messages(chat)[0].text == "one two three"
+
+
+async def test_a_card_whose_live_updates_broke_off_stops_generating_and_the_full_text_follows(
+    feishu: FakeFeishu, api: FeishuApi
+) -> None:
+    sink, chat, _ = new_sink(feishu, api)
+    real = api.card_content
+    calls = 0
+
+    async def times_out_once(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise FeishuNetworkError("cardkit.v1.card_element.content", TimeoutError("read timed out"))
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    api.card_content = times_out_once  # type: ignore[method-assign]
+    await stream(sink, "first part. ", "second part. ", "third part.")
+    messages = feishu.bot_messages(chat)
+    assert calls >= 1
+    assert [m for m in messages if m.card is not None and m.card.streaming_mode] == []  # nothing says "generating"
+    assert messages[-1].text == "first part. second part. third part."
+
+
+async def test_the_bot_is_found_whether_its_info_is_at_the_top_level_or_under_data(
+    feishu: FakeFeishu, api: FeishuApi
+) -> None:
+    assert (await api.bot_info())["open_id"] == feishu.bot.open_id
+    feishu.bot_info_under_data = True
+    assert (await api.bot_info())["open_id"] == feishu.bot.open_id
 
 
 async def test_rate_limits_carry_the_reset_seconds(feishu: FakeFeishu, api: FeishuApi) -> None:
