@@ -164,8 +164,8 @@ class AccessSettings(_Section):
         0.0,
         ge=0,
         le=60,
-        description="Seconds a first message waits for more from the same person before the turn starts "
-        "(0: off). Commands are never delayed.",
+        description="Seconds of quiet from the same person before the turn starts (0: off); each message "
+        "restarts the wait, up to 4x this in all. Commands are never delayed.",
     )
     max_running_per_user: int = Field(
         2, gt=0, description="A chat user's turns running at once (across conversations); more wait in line."

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -515,14 +515,15 @@ class Conversations:
         attachments: list[Attachment] | None = None,
         speaker: str | None = None,
         on_queued: Callable[[], None] | None = None,
-        on_start: Callable[[], None] | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
         batch: str | None = None,
         places: list[str] | None = None,
     ) -> AsyncIterator[AgentEvent]:
         """Run one turn in ``key`` after any turn already running there; yields its events.
 
         ``on_queued`` is called once the turn has its place in the conversation's line,
-        ``on_start`` once it holds the conversation. Messages parked for ``key`` (:meth:`park`)
+        ``on_start`` is awaited once it holds the conversation (before the parked messages are
+        gathered, so a batch can let the messages being saved into it land). Messages parked for ``key`` (:meth:`park`)
         for ``batch`` — and any left waiting by a restart — are answered by this turn too,
         before ``text`` (which may then be empty), each with
         its speaker when the conversation is shared; a :class:`MessagesMerged` event says so.
@@ -533,7 +534,7 @@ class Conversations:
             yield TurnWaiting("another reply in this conversation comes first", kind="conversation")
         async with self.locks.hold(key, on_queued):
             if on_start is not None:
-                on_start()
+                await on_start()
             try:
                 conv, record, request, merged = await self._begin(
                     key, text, user, is_admin, attachments, speaker, batch, places

@@ -39,7 +39,7 @@ import contextvars
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -129,6 +129,25 @@ class _Batch:
         self.in_window = False  # waiting out the debounce window (``/stop`` drops it then)
         self.dropped = False  # ``/stop`` came inside the window: nothing runs
         self.woken = asyncio.Event()  # the window ends early: dropped, or the bot is stopping
+        self._joining = 0  # messages being saved into the batch right now
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    @asynccontextmanager
+    async def joining(self) -> AsyncIterator[None]:
+        """A message is being saved into the batch: its turn waits for the save before it gathers."""
+        self._joining += 1
+        self._settled.clear()
+        try:
+            yield
+        finally:
+            self._joining -= 1
+            if not self._joining:
+                self._settled.set()
+
+    async def settled(self) -> None:
+        """Every message that joined the batch is saved (or failed to be)."""
+        await self._settled.wait()
 
     def touch(self) -> None:
         self.count += 1
@@ -521,10 +540,11 @@ class Dispatcher:
         address = msg.reply.address()
         batch = self._batches.get(batch_key)
         if batch is not None:  # a turn will answer this one together with the others
-            await self.conversations.park(
-                msg.key, text, msg.user, attachments, batch=batch.id, bot=self.name, address=address
-            )
-            batch.touch()
+            async with batch.joining():  # the turn starting meanwhile waits for this save
+                await self.conversations.park(
+                    msg.key, text, msg.user, attachments, batch=batch.id, bot=self.name, address=address
+                )
+                batch.touch()
             return
         batch = self._batches[batch_key] = _Batch()
         try:
@@ -539,6 +559,7 @@ class Dispatcher:
                 await batch.quiet(access.debounce, longest=4 * access.debounce)
                 if batch.dropped:  # /stop inside the window: nothing runs
                     self._close_batch(batch_key, batch)
+                    await batch.settled()  # a message being saved into it is dropped with it
                     await self.conversations.drop_batch(msg.key, batch.id, "dropped by /stop before it was answered")
                     return
                 if self._closing:  # the bot stops: the messages stay parked, the next start answers them
@@ -548,16 +569,15 @@ class Dispatcher:
                 self._close_batch(batch_key, batch)
             elif access.busy_policy == "merge" and self.conversations.busy(msg.key):
                 await send_notice(msg.reply, "⏳ I'll answer your messages together once the current reply is done.")
+
+            async def started() -> None:  # no one joins from now on; those joining are saved first
+                self._close_batch(batch_key, batch)
+                await batch.settled()
+
             who = (msg.platform, msg.user.id)
             async with self._user_turns.hold(who):
                 await self._run_turn(
-                    msg,
-                    "",
-                    [],
-                    release,
-                    batch=batch.id,
-                    on_start=lambda: self._close_batch(batch_key, batch),
-                    busy_policy_applies=burst_only,
+                    msg, "", [], release, batch=batch.id, on_start=started, busy_policy_applies=burst_only
                 )
         finally:
             self._close_batch(batch_key, batch)
@@ -594,7 +614,7 @@ class Dispatcher:
         release: Callable[[], None],
         *,
         batch: str | None = None,
-        on_start: Callable[[], None] | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
         busy_policy_applies: bool = False,
     ) -> None:
         """Run the turn answering ``msg`` (or its ``batch``); ``busy_policy`` applies to a lone message or a

@@ -29,7 +29,7 @@ from .files import attachments_for
 from .models import AsyncChatRequest, ChatRequest, ChatResponse, TaskAccepted, TaskStatus, chat_out
 from .sse import SEED_V1, refused_stream, sse_stream, stream_response, v1_render
 from .tasks import task_out
-from .turns import ApprovalModeName, TurnOutcome, TurnRunner, error_status
+from .turns import ApprovalModeName, TurnAnswer, TurnRunner, error_status
 
 router = APIRouter(prefix="/api/v1", tags=["chat"], dependencies=[Depends(require_api_key)])
 
@@ -46,7 +46,7 @@ V1_SSE_DOC: dict[int | str, dict[str, Any]] = {
 CLIENT_GONE = 499  # nginx's "client closed request": never seen by the client, it left
 
 
-def raise_for_outcome(outcome: TurnOutcome) -> None:
+def raise_for_outcome(outcome: TurnAnswer) -> None:
     if outcome.ok:
         return
     status, code = error_status(outcome)
@@ -68,7 +68,7 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-async def finish(runner: TurnRunner, request: Request | None = None) -> TurnOutcome:
+async def finish(runner: TurnRunner, request: Request | None = None) -> TurnAnswer:
     """Wait for the turn. If the client disconnects (or the request is cancelled), stop the turn:
     it is interrupted and recorded, and its concurrency slot is freed."""
     try:

@@ -43,7 +43,7 @@ from .errors import ApiError, CompatErrorsRoute
 from .models import MessageText, UserId, files_out, tool_calls_out, utc
 from .sse import SEED_COMPAT, Payload, sse_stream, stream_response
 from .tasks import Task
-from .turns import TurnOutcome, TurnRunner
+from .turns import TurnAnswer, TurnRunner
 
 router = APIRouter(
     tags=["compat (claude-code-server)"],
@@ -183,7 +183,7 @@ def label(body: CompatChatRequest) -> str:
     return body.session_id or DEFAULT_PREFIX + body.user_id
 
 
-def compat_response(outcome: TurnOutcome, session_label: str) -> CompatChatResponse:
+def compat_response(outcome: TurnAnswer, session_label: str) -> CompatChatResponse:
     return CompatChatResponse(
         content=outcome.text,
         session_id=session_label,
@@ -257,7 +257,7 @@ async def compat_chat_stream(body: CompatChatRequest, ctx: Ctx) -> EventSourceRe
     def render(runner: TurnRunner, event: object) -> Payload | None:
         if isinstance(event, TextDelta):
             return "message", event.text
-        if isinstance(event, TurnOutcome):
+        if isinstance(event, TurnAnswer):
             if event.ok:
                 done = {"session_id": session_label, "claude_session_id": event.session_id}
                 return "done", {**done, "cost_usd": event.cost_usd}

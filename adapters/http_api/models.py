@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, Field, HttpUrl
 from core import ApprovalRequest, Decision, ToolCallRecord
 from core.store import TurnRecord
 
-from .turns import FileRef, ToolCallOut, TurnOutcome
+from .turns import FileRef, ToolCallOut, TurnAnswer
 
 USER_ID_MAX = 128
 USER_ID_DESCRIPTION = (
@@ -226,7 +226,7 @@ class ChatResponse(BaseModel):
     interrupted: bool
 
 
-def chat_out(outcome: TurnOutcome) -> ChatResponse:
+def chat_out(outcome: TurnAnswer) -> ChatResponse:
     return ChatResponse(
         session_id=outcome.session_id,
         user_id=outcome.key.owner,

@@ -49,7 +49,7 @@ from core import (
 )
 
 from .models import approval_out, chat_out, file_url, tool_calls_out
-from .turns import TurnOutcome, TurnRunner, error_status
+from .turns import TurnAnswer, TurnRunner, error_status
 
 # The stream's first line, ": accepted": a sign of life the moment the turn is taken on (a client or
 # proxy waiting for a first byte does not give up while Claude Code starts). It is the only comment
@@ -87,7 +87,7 @@ def _sse(payload: Payload, seq: int, framing: Framing) -> dict[str, Any]:
     return frame
 
 
-def outcome_data(outcome: TurnOutcome) -> dict[str, Any]:
+def outcome_data(outcome: TurnAnswer) -> dict[str, Any]:
     """``done`` for a finished turn, ``error`` for a failed one."""
     if outcome.ok:
         return {"type": "done", **chat_out(outcome).model_dump(mode="json")}
@@ -156,7 +156,7 @@ def event_data(runner: TurnRunner, event: object) -> dict[str, Any] | None:
         }
     if isinstance(event, TurnWaiting):
         return {"type": "waiting", "reason": event.reason, "kind": event.kind}
-    if isinstance(event, TurnOutcome):
+    if isinstance(event, TurnAnswer):
         return outcome_data(event)
     return None
 

@@ -20,7 +20,7 @@ from .callback_hosts import literal_refusal
 from .callbacks import CallbackSender, Delivery
 from .errors import ApiError
 from .models import CallbackInfo, ErrorInfo, TaskState, TaskStatus, approval_out, chat_out, utc
-from .turns import TurnOutcome, TurnRunner, error_status
+from .turns import TurnAnswer, TurnRunner, error_status
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Task:
     runner: TurnRunner
     created_at: float = field(default_factory=time.time)
     completed_at: float | None = None
-    outcome: TurnOutcome | None = None
+    outcome: TurnAnswer | None = None
     callback: Delivery | None = None
     worker: asyncio.Task[None] | None = None
     labels: dict[str, str] = field(default_factory=dict)  # adapter-specific notes (compat session label)

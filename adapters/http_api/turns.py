@@ -5,7 +5,7 @@ client going away, a timeout or a server shutdown stops it the same way:
 the task is cancelled once, the core's turn generator unwinds (interrupting
 Claude Code and recording the turn), and the concurrency slot is released.
 Consumers read :meth:`TurnRunner.events`: the turn's core events, then one
-:class:`TurnOutcome`.
+:class:`TurnAnswer`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from core import (
     ToolCallRecord,
     ToolUse,
     TurnError,
+    TurnOutcome,
     TurnResult,
 )
 
@@ -74,8 +75,13 @@ class ToolCallOut:
 
 
 @dataclass
-class TurnOutcome:
-    """How a turn ended, in the terms the HTTP API answers with."""
+class TurnAnswer:
+    """How a turn ended, in the terms the HTTP API answers with.
+
+    Built from the core's :class:`~core.outcome.TurnOutcome` (what counts as an error, an
+    interruption, the text, the cost is decided there), plus what HTTP clients are given
+    besides: the conversation, each tool call's input, the files offered.
+    """
 
     key: ConversationKey
     session_id: str
@@ -96,6 +102,27 @@ class TurnOutcome:
     def ok(self) -> bool:
         return self.error_kind is None
 
+    @classmethod
+    def of(
+        cls, key: ConversationKey, outcome: TurnOutcome, tool_calls: list[ToolCallOut], files: list[FileRef]
+    ) -> TurnAnswer:
+        kind = outcome.error_kind
+        return cls(
+            key=key,
+            session_id=outcome.session_id,
+            text=outcome.text,
+            tool_calls=tool_calls,
+            files=files,
+            cost_usd=outcome.cost_usd,
+            session_cost_usd=outcome.session_cost_usd,
+            usage=outcome.usage,
+            duration_ms=outcome.duration_ms,
+            num_turns=outcome.num_turns,
+            interrupted=outcome.interrupted,
+            error_kind=kind if kind is None or kind in ERROR_STATUS else "agent",
+            error=outcome.error,
+        )
+
 
 ERROR_STATUS: dict[str, tuple[int, str]] = {
     "agent": (502, "agent_error"),
@@ -108,7 +135,7 @@ ERROR_STATUS: dict[str, tuple[int, str]] = {
 }
 
 
-def error_status(outcome: TurnOutcome) -> tuple[int, str]:
+def error_status(outcome: TurnAnswer) -> tuple[int, str]:
     return ERROR_STATUS.get(outcome.error_kind or "agent", ERROR_STATUS["agent"])
 
 
@@ -141,18 +168,18 @@ class TurnRunner:
         """Approvals this turn waits for (one turn runs per conversation at a time)."""
         return self.agent.approvals.pending(key=self.spec.key)
 
-    async def events(self) -> AsyncIterator[AgentEvent | TurnOutcome]:
-        """The turn's non-terminal events, then its :class:`TurnOutcome` (read once)."""
+    async def events(self) -> AsyncIterator[AgentEvent | TurnAnswer]:
+        """The turn's non-terminal events, then its :class:`TurnAnswer` (read once)."""
         while True:
             item = await self._queue.get()
             if item is _END:
                 return
             yield item
 
-    async def result(self) -> TurnOutcome:
+    async def result(self) -> TurnAnswer:
         """Wait for the end of the turn."""
         async for item in self.events():
-            if isinstance(item, TurnOutcome):
+            if isinstance(item, TurnAnswer):
                 return item
         raise RuntimeError("the turn ended without an outcome")  # pragma: no cover
 
@@ -169,7 +196,7 @@ class TurnRunner:
     # -- the turn's task -----------------------------------------------------
     async def _run(self) -> None:
         spec = self.spec
-        outcome: TurnOutcome | None = None
+        outcome: TurnAnswer | None = None
         try:
             async with asyncio.timeout(spec.timeout):
                 stream = self.agent.stream(
@@ -208,7 +235,7 @@ class TurnRunner:
         task = asyncio.current_task()
         return bool(task and task.cancelling())
 
-    async def _handle(self, event: AgentEvent) -> TurnOutcome | None:
+    async def _handle(self, event: AgentEvent) -> TurnAnswer | None:
         spec = self.spec
         if isinstance(event, TextDelta):
             self._text.append(event.text)
@@ -226,22 +253,8 @@ class TurnRunner:
                     conv = None
                 self.session_id = conv.session_id if conv else None
         elif isinstance(event, TurnResult):
-            outcome = TurnOutcome(
-                key=spec.key,
-                session_id=event.session_id,
-                text=event.text,
-                tool_calls=self._calls(event.tool_calls),
-                files=list(self._files),
-                cost_usd=event.cost_usd,
-                session_cost_usd=event.session_cost_usd,
-                usage=event.usage,
-                duration_ms=event.duration_ms,
-                num_turns=event.num_turns,
-                interrupted=event.interrupted,
-                error_kind="agent" if event.is_error else None,
-                error=event.error or ("the agent reported an error" if event.is_error else None),
-            )
-            return outcome
+            outcome = TurnOutcome.of(event, event.session_id)
+            return TurnAnswer.of(spec.key, outcome, self._calls(event.tool_calls), list(self._files))
         elif isinstance(event, TurnError):
             return await self._failed(event.kind, event.message, text=event.text, tool_calls=event.tool_calls)
         self._queue.put_nowait(event)
@@ -275,18 +288,14 @@ class TurnRunner:
 
     async def _failed(
         self, kind: str, message: str, *, text: str | None = None, tool_calls: list[ToolCallRecord] | None = None
-    ) -> TurnOutcome:
+    ) -> TurnAnswer:
         conv = None
         try:
             conv = await self.agent.conversations.get(self.spec.key)
         except CCBridgeError:
             pass
-        return TurnOutcome(
-            key=self.spec.key,
-            session_id=conv.session_id if conv else (self.spec.session_id or ""),
-            text="".join(self._text) if text is None else text,
-            tool_calls=self._calls(list(tool_calls or [])),
-            files=list(self._files),
-            error_kind=kind if kind in ERROR_STATUS else "agent",
-            error=message,
+        failure = TurnError(
+            message, kind=kind, text="".join(self._text) if text is None else text, tool_calls=list(tool_calls or [])
         )
+        outcome = TurnOutcome.of(failure, conv.session_id if conv else (self.spec.session_id or ""))
+        return TurnAnswer.of(self.spec.key, outcome, self._calls(failure.tool_calls), list(self._files))

@@ -200,6 +200,33 @@ async def test_a_file_sent_between_texts_reaches_the_merged_turn_in_its_place(
         assert (agent.workspaces.root(DM) / "uploads" / "build.log").read_bytes() == b"error: boom\n"
 
 
+async def test_a_message_still_being_saved_as_its_batch_starts_is_answered_by_that_turn(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.rules["first"] = [Text("the first answer", chunks=4, delay=0.3)]
+    async with Agent(make_sections(access={"allow_all": True, "busy_policy": "merge"})) as agent:
+        d = Dispatcher(agent)
+        store = agent.conversations.store
+        put_turn = store.put_turn
+
+        async def slow_put_turn(record: Any) -> None:  # the save of "late" lands after the batch's turn began
+            if record.user_text == "late" and record.status == "queued":
+                await eventually(lambda: not d._batches, what="the batch's turn holding the conversation")
+                await asyncio.sleep(0.5)  # time enough to gather the batch without it
+            await put_turn(record)
+
+        store.put_turn = slow_put_turn  # type: ignore[method-assign]
+        first = message("first")
+        d.submit(first)
+        await eventually(lambda: prompts(fake_api), what="the first turn")
+        d.submit(message("early"))
+        await eventually(lambda: agent.conversations.queued(DM), what="the first message of the batch parked")
+        d.submit(message("late"))
+        await d.drain(60)
+        assert prompts(fake_api)[1:] == ["early\n\nlate"]  # the batch's turn waited for the save
+        assert not await agent.conversations.queued(DM)  # nothing is left waiting for a restart
+
+
 async def test_messages_waiting_when_the_bot_restarts_are_answered_after_it(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
 ) -> None:

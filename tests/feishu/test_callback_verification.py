@@ -142,7 +142,9 @@ async def test_an_unsigned_event_is_401_but_the_unsigned_challenge_is_answered(m
     assert endpoint.received == []
 
 
-async def test_a_plain_challenge_is_answered_with_an_encrypt_key_set_when_its_token_is_right(make_endpoint: Any) -> None:
+async def test_a_plain_challenge_is_answered_with_an_encrypt_key_set_when_its_token_is_right(
+    make_endpoint: Any,
+) -> None:
     endpoint = await make_endpoint()
     answered = await endpoint.post(url_verification(APP, "c-9"))  # neither encrypted nor signed
     assert answered.status == 200 and answered.json() == {"challenge": "c-9"}

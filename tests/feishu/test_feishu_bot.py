@@ -376,7 +376,11 @@ def test_the_same_bot_runs_on_feishu_or_lark_by_configuration() -> None:
         {**secret, "mode": "webhook", "callback_host": "127.0.0.1", "callback_port": 9100, "callback_path": "/lark"}
     )
     assert (spelled.mode, spelled.host, spelled.port, spelled.path) == ("callback", "127.0.0.1", 9100, "/lark")
-    for other, meant in (("websocket", "long_connection"), ("Long-Connection", "long_connection"), ("http", "callback")):
+    for other, meant in (
+        ("websocket", "long_connection"),
+        ("Long-Connection", "long_connection"),
+        ("http", "callback"),
+    ):
         assert FeishuSettings.model_validate({**secret, "mode": other}).mode == meant
     with pytest.raises(ValueError, match="mode"):
         FeishuSettings.model_validate({**secret, "mode": "carrier-pigeon"})
