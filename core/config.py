@@ -17,6 +17,7 @@ or the ``${VAR}`` a file value was taken from), or the file and line of a YAML e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,7 +40,13 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
-from .store.settings import STORE_BACKEND_NAMES, MemoryStoreSettings, SQLiteStoreSettings, StoreSettings
+from .store.settings import (
+    STORE_BACKEND_NAMES,
+    MemoryStoreSettings,
+    SQLiteStoreSettings,
+    StoreSettings,
+    store_short_form,
+)
 
 PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "bypassPermissions"]
 Verbosity = Literal["quiet", "normal", "verbose"]
@@ -465,6 +472,11 @@ class BotEntry(BaseModel):
     def _coordination_short_form(cls, value: Any) -> Any:
         return coordination_short_form(value)
 
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_short_form(cls, value: Any) -> Any:
+        return store_short_form(value)
+
     @field_validator("kind")
     @classmethod
     def _module_name(cls, value: str) -> str:
@@ -812,6 +824,9 @@ def _store_switched_by_env(raw: dict[str, Any]) -> dict[str, Any]:
         None,
     )
     store = raw.get("store")
+    if backend is not None and isinstance(store, str):
+        with contextlib.suppress(ValueError):  # a bad short form is reported by the validation itself
+            store = store_short_form(store)
     if backend is None or not isinstance(store, dict) or str(store.get("backend") or "sqlite") == backend:
         return raw
     common = set(MemoryStoreSettings.model_fields) - {"backend"}

@@ -2,7 +2,9 @@
 
 ``store: {backend: sqlite, path: data/ccbridge.db}`` (the default),
 ``{backend: memory}``, ``{backend: redis, url: redis://...}``,
-``{backend: postgres, dsn: postgresql://...}``. Each backend's driver is an
+``{backend: postgres, dsn: postgresql://...}``; or in short (:func:`store_short_form`):
+``store: memory``, ``store: redis://host:6379/0``, ``store: postgresql://...``,
+``store: data/bot.db``. Each backend's driver is an
 optional extra, imported only when that backend is used (:func:`core.store.create_store`).
 """
 
@@ -13,7 +15,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    model_validator,
+)
 
 TranscriptMode = Literal["store", "local"]
 
@@ -117,7 +129,35 @@ def _backend_of(value: Any) -> str:
     return str(getattr(value, "backend", "sqlite"))
 
 
-StoreSettings = Annotated[
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def store_short_form(value: Any) -> Any:
+    """``store: sqlite`` / ``memory`` / ``redis`` / ``postgres``, a ``redis://`` URL, a ``postgresql://``
+    DSN or an SQLite file (``data/bot.db``) as the mapping it stands for; a mapping is returned as given.
+
+    ``redis`` / ``postgres`` without a URL take ``$REDIS_URL`` / ``$DATABASE_URL``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    lowered = text.lower()
+    if lowered in ("sqlite", "memory", "redis", "postgres", "postgresql"):
+        return {"backend": "postgres" if lowered == "postgresql" else lowered}
+    if lowered.startswith(("redis://", "rediss://", "unix://")):
+        return {"backend": "redis", "url": text}
+    if lowered.startswith(("postgresql://", "postgres://")):
+        return {"backend": "postgres", "dsn": text}
+    if lowered.startswith("sqlite:///"):
+        return {"backend": "sqlite", "path": text[len("sqlite:///") :]}
+    if lowered.endswith(_SQLITE_SUFFIXES):
+        return {"backend": "sqlite", "path": text}
+    raise ValueError(
+        f"{value!r} is not a store: write sqlite, memory, redis, postgres, a redis:// URL, "
+        "a postgresql:// DSN, an SQLite file (.db), or a mapping (backend: ..., ...)"
+    )
+
+
+_StoreSettings = Annotated[
     Annotated[SQLiteStoreSettings, Tag("sqlite")]
     | Annotated[MemoryStoreSettings, Tag("memory")]
     | Annotated[RedisStoreSettings, Tag("redis")]
@@ -128,4 +168,5 @@ StoreSettings = Annotated[
         custom_error_message="store.backend must be one of: sqlite, memory, redis, postgres",
     ),
 ]
+StoreSettings = Annotated[_StoreSettings, BeforeValidator(store_short_form)]
 STORE_BACKEND_NAMES = ("sqlite", "memory", "redis", "postgres")

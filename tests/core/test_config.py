@@ -514,6 +514,56 @@ def test_a_coordination_short_form_that_is_no_backend_names_the_key(tmp_path: Pa
     assert _error(write(tmp_path, text)) == f"bots.tg.coordination: 'http://cache:6379' {hint}"
 
 
+# -- the store in short ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("memory", {"backend": "memory"}),
+        ("SQLite", {"backend": "sqlite", "path": "data/ccbridge.db"}),
+        ("data/team.db", {"backend": "sqlite", "path": "data/team.db"}),
+        ("sqlite:///var/lib/bot.sqlite3", {"backend": "sqlite", "path": "var/lib/bot.sqlite3"}),
+        ("redis://cache:6379/0", {"backend": "redis", "url": "redis://cache:6379/0"}),
+        (
+            "postgresql://bot:pw@db:5432/ccbridge",
+            {"backend": "postgres", "dsn": "postgresql://bot:pw@db:5432/ccbridge"},
+        ),
+        ("postgres://db/ccbridge", {"backend": "postgres", "dsn": "postgres://db/ccbridge"}),
+    ],
+)
+def test_the_store_may_be_written_in_short(tmp_path: Path, written: str, expected: dict[str, str]) -> None:
+    config = load_config(write(tmp_path, f"store: {written}\nbots:\n  tg:\n    kind: console\n"))
+    for store in (config.store, config.for_bot("tg").store):
+        assert store.backend == expected["backend"]
+        for secret in ("url", "dsn"):
+            if secret in expected:
+                assert getattr(store, secret).get_secret_value() == expected[secret]
+    if "path" in expected:  # relative to the config file (sqlite:/// as SQLAlchemy spells it: 4 slashes absolute)
+        assert config.for_bot("tg").store.path == tmp_path / expected["path"]  # type: ignore[union-attr]
+    assert config.store.history_limit == 1000  # the defaults
+
+
+def test_the_store_in_short_takes_its_url_from_the_environment_and_works_in_a_bots_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://shared:6379/2")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/team")
+    text = "store: redis\nbots:\n  solo:\n    kind: console\n    store: memory\n  pg:\n    kind: console\n    store: postgres\n"
+    config = load_config(write(tmp_path, text))
+    assert config.store.url.get_secret_value() == "redis://shared:6379/2"  # type: ignore[union-attr]
+    assert config.for_bot("solo").store.backend == "memory"
+    pg = config.for_bot("pg").store
+    assert (pg.backend, pg.dsn.get_secret_value()) == ("postgres", "postgresql://db/team")  # type: ignore[union-attr]
+
+
+def test_a_store_short_form_that_is_no_store_names_the_key(tmp_path: Path) -> None:
+    hint = "is not a store: write sqlite, memory, redis, postgres, a redis:// URL, a postgresql:// DSN"
+    assert _error(write(tmp_path, "store: mongodb\n")).startswith(f"store: 'mongodb' {hint}")
+    text = "bots:\n  tg:\n    kind: console\n    store: http://db\n"
+    assert _error(write(tmp_path, text)).startswith(f"bots.tg.store: 'http://db' {hint}")
+
+
 # -- the process cap is the pool size -----------------------------------------------------------
 
 
