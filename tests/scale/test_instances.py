@@ -316,3 +316,28 @@ async def test_merge_holds_when_the_messages_land_on_another_instance(
     )
     assert len([t for t in bot_api.texts(42) if "together" in t]) == 1  # told once
     assert b.clis() == []
+
+
+async def test_a_debounced_burst_landing_on_another_instance_is_answered_in_one_turn(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    a = await launch("a", access={"debounce": 3.0})
+    b = await launch("b", access={"debounce": 3.0})
+    await a.deliver(update(bot_api, "hello"))  # A owns the conversation from now on
+    await answered(bot_api, "hello")
+    for text in ("hi", "the build fails", "see the log"):  # each lands on B, inside one window on A
+        await b.deliver(update(bot_api, text))
+    await answered(bot_api, "hi\n\nthe build fails\n\nsee the log")
+    await recorded(
+        tmp_path,
+        [
+            ("hello", "merged", "a"),  # a lone message waits out its window too
+            ("hello", "ok", "a"),
+            ("hi", "merged", "a"),
+            ("the build fails", "merged", "a"),
+            ("see the log", "merged", "a"),
+            ("hi\n\nthe build fails\n\nsee the log", "ok", "a"),
+        ],
+    )
+    assert asked(fake_api, "hi\n\nthe build fails\n\nsee the log") == 1
+    assert b.clis() == []
