@@ -278,6 +278,25 @@ async def test_messages_left_waiting_where_no_reply_can_be_rebuilt_are_answered_
         assert "waited through a restart" in later.reply.visible()[-1]  # type: ignore[attr-defined]
 
 
+async def test_messages_an_instance_left_waiting_are_answered_by_the_next_message_on_another(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    waiting = {"allow_all": True, "debounce": 30.0}
+    async with Agent(make_sections(access=waiting, coordination={"instance_id": "a"})) as agent:
+        d = Dispatcher(agent)
+        d.submit(message("please remember this", files=[file("notes.txt", b"remember me\n")]))
+        await eventually(lambda: agent.conversations.queued(DM), what="the message parked")
+    # instance a never comes back; b answers it with the next message there
+    async with Agent(make_sections(access={"allow_all": True}, coordination={"instance_id": "b"})) as agent:
+        d = Dispatcher(agent)
+        later = message("and now?")
+        await d.handle(later)
+        [prompt] = prompts(fake_api)
+        assert prompt.startswith("please remember this\n\n[attached: uploads/notes.txt]\n\nand now?")
+        assert "waited through a restart" in later.reply.visible()[-1]  # type: ignore[attr-defined]
+        assert not await agent.conversations.queued(DM)
+
+
 def _bytes(data: bytes) -> Callable[[int], Any]:
     async def fetch(limit: int) -> bytes:
         return data
