@@ -41,6 +41,7 @@ from pydantic_settings import (
 
 from .errors import ConfigError
 from .store.settings import (
+    REDIS_SCHEMES,
     STORE_BACKEND_NAMES,
     MemoryStoreSettings,
     SQLiteStoreSettings,
@@ -264,9 +265,6 @@ class OpsSettings(_Section):
     host: str = Field("127.0.0.1", description="The interface to listen on (0.0.0.0: every one).")
 
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
 def coordination_short_form(value: Any) -> Any:
     """``coordination: redis`` / ``memory`` / ``redis://host:6379/0`` as the mapping it stands for.
 
@@ -276,7 +274,7 @@ def coordination_short_form(value: Any) -> Any:
     text = value.strip()
     if text.lower() in ("memory", "redis"):
         return {"backend": text.lower()}
-    if text.lower().startswith(_REDIS_SCHEMES):
+    if text.lower().startswith(REDIS_SCHEMES):
         return {"backend": "redis", "url": text}
     raise ValueError(
         f"{value!r} is not a coordination backend: write memory, redis, a redis:// URL, "

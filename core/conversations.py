@@ -522,11 +522,11 @@ class Conversations:
         """Run one turn in ``key`` after any turn already running there; yields its events.
 
         ``on_queued`` is called once the turn has its place in the conversation's line,
-        ``on_start`` is awaited once it holds the conversation (before the parked messages are
-        gathered, so a batch can let the messages being saved into it land). Messages parked for ``key`` (:meth:`park`)
-        for ``batch`` — and any left waiting by a restart — are answered by this turn too,
-        before ``text`` (which may then be empty), each with
-        its speaker when the conversation is shared; a :class:`MessagesMerged` event says so.
+        ``on_start`` is awaited once it holds the conversation, before the parked messages are
+        gathered (so a batch can let the messages being saved into it land). Messages parked for
+        ``key`` (:meth:`park`) for ``batch`` — and any left waiting by a restart — are answered by
+        this turn too, before ``text`` (which may then be empty), each with its speaker when the
+        conversation is shared; a :class:`MessagesMerged` event says so.
         When the store cannot record the turn, nothing runs and the turn ends with a
         ``TurnError`` of kind ``store``.
         """

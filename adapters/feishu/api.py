@@ -152,12 +152,10 @@ class FeishuApi:
         try:
             answer = json.loads(resp.raw.content)
         except ValueError:
-            answer = {}
-        data = answer.get("data") if isinstance(answer, dict) else None
-        bot = (answer.get("bot") if isinstance(answer, dict) else None) or (
-            data.get("bot") if isinstance(data, dict) else None
-        )  # documented at the top level; some gateways nest it under data
-        bot = bot or {}
+            answer = None
+        answer = answer if isinstance(answer, dict) else {}
+        data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
+        bot = answer.get("bot") or data.get("bot") or {}  # documented at the top level; some gateways nest it
         if not isinstance(bot, dict) or not bot.get("open_id"):
             raise FeishuApiError("bot.v3.info", None, "the answer names no bot (is the app's bot feature enabled?)")
         return bot

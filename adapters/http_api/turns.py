@@ -256,7 +256,7 @@ class TurnRunner:
             outcome = TurnOutcome.of(event, event.session_id)
             return TurnAnswer.of(spec.key, outcome, self._calls(event.tool_calls), list(self._files))
         elif isinstance(event, TurnError):
-            return await self._failed(event.kind, event.message, text=event.text, tool_calls=event.tool_calls)
+            return await self._answer_failure(event)
         self._queue.put_nowait(event)
         return None
 
@@ -286,16 +286,15 @@ class TurnRunner:
             return FileRef(name=Path(event.path).name, path=Path(event.path).name, caption=event.caption, inside=False)
         return FileRef(name=Path(event.path).name, path=rel, caption=event.caption)
 
-    async def _failed(
-        self, kind: str, message: str, *, text: str | None = None, tool_calls: list[ToolCallRecord] | None = None
-    ) -> TurnAnswer:
+    async def _failed(self, kind: str, message: str) -> TurnAnswer:
+        """The turn was cut off here (a timeout, the store, ...): the text streamed so far is kept."""
+        return await self._answer_failure(TurnError(message, kind=kind, text="".join(self._text)))
+
+    async def _answer_failure(self, failure: TurnError) -> TurnAnswer:
         conv = None
         try:
             conv = await self.agent.conversations.get(self.spec.key)
         except CCBridgeError:
             pass
-        failure = TurnError(
-            message, kind=kind, text="".join(self._text) if text is None else text, tool_calls=list(tool_calls or [])
-        )
         outcome = TurnOutcome.of(failure, conv.session_id if conv else (self.spec.session_id or ""))
         return TurnAnswer.of(self.spec.key, outcome, self._calls(failure.tool_calls), list(self._files))

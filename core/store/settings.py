@@ -129,6 +129,7 @@ def _backend_of(value: Any) -> str:
     return str(getattr(value, "backend", "sqlite"))
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
@@ -143,7 +144,7 @@ def store_short_form(value: Any) -> Any:
     lowered = text.lower()
     if lowered in ("sqlite", "memory", "redis", "postgres", "postgresql"):
         return {"backend": "postgres" if lowered == "postgresql" else lowered}
-    if lowered.startswith(("redis://", "rediss://", "unix://")):
+    if lowered.startswith(REDIS_SCHEMES):
         return {"backend": "redis", "url": text}
     if lowered.startswith(("postgresql://", "postgres://")):
         return {"backend": "postgres", "dsn": text}
