@@ -304,7 +304,8 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
         )  # replies go by REST: a channel id is all they need
         reply_to = channel.get_partial_message(int(target.reply_to)) if target.reply_to is not None else None
         if target.thread_from is None:
-            return Destination(channel, reply_to=reply_to, upload_limit=target.upload_limit)
+            replies_to = channel.get_partial_message(int(target.replies_to)) if target.replies_to is not None else None
+            return Destination(channel, reply_to=reply_to, upload_limit=target.upload_limit, replies_to=replies_to)
         anchor = channel.get_partial_message(int(target.thread_from))
         opener = self._opener(anchor, channel, target.thread_name)  # an existing thread is reused (160004)
         return Destination(opener=opener, reply_to=reply_to, upload_limit=target.upload_limit)
@@ -389,6 +390,8 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
             anchor = message
         elif key.thread is not None and key.thread == place.reference_id:
             anchor = replied_message(message) or channel.get_partial_message(int(place.reference_id))
+        elif key.thread is not None and key.thread == place.anchor:  # a reply to the bot's answer in the channel
+            anchor = channel.get_partial_message(int(key.thread))
         else:  # a routing policy of the bot's own: answer where it was written
             return DiscordSink(Destination(channel, reply_to=message, upload_limit=limit), self.limits)
         opener = self._opener(anchor, channel, thread_name(text))

@@ -43,13 +43,18 @@ class DiscordPlace:
     parent_id: str | None = None  # a thread's channel (a text or forum channel)
     reply_to_bot: bool = False  # a reply to one of the bot's messages
     reference_id: str | None = None  # the message it replies to
+    replied_reference_id: str | None = None  # the message that one replies to itself
     forum: bool = False  # written in a forum post
     roles: frozenset[str] = field(default_factory=frozenset)  # the author's role ids (servers)
 
     @property
     def anchor(self) -> str:
-        """The message a conversation opened here starts at: the bot's message replied to, else this one."""
-        return self.reference_id if self.reply_to_bot and self.reference_id else self.message_id
+        """The message a conversation opened here starts at: this one; for a reply to the bot, the bot's
+        message, or the message that one answers (the bot answers a conversation's first message where it
+        could open no thread from it)."""
+        if self.reply_to_bot and self.reference_id:
+            return self.replied_reference_id or self.reference_id
+        return self.message_id
 
 
 Router = Callable[[DiscordPlace], ConversationKey | None]
@@ -93,6 +98,11 @@ def thread_of(channel: Any) -> discord.Thread | None:
     return channel if isinstance(channel, discord.Thread) else None
 
 
+def _reference_id(message: discord.Message | None) -> str | None:
+    ref = message.reference if message is not None else None
+    return str(ref.message_id) if ref is not None and ref.message_id else None
+
+
 def message_place(message: discord.Message, bot_id: int) -> DiscordPlace:
     direct = message.guild is None
     thread = thread_of(message.channel)
@@ -109,6 +119,7 @@ def message_place(message: discord.Message, bot_id: int) -> DiscordPlace:
         parent_id=str(thread.parent_id) if thread is not None and thread.parent_id else None,
         reply_to_bot=replied is not None and replied.author.id == bot_id,
         reference_id=str(reference_id) if reference_id else None,
+        replied_reference_id=_reference_id(replied),
         forum=thread is not None and isinstance(thread.parent, discord.ForumChannel),
         roles=roles_of(message.author),
     )

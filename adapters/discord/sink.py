@@ -88,7 +88,9 @@ class ThreadOpener:
 
     A thread started from a message has that message's id. If Discord says one exists
     already (160004), it is fetched and used. Where no thread can be opened (no
-    permission, a channel without threads) the reply goes to the channel itself.
+    permission, a channel without threads) the reply goes to the channel itself, each
+    message of it answering the anchor (``fell_back``): a reply to any of them finds the
+    conversation again (see :attr:`~adapters.discord.places.DiscordPlace.anchor`).
     """
 
     def __init__(
@@ -106,12 +108,14 @@ class ThreadOpener:
         self.archive_minutes = archive_minutes
         self.fetch_channel = fetch_channel
         self.opened: discord.abc.Messageable | None = None
+        self.fell_back = False  # no thread: the replies went to the parent channel
         self._lock = asyncio.Lock()
 
     async def open(self) -> discord.abc.Messageable:
         async with self._lock:
             if self.opened is None:
                 self.opened = await self._open()
+                self.fell_back = self.opened is self.parent
             return self.opened
 
     def _cached(self) -> discord.Thread | None:
@@ -156,8 +160,9 @@ class DiscordTarget:
 
     ``channel`` is where replies go (a DM, a thread, a channel) or, with ``thread_from``, the
     channel in which the thread named ``thread_name`` is opened from that message on the first
-    reply. ``reply_to`` is the message notices answer while no thread is open; ``guild`` the
-    server (None: a DM). Ids are strings: snowflakes outgrow the integers JSON keeps exactly
+    reply. ``reply_to`` is the message notices answer while no thread is open; ``replies_to``
+    the message every reply answers (a conversation's first, where no thread could be opened
+    from it); ``guild`` the server (None: a DM). Ids are strings: snowflakes outgrow the integers JSON keeps exactly
     everywhere. The adapter's ``sink_at`` turns one back into a sink.
     """
 
@@ -167,19 +172,22 @@ class DiscordTarget:
     thread_name: str = ""
     reply_to: str | None = None
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    replies_to: str | None = None
 
 
 @dataclass
 class Destination:
     """Where a reply goes: ``channel`` (a DM, a thread), or the thread ``opener`` opens on first use.
 
-    ``reply_to`` is the message notices answer (as a reply) while no thread is open.
+    ``reply_to`` is the message notices answer (as a reply) while no thread is open;
+    ``replies_to`` the one every reply answers (set where the opener could open no thread).
     """
 
     channel: discord.abc.Messageable | None = None
     opener: ThreadOpener | None = None
     reply_to: discord.Message | discord.PartialMessage | None = None
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    replies_to: discord.Message | discord.PartialMessage | None = None
 
     def __post_init__(self) -> None:
         if self.channel is None and self.opener is None:
@@ -187,7 +195,7 @@ class Destination:
 
     def target(self) -> DiscordTarget:
         """Where this destination answers, by id (a thread opened already: that thread)."""
-        opener, reply_to = self.opener, self.reply_to
+        opener, reply_to, replies_to = self.opener, self.reply_to, self.answered()
         if opener is not None and opener.opened is not None:
             channel, opener, reply_to = opener.opened, None, None
         elif opener is not None:
@@ -202,7 +210,14 @@ class Destination:
             thread_name=opener.name if opener is not None else "",
             reply_to=str(reply_to.id) if reply_to is not None else None,
             upload_limit=self.upload_limit,
+            replies_to=str(replies_to.id) if replies_to is not None else None,
         )
+
+    def answered(self) -> discord.Message | discord.PartialMessage | None:
+        """The message every reply answers: none, unless no thread could be opened for the conversation."""
+        if self.replies_to is not None:
+            return self.replies_to
+        return self.opener.anchor if self.opener is not None and self.opener.fell_back else None
 
     async def replies(self) -> discord.abc.Messageable:
         if self.channel is not None:
@@ -340,7 +355,9 @@ class DiscordSink(ReplySink):
 
     async def _send(self, text: str) -> discord.Message:
         channel = await self.destination.replies()
-        return await call("send the reply", lambda: _send(channel, text))
+        answered = self.destination.answered()
+        reference = answered.to_reference(fail_if_not_exists=False) if answered is not None else None
+        return await call("send the reply", lambda: _send(channel, text, reference=reference))
 
     async def _edit(self, handle: Posted, text: str) -> None:
         body = text[handle.base :] if text.startswith(handle.shown[: handle.base]) else text

@@ -357,12 +357,34 @@ async def test_a_thread_that_exists_already_is_reused(bots: Bots, team: Team, fa
     bare = await fake.user_message(team.general, team.alice, "", mentions=[fake.bot])
     hint = await reply_in(fake, team.general, "Send me a question")
     assert hint.content == empty_hint("/") and hint.reference is bare and fake.threads == []
-    # someone opened a thread from the bot's message earlier; it is archived, so the bot has not cached it
-    old = fake.add_thread("earlier", team.general, owner=team.alice.user, archived=True, starter=hint)
+    # a reply to the hint continues at the message it answers: someone opened a thread from that one
+    # earlier; it is archived, so the bot has not cached it
+    old = fake.add_thread("earlier", team.general, owner=team.alice.user, archived=True, starter=bare)
     await fake.user_message(team.general, team.alice, "continue here", reference=hint)
     await reply_in(fake, old, "echo: [Alice] continue here")
     assert [c.status for c in fake.called(OPEN_THREAD)] == [400]  # 160004: found and reused
     assert fake.threads == [old]
+
+
+async def test_where_no_thread_can_be_opened_a_reply_to_any_answer_continues_the_conversation(
+    bots: Bots, team: Team, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await bots.start(access=team.access())
+    fake = team.fake
+    fake.fail(OPEN_THREAD, Failure(403, 50013, "Missing Permissions"), times=100)
+    first = await fake.user_message(team.general, team.alice, "my name is Ada", mentions=[fake.bot])
+    answer = await reply_in(fake, team.general, "echo: [Alice] my name is Ada")
+    assert answer.reference is first  # in the channel, the answer says which message it answers
+    await idle(bot, thread_key(team, first.id))
+    second = await fake.user_message(team.general, team.alice, "and my name?", reference=answer)
+    again = await reply_in(fake, team.general, "echo: [Alice] and my name?")
+    assert any("my name is Ada" in t for t in fake_api.requests[-1].user_texts())  # the same session
+    assert again.reference is first and second.thread_id is None
+    await idle(bot, thread_key(team, first.id))
+    await fake.user_message(team.general, team.alice, "still me?", reference=again)  # a reply to a later answer
+    await reply_in(fake, team.general, "echo: [Alice] still me?")
+    assert {"[Alice] my name is Ada", "[Alice] and my name?"} <= set(fake_api.requests[-1].user_texts())
+    assert fake.threads == [] and len(fake.called(OPEN_THREAD)) == 3  # each turn tried to open the thread
 
 
 async def test_server_messages_left_waiting_by_a_restart_are_answered_in_their_threads_once_it_is_back(
@@ -377,7 +399,7 @@ async def test_server_messages_left_waiting_by_a_restart_are_answered_in_their_t
     hint = await reply_in(fake, team.general, "Send me a question")
     assert hint.reference is bare
     answer = await fake.user_message(team.general, team.alice, "continue here", reference=hint)  # a reply to the bot
-    keys = [thread_key(team, mention.id), thread_key(team, hint.id)]
+    keys = [thread_key(team, mention.id), thread_key(team, bare.id)]  # a reply to the hint: the message it answers
     for key in keys:
         await eventually(lambda key=key: _queued(bot, key), what=f"the message in {key} parked")
     await bots.stop(bot)  # inside the debounce window: nothing ran, no thread was opened
@@ -388,7 +410,7 @@ async def test_server_messages_left_waiting_by_a_restart_are_answered_in_their_t
     opened = await thread_from(fake, mention)
     assert opened.parent_id == team.general.id and opened.name == "first thought"
     await reply_in(fake, opened, "echo: [Alice] first thought")
-    continued = await thread_from(fake, hint)  # the thread opens from the bot's message replied to
+    continued = await thread_from(fake, bare)  # the thread opens from the message the bot's hint answered
     await reply_in(fake, continued, "echo: [Alice] continue here")
     assert sorted(asked(fake_api)) == ["[Alice] continue here", "[Alice] first thought"]
     assert texts(fake, team.general) == [hint.content] and answer.thread_id is None
