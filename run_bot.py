@@ -214,8 +214,19 @@ def reload_plans(args: argparse.Namespace, plans: list[Plan]) -> bool:
     return ConfigReloader(args, plans)()
 
 
-async def run(plans: list[Plan], reload: Callable[[], object] | None = None, ops: OpsSettings | None = None) -> None:
-    """Run the bots until one ends or a signal comes; then stop running turns, the bots, the agents.
+#: seconds stopped turns get to record how they ended (``Conversations.shutdown``), on top of the drain
+STOP_GRACE = 10.0
+
+
+async def run(
+    plans: list[Plan],
+    reload: Callable[[], object] | None = None,
+    ops: OpsSettings | None = None,
+    drain_timeout: float = 20.0,
+) -> None:
+    """Run the bots until one ends or a signal comes; then drain: the bots stop taking messages and
+    running turns get ``drain_timeout`` seconds to finish (those still running are stopped); then the
+    agents close (releasing their conversations to other instances).
 
     ``reload`` runs on SIGHUP (re-reading the config for new turns); ``ops`` with a port serves
     ``/health``, ``/ready`` and ``/metrics`` there (:mod:`core.ops`).
@@ -241,15 +252,24 @@ async def run(plans: list[Plan], reload: Callable[[], object] | None = None, ops
             log.info("starting %s", p.bot.describe())
         if ops is not None and ops.port is not None and plans:
             server = await OpsServer(ops, started, plans[0].bot.agent.metrics.metrics).start()
+        for p in plans:  # the bots' own drain outlasts ours: turns stopped at its end still say so
+            p.bot.drain_timeout = drain_timeout + STOP_GRACE
         bots = [asyncio.create_task(p.bot.run(), name=f"bot-{p.name}") for p in plans]
         signalled = asyncio.create_task(stopping.wait())
         await asyncio.wait([*bots, signalled], return_when=asyncio.FIRST_COMPLETED)
         signalled.cancel()
-        # Replies still streaming end with "Stopped" while their platform clients are still up.
-        await asyncio.gather(*(agent.conversations.shutdown() for agent in started))
+        busy = sum(len(agent.conversations.running()) for agent in started)
+        if busy:
+            log.info("stopping: letting %d running turn(s) finish (up to %gs)", busy, drain_timeout)
+        # Each bot stops taking messages and lets those in flight finish; after drain_timeout the turns
+        # still running are stopped, their replies ending with "Stopped" while the platform clients are up.
+        stopper = asyncio.create_task(_stop_turns_after(drain_timeout, started))
         for task in bots:
             task.cancel()
         results = await asyncio.gather(*bots, return_exceptions=True)
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
+        await asyncio.gather(*(agent.conversations.shutdown(STOP_GRACE) for agent in started))
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:
             raise ExceptionGroup("bots stopped with errors", errors)
@@ -258,6 +278,13 @@ async def run(plans: list[Plan], reload: Callable[[], object] | None = None, ops
             await server.stop()
         for agent in started:
             await agent.close()
+
+
+async def _stop_turns_after(delay: float, agents: list[Agent]) -> None:
+    await asyncio.sleep(delay)
+    if any(agent.conversations.running() for agent in agents):
+        log.warning("stopping the turns still running after %gs", delay)
+    await asyncio.gather(*(agent.conversations.shutdown(STOP_GRACE) for agent in agents))
 
 
 def uses_terminal(plans: list[Plan]) -> bool:
@@ -461,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         p.bot.reloader = reloader.reload
         p.bot.bots_access = access
     try:
-        asyncio.run(run(plans, reload=reloader, ops=config.ops))
+        asyncio.run(run(plans, reload=reloader, ops=config.ops, drain_timeout=config.drain_timeout))
     except KeyboardInterrupt:
         pass
     except (CCBridgeError, ExceptionGroup) as exc:

@@ -53,6 +53,9 @@ class Bot(ABC):
         #: set by run_bot (and renewed by a reload): every configured bot's ``access`` section after its
         #: overrides, for a bot that manages other bots' access (the HTTP API's ``admin_bots``)
         self.bots_access: dict[str, AccessSettings] = {}
+        #: set by run_bot: seconds its stop lets messages in flight finish (they are stopped meanwhile if
+        #: they outlast the process's drain_timeout)
+        self.drain_timeout = 10.0
         self._scope_prewarm(None)
 
     def _scope_prewarm(self, scope: str | None) -> None:
@@ -167,7 +170,7 @@ class ChatBot(Bot):
     async def run(self) -> None:
         backend = getattr(self.agent.coordination, "backend", None)
         if backend is None or not self.adapter.single_connection:
-            await self.adapter.run()
+            await self.adapter.run(self.drain_timeout)
             return
         await self._run_as_leader(backend)
 
@@ -203,7 +206,7 @@ class ChatBot(Bot):
                         served.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await served
-                    await self.adapter.stop()
+                    await self.adapter.stop(self.drain_timeout)
                     self.adapter = self.Adapter(
                         self.settings, self.dispatcher, self._scoped_route, where=f"bots.{self.name}"
                     )

@@ -54,6 +54,7 @@ from core import (
     Sections,
     UserRef,
 )
+from core.adapter import drain_tasks
 
 from .base import Bot, BotSettings
 
@@ -148,10 +149,8 @@ class ConsoleBot(Bot):
             while any(not t.done() for t in tasks):
                 await self._wait_reply_or_question(asyncio.gather(*tasks, return_exceptions=True))
                 await self._deny_pending()
-        finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
+        finally:  # stopping (SIGTERM): the reply running is let finish; run_bot stops it after its drain
+            await drain_tasks(self.drain_timeout, tasks, self.dispatcher.in_flight)
 
     async def _wait_reply_or_question(self, task: asyncio.Future[object]) -> None:
         """Wait until the reply is complete, or until it asks for an approval."""
@@ -222,13 +221,11 @@ class TerminalChat:
                         await self._follow()
                     if self.leaving:
                         break
-        except asyncio.CancelledError:
-            for task in self.tasks:
-                task.cancel()
+        except asyncio.CancelledError:  # SIGTERM: the reply running is let finish (run_bot stops it after its drain)
+            await drain_tasks(self.bot.drain_timeout, self.tasks, self.bot.dispatcher.in_flight)
             raise
         finally:
             self.screen.close()
-            # Replies still running are stopped by the shutdown that follows (they print how they ended).
 
     def interrupt(self) -> None:
         """Ctrl-C: stop the running reply (the session is kept); a second one, or one at the prompt, quits."""

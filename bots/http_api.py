@@ -114,7 +114,7 @@ class HttpApiBot(Bot):
             port=s.port,
             log_config=None,  # keep run_bot's logging
             access_log=s.access_log,
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=max(5, int(self.drain_timeout)),  # responses still streaming finish
             lifespan="on",
         )
         return EmbeddedServer(config)

@@ -126,13 +126,13 @@ class ChatAdapter(ABC, Generic[PlaceT]):
         """Block while receiving (after :meth:`start`); the default waits until cancelled."""
         await asyncio.Event().wait()
 
-    async def run(self) -> None:
-        """Start, serve until cancelled, stop."""
+    async def run(self, drain_timeout: float = 10.0) -> None:
+        """Start, serve until cancelled, stop (draining up to ``drain_timeout`` seconds)."""
         await self.start()
         try:
             await self.serve()
         finally:
-            await self.stop()
+            await self.stop(drain_timeout)
 
     async def __aenter__(self) -> ChatAdapter[PlaceT]:
         await self.start()

@@ -103,6 +103,13 @@ class AgentSettings(_Section):
         "that cap (and the pool); one above it is ignored.",
     )
     max_spawns: int = Field(2, gt=0, description="Claude Code processes starting at the same time.")
+    busy_user_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU niceness of a Claude Code process started for a user who already has another turn "
+        "going: a user's parallel turns yield the CPU to other users' (0: off).",
+    )
     prewarm: int = Field(
         4,
         ge=0,
@@ -511,6 +518,12 @@ class AppConfig(BaseSettings):
         "text", description="'text': one readable line per record; 'json': one JSON object per line (log shippers)."
     )
     log_file: Path | None = Field(None, description="Write the log to this file instead of stderr.")
+    drain_timeout: float = Field(
+        20.0,
+        ge=0,
+        description="Seconds a stopping run_bot (SIGTERM, Ctrl-C) lets running turns finish after it stops taking "
+        "messages; turns still running then are stopped (give the orchestrator's grace period 15 s more).",
+    )
     source: Path | None = Field(None, exclude=True, description="The file this was loaded from.")
 
     _origins: Origins = PrivateAttr(default_factory=Origins)

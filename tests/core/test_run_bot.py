@@ -153,29 +153,46 @@ async def test_anthropic_variables_from_the_environment_reach_the_cli(
     assert headers["authorization"] == "Bearer token-from-env"
 
 
-async def test_sigterm_stops_running_replies_cleanly(
-    tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI
-) -> None:
-    from tests.fakes.anthropic_api import Hang
+async def sigterm_mid_turn(tmp_path: Path, config: Path, fake_api: FakeAnthropicAPI, line: bytes) -> tuple[str, str]:
+    """run_bot.py's piped console given ``line``, sent SIGTERM once the turn reached the model: its stdout, stderr."""
     from tests.helpers import eventually
 
-    config = write_config(tmp_path, cli_env)
-    fake_api.rules["long story"] = [Hang("Once upon a time", seconds=60)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(REPO / "run_bot.py"), "--config", str(config),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)},
     )  # fmt: skip
     assert proc.stdin is not None
-    proc.stdin.write(b"a long story please\n")
+    proc.stdin.write(line)
     await proc.stdin.drain()
     await eventually(lambda: fake_api.requests, what="the turn to reach the model")
     proc.terminate()
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    # what had streamed when SIGTERM came is kept, then the stop is shown (on a loaded machine the
+    return out.decode(), err.decode()
+
+
+async def test_sigterm_lets_the_running_reply_finish(
+    tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI
+) -> None:
+    from tests.fakes.anthropic_api import Text
+
+    fake_api.rules["short story"] = [Text("Once upon a time they lived happily ever after.", chunks=6, delay=0.3)]
+    out, _ = await sigterm_mid_turn(tmp_path, write_config(tmp_path, cli_env), fake_api, b"a short story please\n")
+    assert out.strip() == "Once upon a time they lived happily ever after."  # the drain let it end: no "Stopped"
+
+
+async def test_sigterm_stops_replies_still_running_after_the_drain_cleanly(
+    tmp_path: Path, cli_env: dict[str, str], fake_api: FakeAnthropicAPI
+) -> None:
+    from tests.fakes.anthropic_api import Hang
+
+    config = write_config(tmp_path, cli_env, drain_timeout=0.5)
+    fake_api.rules["long story"] = [Hang("Once upon a time", seconds=60)]
+    out, _ = await sigterm_mid_turn(tmp_path, config, fake_api, b"a long story please\n")
+    # what had streamed when the drain ended is kept, then the stop is shown (on a loaded machine the
     # signal can beat the first words from the model to the bot: then only the stop shows)
-    assert out.decode().strip() in ("Once upon a time\n\n⏹ Stopped.", "⏹ Stopped.")
+    assert out.strip() in ("Once upon a time\n\n⏹ Stopped.", "⏹ Stopped.")
 
 
 async def test_version_names_ccbridge_the_sdk_and_the_cli(tmp_path: Path) -> None:

@@ -128,6 +128,16 @@ def test_the_default_service_is_one_instance_with_sqlite(monkeypatch: pytest.Mon
     assert any(v.endswith(":/data") for v in service["volumes"])
 
 
+def test_compose_gives_running_turns_their_drain_before_killing_the_container() -> None:
+    from run_bot import STOP_GRACE
+
+    drain = load_config(EXAMPLE).drain_timeout
+    for name, service in ccbridge_services().items():
+        grace = service["stop_grace_period"]
+        assert re.fullmatch(r"\d+s", grace), (name, grace)
+        assert int(grace[:-1]) > drain + STOP_GRACE, name  # else Docker kills it while turns are being stopped
+
+
 def test_the_shared_profile_uses_postgres_and_redis_services(monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose()["services"]
     shared = {name for name, svc in services.items() if "shared" in (svc.get("profiles") or [])}

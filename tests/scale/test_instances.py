@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Hang, Text, ToolCall
@@ -274,6 +275,42 @@ async def test_a_graceful_stop_hands_conversations_over_at_once(
     assert "my name is Ada" in str(last.messages)  # B resumed the session from the shared session directory
     assert not [t for t in bot_api.texts(42) if "cut off" in t]  # nothing was cut off: nobody is told so
     await recorded(tmp_path, [("my name is Ada", "ok", "a"), ("what is my name?", "ok", "b")])
+
+
+async def test_a_graceful_stop_lets_the_running_turn_finish_then_hands_the_conversation_over(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    a, b = await launch("a", coordination={"lease_ttl": 60}), await launch("b", coordination={"lease_ttl": 60})
+    fake_api.rules["a slow job"] = [Text("the slow job is done", chunks=8, delay=0.5)]
+    await a.deliver(update(bot_api, "a slow job"))
+    await eventually(lambda: asked(fake_api, "a slow job"), what="the slow turn reaching the model")
+    stopping = asyncio.create_task(a.stop())  # SIGTERM mid-turn
+    await a.logged("letting 1 running turn(s) finish")
+    try:
+        taken = await a.deliver(update(bot_api, "late news")) == 200
+    except aiohttp.ClientConnectionError:
+        taken = False
+    assert not taken  # it takes no more messages (Telegram retries them, at the load balancer: on B)
+    await stopping
+    assert "the slow job is done" in bot_api.texts(42)  # the turn finished: no "Stopped", nothing cut off
+    assert not [t for t in bot_api.texts(42) if "Stopped" in t or "cut off" in t]
+    await b.deliver(update(bot_api, "what was the job?"))  # its lease released: B takes over at once
+    await answered(bot_api, "what was the job?", timeout=30)
+    assert "a slow job" in str(fake_api.requests[-1].messages)
+    await recorded(tmp_path, [("a slow job", "ok", "a"), ("what was the job?", "ok", "b")])
+
+
+async def test_a_turn_outlasting_the_drain_is_stopped_and_says_so(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    a = await launch("a", drain_timeout=1)
+    fake_api.rules["a long job"] = [Hang("working on it", seconds=120)]
+    await a.deliver(update(bot_api, "a long job"))
+    await eventually(lambda: asked(fake_api, "a long job"), what="the long turn reaching the model")
+    await a.stop()
+    assert await a.logged("stopping the turns still running after 1s")
+    assert [t for t in bot_api.texts(42) if "Stopped" in t]  # the user sees how it ended
+    await recorded(tmp_path, [("a long job", "interrupted", "a")])
 
 
 async def test_the_interrupt_policy_holds_when_the_new_message_lands_on_another_instance(
