@@ -153,6 +153,9 @@ class Agent:
             projects=self.projects,
         )
         self.conversations.shared = self.coordination.shared
+        backend = getattr(self.coordination, "backend", None)
+        if backend is not None:  # a turn checks its instance still owns the conversation before it runs
+            self.conversations.still_owner = backend.still_owner
         self.access = AccessPolicy(s.access)
         self.routing = AgentRouting(self)
         # warm processes opened ahead of the turns likely to come (after a restart, after an eviction)

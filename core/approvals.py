@@ -81,6 +81,18 @@ class ApprovalBroker:
             and (requested_by is None or req.requested_by == requested_by)
         ]
 
+    async def pending_anywhere(self, *, requested_by: str, key: ConversationKey | None = None) -> list[ApprovalRequest]:
+        """Open requests ``requested_by`` asked for, also of turns running on other instances (of one
+        conversation, with ``key``); this process's alone when the bus cannot be reached."""
+        local = self.pending(key=key, requested_by=requested_by)
+        try:
+            announced = await self.bus.asked_by(requested_by)
+        except Exception as exc:  # noqa: BLE001 (the bus being down leaves this instance's list)
+            log.warning("could not list the approvals waiting elsewhere: %r", exc)
+            announced = []
+        ids = {r.id for r in local}
+        return local + [r for r in announced if r.id not in ids and (key is None or r.key == key)]
+
     async def wait(self, request: ApprovalRequest) -> ApprovalRequest:
         """Wait for the decision; a request not answered in time is denied."""
         entry = self._pending.get(request.id)
@@ -119,8 +131,15 @@ class ApprovalBroker:
         request.decision, request.decided_by = decision, user_id
         return request
 
+    async def deny(self, request: ApprovalRequest, reason: str) -> None:
+        """Deny ``request`` without asking anyone, wherever its turn runs (``reason`` is shown as the outcome)."""
+        if request.id in self._pending:
+            self._decide(request.id, Decision.DENY, None, reason)
+        else:  # a turn running on another instance (a forwarded HTTP API turn)
+            await self.bus.publish(ApprovalAnswer(request.id, Decision.DENY, "", reason))
+
     async def _on_answer(self, answer: ApprovalAnswer) -> None:
-        self._decide(answer.request_id, answer.decision, answer.user_id, None)
+        self._decide(answer.request_id, answer.decision, answer.user_id or None, answer.reason)
 
     def deny_all(self, key: ConversationKey, reason: str) -> int:
         """Deny every open request of a conversation (``/stop``, ``/new``)."""

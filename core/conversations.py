@@ -38,6 +38,9 @@ from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
+#: a turn that waited while another instance took its conversation over: nothing ran
+MOVED = "another instance took this conversation over while your message waited; nothing was run, please send it again"
+
 
 def _sessions_of(conv: Conversation) -> list[tuple[str, str]]:
     """(session id, cwd) of the conversation's session and of its earlier ones (``/new``, ``/resume``)."""
@@ -111,6 +114,9 @@ class Conversations:
         self._started_at = time.time()
         self.fences: dict[ConversationKey, int] = {}  # this instance's fencing token per owned conversation
         self.shared = False  # several instances coordinate: turns run on the conversation's owner
+        #: with several instances: whether this instance still owns a conversation under its fence
+        #: (set by the agent's routing); a turn that waited while its lease lapsed does not run
+        self.still_owner: Callable[[ConversationKey, int], Awaitable[bool]] | None = None
         self.observer: TurnObserver | None = None  # sees every turn (metrics, the turn's log line, budgets)
 
     # -- records -------------------------------------------------------------
@@ -122,8 +128,16 @@ class Conversations:
         conv = await self.store.get(key)
         if conv is not None and conv.status == "interrupted":
             conv.status = "idle"
-            conv.fence = max(conv.fence, self.fences.get(key, 0))
-            await self.store.put(conv)
+            conv.fence = self._fence(key, conv)
+            try:
+                await self.store.put(conv)
+            except Fenced as exc:
+                log.info("not marking %s as seen: %s", key, exc)
+
+    def _fence(self, key: ConversationKey, conv: Conversation) -> int:
+        """The fence this instance writes ``conv`` with: its own lease's when it owns ``key`` (a newer
+        owner's record then refuses the write), else the stored one (a single instance)."""
+        return self.fences[key] if self.shared and key in self.fences else conv.fence
 
     async def open(
         self,
@@ -535,10 +549,18 @@ class Conversations:
         async with self.locks.hold(key, on_queued):
             if on_start is not None:
                 await on_start()
+            if not await self._owns(key):
+                log.warning("turn in %s not started: another instance owns the conversation now", key)
+                yield TurnError(MOVED, kind="unavailable")
+                return
             try:
                 conv, record, request, merged = await self._begin(
                     key, text, user, is_admin, attachments, speaker, batch, places
                 )
+            except Fenced as exc:
+                log.warning("turn in %s not started: %s", key, exc)
+                yield TurnError(MOVED, kind="unavailable")
+                return
             except StoreError as exc:
                 log.warning("turn in %s not started: the store failed (%s)", key, exc)
                 yield TurnError(
@@ -618,7 +640,7 @@ class Conversations:
         conv.cwd = str(cwd)
         conv.status = "running"
         conv.instance_id = self.instance_id
-        conv.fence = max(conv.fence, self.fences.get(key, 0))
+        conv.fence = self._fence(key, conv)
         conv.last_active_at = time.time()
         record = TurnRecord(
             key=key,
@@ -675,6 +697,17 @@ class Conversations:
             rel = "."
         return await self.workspaces.ensure_in(self.root_of(conv), rel)
 
+    async def _owns(self, key: ConversationKey) -> bool:
+        """False when several instances coordinate and another one took ``key`` over (this instance's
+        lease lapsed while the turn waited); True when coordination cannot tell (the fenced writes decide)."""
+        if not self.shared or self.still_owner is None or key not in self.fences:
+            return True
+        try:
+            return await self.still_owner(key, self.fences[key])
+        except Exception as exc:  # noqa: BLE001 (coordination unreachable: the store's fence still guards)
+            log.warning("could not check the ownership of %s (%r); the fenced writes decide", key, exc)
+            return True
+
     async def _finish_turn(
         self, key: ConversationKey, session_id: str, record: TurnRecord, cli_total: float | None
     ) -> None:
@@ -695,8 +728,7 @@ class Conversations:
     ) -> None:
         conv = await self.store.get(key)
         if conv is not None and conv.session_id == session_id:
-            if key in self.fences:
-                conv.fence = self.fences[key]  # a newer owner's record refuses this write (Fenced)
+            conv.fence = self._fence(key, conv)  # a newer owner's record refuses this write (Fenced)
             conv.message_count += 1
             conv.status = "idle"
             conv.last_active_at = time.time()

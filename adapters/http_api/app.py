@@ -22,7 +22,7 @@ from .errors import compat_errors_for, install_error_handlers
 from .limits import BodySizeLimit, TurnSlots
 from .probes import API_VERSION, SERVICE_NAME
 from .settings import ApiSettings
-from .tasks import TaskRegistry
+from .tasks import TaskRegistry, task_out
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,14 @@ def create_app(
         keys=ApiKeys(k.get_secret_value() for k in settings.api_keys),
         users=UserAllowlist(settings.allowed_users),
         slots=TurnSlots(settings.max_concurrent_turns),
-        tasks=TaskRegistry(settings.max_tasks, settings.task_ttl, sender),
+        tasks=TaskRegistry(
+            settings.max_tasks,
+            settings.task_ttl,
+            sender,
+            # several instances: a task is polled through any of them
+            notes=agent.coordination.notes if agent.coordination.shared else None,
+            renderers={"v1": task_out, "compat": compat.compat_task},
+        ),
         admins=admin_keys(settings),
         admin_routes=bool(settings.admin_keys),
         reload=reload,

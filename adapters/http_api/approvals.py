@@ -14,10 +14,10 @@ router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"], dependencies=
 
 @router.get("", responses=errors(403))
 async def list_approvals(ctx: Ctx, user_id: UserQuery) -> ApprovalList:
-    """Approval requests of this user's API turns that wait for an answer (other platforms' and other
-    HTTP API bots' are not listed)."""
+    """Approval requests of this user's API turns that wait for an answer, on whichever instance their turn
+    runs (other platforms' and other HTTP API bots' are not listed)."""
     ctx.check_user(user_id)
-    pending = ctx.agent.approvals.pending(requested_by=user_id)
+    pending = await ctx.agent.approvals.pending_anywhere(requested_by=user_id)
     return ApprovalList(approvals=[approval_out(r) for r in pending if ctx.owns(r.key)])
 
 

@@ -26,7 +26,7 @@ from .common import Ctx, OwnerQuery, errors
 from .context import NOT_FOUND_OR_EXPIRED, ApiContext
 from .errors import ApiError
 from .files import attachments_for
-from .models import AsyncChatRequest, ChatRequest, ChatResponse, TaskAccepted, TaskStatus, chat_out
+from .models import AsyncChatRequest, ChatRequest, ChatResponse, TaskAccepted, TaskStatus, approval_out, chat_out
 from .sse import SEED_V1, refused_stream, sse_stream, stream_response, v1_render
 from .tasks import task_out
 from .turns import ApprovalModeName, TurnAnswer, TurnRunner, error_status
@@ -157,7 +157,21 @@ async def get_task(task_id: str, ctx: Ctx, user_id: OwnerQuery = None) -> TaskSt
         ctx.check_user(user_id)
     task = ctx.tasks.get(task_id)
     if task is None:
-        raise ApiError(404, "task_not_found", f"no task {task_id} (unknown or expired)")
+        return await _task_elsewhere(ctx, task_id, user_id)
     if user_id is not None and task.user_id != user_id:
         raise ApiError(403, "forbidden", f"task {task_id} belongs to another user")
-    return task_out(task)
+    return task_out(task, await task.runner.pending_approvals() if task.outcome is None else [])
+
+
+async def _task_elsewhere(ctx: ApiContext, task_id: str, user_id: str | None) -> TaskStatus:
+    """A task another instance accepted (several instances behind one load balancer)."""
+    shared = await ctx.tasks.shared(task_id)
+    if shared is None:
+        raise ApiError(404, "task_not_found", f"no task {task_id} (unknown or expired)")
+    if user_id is not None and shared.user_id != user_id:
+        raise ApiError(403, "forbidden", f"task {task_id} belongs to another user")
+    status = TaskStatus.model_validate(shared.views["v1"])
+    if shared.running:  # its approvals, wherever its turn runs
+        waiting = await ctx.agent.approvals.pending_anywhere(requested_by=shared.user_id, key=shared.key)
+        status.pending_approvals = [approval_out(r) for r in waiting]
+    return status

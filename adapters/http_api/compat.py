@@ -294,9 +294,12 @@ def compat_task(task: Task) -> CompatTaskStatus:
 @router.get("/task/{task_id}", responses=compat_errors(404))
 async def compat_get_task(task_id: str, ctx: Ctx) -> CompatTaskStatus:
     task = ctx.tasks.get(task_id)
-    if task is None:
+    if task is not None:
+        return compat_task(task)
+    shared = await ctx.tasks.shared(task_id)  # accepted by another instance
+    if shared is None:
         raise ApiError(404, "task_not_found", f"no task {task_id} (unknown or expired)")
-    return compat_task(task)
+    return CompatTaskStatus.model_validate(shared.views["compat"])
 
 
 @router.get("/session/{session_id:path}/history", responses=compat_errors(403, 404, 409))

@@ -4,17 +4,28 @@ A task is one turn run in the background; it is readable until ``task_ttl``
 seconds after it finished, and at most ``max_tasks`` are remembered (the oldest
 finished ones are forgotten first). Tasks do not survive a restart; the turn
 itself is recorded in the session's history like any other.
+
+With several instances (``coordination: redis``), each task is also published as the API shows it
+(its ``renderers``' views) to the shared notes whenever it changes, so a poll landing on another
+instance finds it (:meth:`TaskRegistry.shared`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from core import ApprovalRequest, ConversationKey
+from core.coordination import SharedNotes
 
 from .callback_hosts import literal_refusal
 from .callbacks import CallbackSender, Delivery
@@ -44,7 +55,8 @@ class Task:
         return "completed" if self.outcome.ok else "failed"
 
 
-def task_out(task: Task) -> TaskStatus:
+def task_out(task: Task, pending: Sequence[ApprovalRequest] = ()) -> TaskStatus:
+    """``task`` as the API shows it; ``pending``: the approvals its turn waits for (while it runs)."""
     outcome = task.outcome
     error = None
     if outcome is not None and not outcome.ok:
@@ -65,7 +77,7 @@ def task_out(task: Task) -> TaskStatus:
         completed_at=utc(task.completed_at) if task.completed_at else None,
         result=chat_out(outcome) if outcome is not None and outcome.ok else None,
         error=error,
-        pending_approvals=[approval_out(r) for r in task.runner.pending_approvals] if outcome is None else [],
+        pending_approvals=[approval_out(r) for r in pending] if outcome is None else [],
         callback=CallbackInfo(
             url=cb.url,
             delivered=cb.delivered,
@@ -78,11 +90,31 @@ def task_out(task: Task) -> TaskStatus:
     )
 
 
+@dataclass(frozen=True)
+class SharedTask:
+    """A task another instance runs (or ran), as it published it."""
+
+    user_id: str
+    key: ConversationKey
+    running: bool
+    views: dict[str, dict[str, Any]]  # renderer name -> the task as that API shows it (JSON data)
+
+
 class TaskRegistry:
-    def __init__(self, max_tasks: int, ttl: float, sender: CallbackSender | None = None) -> None:
+    def __init__(
+        self,
+        max_tasks: int,
+        ttl: float,
+        sender: CallbackSender | None = None,
+        *,
+        notes: SharedNotes | None = None,
+        renderers: Mapping[str, Callable[[Task], BaseModel]] | None = None,
+    ) -> None:
         self.max_tasks = max_tasks
         self.ttl = ttl
         self.sender = sender
+        self.notes = notes  # several instances: where tasks are published for the others
+        self.renderers = dict(renderers or {})
         self._tasks: OrderedDict[str, Task] = OrderedDict()
 
     def __len__(self) -> int:
@@ -153,15 +185,49 @@ class TaskRegistry:
 
     async def _work(self, task: Task) -> None:
         try:
+            await self._publish(task)
             task.outcome = await task.runner.result()
         finally:
             task.completed_at = time.time()
             if task.outcome is None:  # cancelled (shutdown): make sure the turn stops
                 await task.runner.close()
+        await self._publish(task)
         if task.callback is not None and self.sender is not None:
             body = task_out(task).model_dump_json().encode("utf-8")
             event = "task.completed" if task.outcome.ok else "task.failed"
             await self.sender.send(task.callback, body, event=event, task_id=task.id)
+            await self._publish(task)  # with the callback's delivery
+
+    async def _publish(self, task: Task) -> None:
+        if self.notes is None or not self.renderers:
+            return
+        spec = task.runner.spec
+        running = task.outcome is None
+        data = {
+            "user_id": task.user_id,
+            "key": str(spec.key),
+            "running": running,
+            "views": {name: render(task).model_dump(mode="json") for name, render in self.renderers.items()},
+        }
+        ttl = self.ttl + ((spec.timeout or 3600.0) if running else 0.0)
+        try:
+            await self.notes.put(f"task:{task.id}", json.dumps(data), ttl)
+        except Exception as exc:  # noqa: BLE001 (the task runs on; other instances just do not see it)
+            log.warning("could not publish task %s to the other instances: %r", task.id, exc)
+
+    async def shared(self, task_id: str) -> SharedTask | None:
+        """A task another instance published (None: unknown, expired, or the notes unreachable)."""
+        if self.notes is None:
+            return None
+        try:
+            raw = await self.notes.get(f"task:{task_id}")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not look task %s up on the other instances: %r", task_id, exc)
+            return None
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return SharedTask(data["user_id"], ConversationKey.parse(data["key"]), bool(data["running"]), data["views"])
 
     def _expire(self) -> None:
         now = time.time()

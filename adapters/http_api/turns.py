@@ -163,10 +163,9 @@ class TurnRunner:
         self._task = asyncio.create_task(self._run(), name=f"ccbridge-http-turn-{self.spec.key}")
         return self
 
-    @property
-    def pending_approvals(self) -> list[ApprovalRequest]:
-        """Approvals this turn waits for (one turn runs per conversation at a time)."""
-        return self.agent.approvals.pending(key=self.spec.key)
+    async def pending_approvals(self) -> list[ApprovalRequest]:
+        """Approvals this turn waits for, wherever it runs (one turn runs per conversation at a time)."""
+        return await self.agent.approvals.pending_anywhere(requested_by=self.spec.user_id, key=self.spec.key)
 
     async def events(self) -> AsyncIterator[AgentEvent | TurnAnswer]:
         """The turn's non-terminal events, then its :class:`TurnAnswer` (read once)."""
@@ -240,8 +239,8 @@ class TurnRunner:
         if isinstance(event, TextDelta):
             self._text.append(event.text)
         elif isinstance(event, ApprovalRequested):
-            if spec.approval_mode == "deny":
-                self.agent.approvals.deny_all(event.request.key, DENY_REASON)
+            if spec.approval_mode == "deny":  # also when the turn runs on another instance
+                await self.agent.approvals.deny(event.request, DENY_REASON)
         elif isinstance(event, ToolUse):
             self._tool_uses.append(event)
         elif isinstance(event, FileOffered):

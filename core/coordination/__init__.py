@@ -15,9 +15,10 @@ from .base import (
     Coordination,
     RefusalCooldown,
     SeenKeys,
+    SharedNotes,
 )
 from .instances import InstanceClaim, claim_instance_id
-from .memory import MemoryApprovalBus, MemoryLocks, MemoryRefusals, MemorySeenKeys
+from .memory import MemoryApprovalBus, MemoryLocks, MemoryNotes, MemoryRefusals, MemorySeenKeys
 
 if TYPE_CHECKING:
     from ..config import CoordinationSettings
@@ -32,10 +33,12 @@ __all__ = [
     "InstanceClaim",
     "MemoryApprovalBus",
     "MemoryLocks",
+    "MemoryNotes",
     "MemoryRefusals",
     "MemorySeenKeys",
     "RefusalCooldown",
     "SeenKeys",
+    "SharedNotes",
     "StoreSeenKeys",
     "claim_instance_id",
     "create_coordination",
@@ -77,6 +80,7 @@ def create_coordination(
             seen=StoreSeenKeys(store),
             refusals=MemoryRefusals(),
             approvals=MemoryApprovalBus(),
+            notes=MemoryNotes(),
         )
     from .redis import create_redis_coordination  # optional extra: the redis package
 

@@ -71,11 +71,23 @@ class RefusalCooldown(ABC):
         """True (and remembered) when ``who`` was not told within ``cooldown`` seconds."""
 
 
+class SharedNotes(ABC):
+    """Short texts every instance can read back for a while (e.g. the HTTP API's async tasks, polled
+    through any instance): ``put`` replaces a note, which is gone ``ttl`` seconds later."""
+
+    @abstractmethod
+    async def put(self, name: str, text: str, ttl: float) -> None: ...
+
+    @abstractmethod
+    async def get(self, name: str) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class ApprovalAnswer:
     request_id: str
     decision: Decision
-    user_id: str
+    user_id: str  # "" when no one answered (denied by a rule: ``reason`` says which)
+    reason: str | None = None
 
 
 ApprovalHandler = Callable[[ApprovalAnswer], Awaitable[None]]
@@ -86,8 +98,8 @@ class ApprovalBus(ABC):
 
     ``announce`` publishes a request when its turn starts waiting, ``withdraw`` when
     it ends; ``lookup`` finds a request announced anywhere (so any instance can check
-    who may answer it); ``publish`` hands an answer to the instance that announced it,
-    which receives it through the handler given to ``subscribe``.
+    who may answer it) and ``asked_by`` lists one user's; ``publish`` hands an answer to
+    the instance that announced it, which receives it through the handler given to ``subscribe``.
     """
 
     @abstractmethod
@@ -104,6 +116,10 @@ class ApprovalBus(ABC):
 
     @abstractmethod
     async def publish(self, answer: ApprovalAnswer) -> None: ...
+
+    @abstractmethod
+    async def asked_by(self, user_id: str) -> list[ApprovalRequest]:
+        """The requests announced anywhere that ``user_id`` asked for, still waiting."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -122,6 +138,7 @@ class Coordination:
     seen: SeenKeys
     refusals: RefusalCooldown
     approvals: ApprovalBus
+    notes: SharedNotes
 
     @property
     def shared(self) -> bool:

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from ..events import ApprovalRequest
 from ..keys import ConversationKey
-from .base import ApprovalAnswer, ApprovalBus, ApprovalHandler, ConversationLocks, RefusalCooldown, SeenKeys
+from .base import (
+    ApprovalAnswer,
+    ApprovalBus,
+    ApprovalHandler,
+    ConversationLocks,
+    RefusalCooldown,
+    SeenKeys,
+    SharedNotes,
+)
 
 
 @dataclass
@@ -104,6 +112,26 @@ class MemoryRefusals(RefusalCooldown):
         return True
 
 
+class MemoryNotes(SharedNotes):
+    """Notes of one process, bounded: the oldest are forgotten first (and any past their ttl)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._notes: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    async def put(self, name: str, text: str, ttl: float) -> None:
+        self._notes[name] = (text, time.monotonic() + ttl)
+        self._notes.move_to_end(name)
+        while len(self._notes) > self.size:
+            self._notes.popitem(last=False)
+
+    async def get(self, name: str) -> str | None:
+        entry = self._notes.get(name)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+
 class MemoryApprovalBus(ApprovalBus):
     def __init__(self) -> None:
         self._requests: dict[str, ApprovalRequest] = {}
@@ -120,6 +148,9 @@ class MemoryApprovalBus(ApprovalBus):
 
     async def lookup(self, request_id: str) -> ApprovalRequest | None:
         return self._requests.get(request_id)
+
+    async def asked_by(self, user_id: str) -> list[ApprovalRequest]:
+        return [r for r in self._requests.values() if r.requested_by == user_id]
 
     async def publish(self, answer: ApprovalAnswer) -> None:
         for handler in list(self._handlers):

@@ -38,7 +38,16 @@ from ..errors import ConfigError, StoreUnavailable
 from ..events import ApprovalRequest
 from ..keys import ConversationKey
 from ..wire import request_from_wire, request_to_wire
-from .base import ApprovalAnswer, ApprovalBus, ApprovalHandler, Coordination, OwnerGone, RefusalCooldown, SeenKeys
+from .base import (
+    ApprovalAnswer,
+    ApprovalBus,
+    ApprovalHandler,
+    Coordination,
+    OwnerGone,
+    RefusalCooldown,
+    SeenKeys,
+    SharedNotes,
+)
 from .memory import MemoryLocks
 
 if TYPE_CHECKING:
@@ -102,6 +111,15 @@ class Ownership:
     taken_from: str | None = None
 
 
+_HANDED_MS = 3_600_000  # a handed-over message not taken up within an hour is nobody's
+_INBOX_AT_MS = 7 * 24 * 3_600_000  # a restart under the same id within a week reads on where it stopped
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _parse(value: str) -> tuple[str, int]:
     instance, _, fence = value.rpartition("|")
     return instance, int(fence or 0)
@@ -137,12 +155,16 @@ class RedisBackend:
             raise ConfigError(
                 f"cannot reach the coordination Redis ({_safe(self.url)}): {exc}", key="coordination.url"
             ) from exc
-        seconds, micros = await self.redis.time()  # the inbox is read from now on (the server's clock)
+        seconds, micros = await self.redis.time()  # the server's clock
+        now = f"{int(seconds) * 1000 + int(micros) // 1000}-0"
+        # A restart under the same id reads on from where its previous run stopped: a message handed to
+        # it while it was down (its heartbeat not yet lapsed, so the receiver waits) is taken up now.
+        since = await self.redis.get(self.k("inbox-at", self.instance_id)) or now
+        await self.redis.set(self.k("inbox-at", self.instance_id), since, px=_INBOX_AT_MS)
         await self._beat()
         self.started = True
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="ccbridge-heartbeat"))
-        since = f"{int(seconds) * 1000 + int(micros) // 1000}-0"
-        self._tasks.append(asyncio.create_task(self._read_inbox(since), name="ccbridge-inbox"))
+        self._tasks.append(asyncio.create_task(self._read_inbox(since, now), name="ccbridge-inbox"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -222,9 +244,19 @@ class RedisBackend:
         self._handlers.append(handler)
 
     async def send(self, instance: str, message: dict[str, Any]) -> None:
+        """Put ``message`` in ``instance``'s inbox. One carrying a ``channel`` hands a message over: it is
+        taken up once (:meth:`take`), by that instance, or by the sender if that instance is gone first."""
+        if "channel" in message:
+            await self.redis.set(self.k("handed", message["channel"]), instance, px=_HANDED_MS)
         await self.redis.xadd(self.k("inbox", instance), {"m": json.dumps(message)}, maxlen=10_000, approximate=True)
 
-    async def _read_inbox(self, since: str) -> None:
+    async def take(self, channel: str) -> bool:
+        """Claim the message handed over on ``channel``; False when it was claimed already (or expired)."""
+        return bool(await self.redis.delete(self.k("handed", channel)))
+
+    async def _read_inbox(self, since: str, started: str) -> None:
+        """Handle the inbox from ``since``; entries from before ``started`` (left by a previous run under
+        this id) only when they hand over a message nobody has taken up yet."""
         stream = self.k("inbox", self.instance_id)
         last = since
         while True:
@@ -244,11 +276,31 @@ class RedisBackend:
                     except (KeyError, ValueError):
                         log.warning("skipping a malformed inbox entry %s", entry_id)
                         continue
+                    if not await self._takes(message, entry_id, started):
+                        continue
                     for handler in list(self._handlers):
                         try:
                             await handler(message)
                         except Exception:
                             log.exception("handling an inbox message of type %s failed", message.get("type"))
+            if batches:
+                try:
+                    await self.redis.set(self.k("inbox-at", self.instance_id), last, px=_INBOX_AT_MS)
+                except (RedisError, OSError) as exc:
+                    log.debug("could not note the inbox position: %s", exc)
+
+    async def _takes(self, message: dict[str, Any], entry_id: str, started: str) -> bool:
+        channel = message.get("channel")
+        if isinstance(channel, str):
+            try:
+                if await self.take(channel):
+                    return True
+            except (RedisError, OSError) as exc:
+                log.warning("could not claim a handed-over message (%s); handling it", exc)
+                return True
+            log.info("skipping a %s message its sender took back (this instance was gone)", message.get("type"))
+            return False
+        return _stream_id(entry_id) >= _stream_id(started)  # earlier ones were for a previous run
 
     def new_channel(self) -> str:
         return secrets.token_urlsafe(12)
@@ -277,7 +329,8 @@ class RedisBackend:
                 batches = await self.redis.xread({key: last}, block=500, count=100)
                 if not batches:
                     if sender is not None and not await self.alive(sender):
-                        raise OwnerGone(sender, heard)
+                        # never taken up: this receiver takes it back (and runs it); else the owner had it
+                        raise OwnerGone(sender, heard or not await self.take(channel))
                     if time.monotonic() - quiet_since > timeout:
                         raise TimeoutError(f"no word from the owning instance for {timeout:g}s")
                     continue
@@ -350,10 +403,28 @@ class RedisApprovalBus(ApprovalBus):
     async def announce(self, request: ApprovalRequest) -> None:
         data = {"request": request_to_wire(request), "instance": self.backend.instance_id}
         ttl = int((request.timeout + 60) * 1000)
-        await self.backend.redis.set(self.backend.k("approval", request.id), json.dumps(data), px=ttl)
+        redis, k = self.backend.redis, self.backend.k
+        await redis.set(k("approval", request.id), json.dumps(data), px=ttl)
+        # the user's requests, by when they expire (a key of its own would outlive none of them)
+        mine = k("approvals-of", request.requested_by)
+        await redis.zadd(mine, {request.id: time.time() + ttl / 1000})
+        if await redis.pttl(mine) < ttl:  # the list lives as long as its longest-lived request
+            await redis.pexpire(mine, ttl)
 
     async def withdraw(self, request_id: str) -> None:
-        await self.backend.redis.delete(self.backend.k("approval", request_id))
+        redis, k = self.backend.redis, self.backend.k
+        raw = await redis.get(k("approval", request_id))
+        await redis.delete(k("approval", request_id))
+        if raw:
+            await redis.zrem(k("approvals-of", json.loads(raw)["request"]["requested_by"]), request_id)
+
+    async def asked_by(self, user_id: str) -> list[ApprovalRequest]:
+        redis, k = self.backend.redis, self.backend.k
+        ids = await redis.zrangebyscore(k("approvals-of", user_id), time.time(), "+inf")
+        if not ids:
+            return []
+        raws = await redis.mget([k("approval", i) for i in ids])
+        return [request_from_wire(json.loads(raw)["request"]) for raw in raws if raw]
 
     async def lookup(self, request_id: str) -> ApprovalRequest | None:
         raw = await self.backend.redis.get(self.backend.k("approval", request_id))
@@ -369,6 +440,7 @@ class RedisApprovalBus(ApprovalBus):
             "request_id": answer.request_id,
             "decision": answer.decision.value,
             "user_id": answer.user_id,
+            "reason": answer.reason,
         }
         if instance == self.backend.instance_id:
             await self._on_message(message)
@@ -380,12 +452,28 @@ class RedisApprovalBus(ApprovalBus):
             return
         from ..events import Decision
 
-        answer = ApprovalAnswer(str(message["request_id"]), Decision(message["decision"]), str(message["user_id"]))
+        answer = ApprovalAnswer(
+            str(message["request_id"]),
+            Decision(message["decision"]),
+            str(message.get("user_id") or ""),
+            message.get("reason") if isinstance(message.get("reason"), str) else None,
+        )
         for handler in list(self._handlers):
             await handler(answer)
 
     async def close(self) -> None:
         return None
+
+
+class RedisNotes(SharedNotes):
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+
+    async def put(self, name: str, text: str, ttl: float) -> None:
+        await self.backend.redis.set(self.backend.k("note", name), text, px=max(1, int(ttl * 1000)))
+
+    async def get(self, name: str) -> str | None:
+        return await self.backend.redis.get(self.backend.k("note", name))  # type: ignore[no-any-return]
 
 
 class RedisCoordination(Coordination):
@@ -414,6 +502,7 @@ def create_redis_coordination(
         seen=RedisSeenKeys(backend),
         refusals=RedisRefusals(backend),
         approvals=RedisApprovalBus(backend),
+        notes=RedisNotes(backend),
     )
     coordination.backend = backend
     return coordination

@@ -10,10 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from core import Agent, ConversationKey, Sections, TurnResult
+from core import Agent, ConversationKey, Sections, TurnError, TurnResult, UserRef
 from core.coordination.redis import RedisBackend
 from core.errors import Fenced
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.helpers import eventually
 from tests.servers import RedisServer
 
 KEY = ConversationKey("api", "alice")
@@ -98,6 +99,42 @@ async def test_a_library_turn_through_b_runs_on_as_warm_process_and_a_stale_writ
         assert (await a.conversations.get(KEY)).message_count == 2  # type: ignore[union-attr]
 
 
+async def test_a_stale_owner_runs_no_turn_it_accepted_before_another_instance_took_over(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, redis_server: RedisServer, prefix: str
+) -> None:
+    def instance(name: str) -> Agent:
+        coordination = {"backend": "redis", "url": redis_server.url, "instance_id": name, "key_prefix": prefix}
+        return Agent(make_sections(coordination={**coordination, "lease_ttl": 3}))
+
+    async with instance("a") as a, instance("b") as b:
+        assert not (await a.chat("my name is Ada", user_id="alice")).is_error
+        stale = a.conversations.fences[KEY]
+        lapsed = a.coordination.backend  # type: ignore[attr-defined]
+        for task in lapsed._tasks:  # a's heartbeat stops (a long pause, cut off from Redis) and lapses
+            task.cancel()
+        await lapsed.redis.delete(lapsed.k("alive", "a"))
+        assert not (await b.chat("hello from b", user_id="alice")).is_error  # b takes the conversation over
+
+        # a now gets to a message it accepted before (queued behind a turn, or in its inbox)
+        async with aclosing(a.conversations.turn(KEY, "stale turn on a", UserRef("alice"))) as events:
+            seen = [event async for event in events]
+        assert [type(e) for e in seen] == [TurnError] and seen[0].kind == "unavailable"
+        assert "another instance took this conversation over" in seen[0].message
+        assert not [r for r in fake_api.requests if r.last_user_text() == "stale turn on a"]  # nothing ran
+        conv = await b.conversations.get(KEY)
+        assert conv is not None and (conv.instance_id, conv.status) == ("b", "idle") and conv.fence > stale
+        history = await b.conversations.history(KEY)
+        assert [(t.user_text, t.instance_id) for t in history][-1] == ("hello from b", "b")
+
+        # and where the coordination cannot tell, the store's fence refuses the stale write just the same
+        a.conversations.still_owner = None
+        async with aclosing(a.conversations.turn(KEY, "stale again", UserRef("alice"))) as events:
+            seen = [event async for event in events]
+        assert [type(e) for e in seen] == [TurnError] and seen[0].kind == "unavailable"
+        assert (await b.conversations.get(KEY)).instance_id == "b"  # type: ignore[union-attr]
+        assert not [r for r in fake_api.requests if r.last_user_text() == "stale again"]
+
+
 async def test_a_delivery_claimed_by_a_live_instance_is_a_duplicate_and_a_dead_ones_claim_is_free(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -123,3 +160,37 @@ async def test_a_delivery_claimed_by_a_live_instance_is_a_duplicate_and_a_dead_o
     finally:
         await a.redis.aclose()
         await c.close()
+
+
+async def test_a_message_handed_to_an_owner_restarting_under_its_id_is_taken_up_once(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    a, b = backend(redis_server, prefix, "a"), backend(redis_server, prefix, "b")
+    await a.start()
+    await b.start()
+    for task in a._tasks:  # a crashes: its heartbeat is still alive for a while, so b hands messages to it
+        task.cancel()
+    handed, taken_back = b.new_channel(), b.new_channel()
+    await b.send("a", {"type": "deliver", "channel": handed, "text": "while a was down"})
+    await b.send("a", {"type": "deliver", "channel": taken_back, "text": "taken back"})
+    await b.send("a", {"type": "stop", "key": str(KEY)})  # meant for the run that crashed
+    assert await b.take(taken_back)  # b ran this one itself (say a's heartbeat had lapsed by then)
+
+    restarted = backend(redis_server, prefix, "a")  # a systemd restart: the same instance id
+    got: list[dict[str, object]] = []
+
+    async def handle(message: dict[str, object]) -> None:
+        got.append(message)
+
+    restarted.subscribe(handle)
+    await restarted.start()
+    try:
+        await eventually(lambda: got, what="the message handed over while a was down")
+        await b.send("a", {"type": "stop", "key": str(KEY)})  # and new messages still arrive
+        await eventually(lambda: len(got) == 2, what="a new message")
+        assert [m.get("text") or m["type"] for m in got] == ["while a was down", "stop"]
+        assert not await b.take(handed)  # taken up once: the receiver cannot take it back now
+    finally:
+        await a.redis.aclose()
+        await restarted.close()
+        await b.close()
