@@ -180,8 +180,11 @@ class Agent:
         return cls(config.for_bot(bot) if bot else config.resolved(), config_path=config.source)
 
     def _hidden(self, config_path: Path | None) -> list[Path]:
-        """What sandboxed Bash commands may not even read: other workspaces, session dirs, the store, secrets."""
-        hidden = [self.workspaces.base_dir, self.sections.agent.sessions_dir, self.runtime.homes.tmp_root]
+        """What sandboxed Bash commands may not even read: other workspaces, session dirs, the store, secrets
+        (the operator's Claude Code login and config, which may hold transcripts from before private dirs)."""
+        homes = self.runtime.homes
+        hidden = [self.workspaces.base_dir, self.sections.agent.sessions_dir, homes.tmp_root]
+        hidden += [homes.base_config, homes.home / ".claude.json"]
         if isinstance(self.store, SQLiteStore) and str(self.store.path) != ":memory:":
             hidden.append(self.store.path.parent)
         if config_path is not None:

@@ -749,6 +749,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
             text = source.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read config file {shown}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{shown}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8"
+            ) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -25,7 +25,7 @@ from core.commands import COMMANDS, help_text
 
 from .approvals import ACTION_PATTERN, decision_for
 from .errors import NETWORK_ERRORS, error_code
-from .events import SlackInbound, SlackPlace, translate_message
+from .events import SlackInbound, SlackPlace, mentioned_people, translate_message
 from .formatting import clip_escaped, escape, from_slack, to_mrkdwn
 from .sink import SlackTarget
 
@@ -244,9 +244,17 @@ class SlackListeners:
         if key is None:
             await respond(text="I don't answer here.", response_type="ephemeral")
             return
+        raw = str(command.get("text") or "")
+        # people picked from the mention list (`/claude allow @eve`): Slack escapes them as <@U…|eve>
+        mentions = mentioned_people(raw, (await self.adapter.identity()).user_id) if "<@" in raw else []
         self.dispatcher.submit(
             IncomingMessage(
-                key=key, user=user, text=line, reply=self.adapter.sink_for(target), command_prefix=COMMAND_PREFIX
+                key=key,
+                user=user,
+                text=line,
+                reply=self.adapter.sink_for(target),
+                command_prefix=COMMAND_PREFIX,
+                mentions=mentions,
             )
         )
         if moved:

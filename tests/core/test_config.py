@@ -380,6 +380,14 @@ def test_yaml_syntax_errors_name_the_file_and_line(
     assert _error(Path("config.yaml")) == message
 
 
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "config.yaml").write_bytes("agent:\n  system_prompt: Grüße\n".encode("latin-1"))
+    monkeypatch.chdir(tmp_path)
+    assert _error(Path("config.yaml")) == "config.yaml:2: not UTF-8 text (byte 0xfc); save the file as UTF-8"
+
+
 def test_other_errors_are_one_line_naming_the_key(tmp_path: Path) -> None:
     assert _error(write(tmp_path, "store:\n  backend: floppy\n")) == (
         "store.backend: must be one of: sqlite, memory, redis, postgres"

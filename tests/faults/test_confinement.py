@@ -49,6 +49,22 @@ async def test_approved_bash_cannot_write_outside_or_read_other_workspaces(
     assert (alice_root / "inside.txt").read_text() == "in\n"  # the workspace itself is writable
 
 
+async def test_approved_bash_cannot_read_the_operators_claude_login_or_its_old_transcripts(
+    agent: Agent, fake_api: FakeAnthropicAPI
+) -> None:
+    base = agent.runtime.homes.base_config
+    legacy = base / "projects" / "-old-project" / "someone-else.jsonl"  # from before private directories
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    legacy.write_text("bob's old transcript")
+    (base / "operator-note.txt").write_text("the operator's note")
+    text = await _approved(
+        agent, fake_api, f"cat {legacy}; cat {base}/operator-note.txt; ls -a $CLAUDE_CONFIG_DIR/; cat ~/.claude.json"
+    )
+    assert "bob's old transcript" not in text and "the operator's note" not in text
+    assert {base, agent.runtime.homes.home / ".claude.json"} <= set(agent.runtime.hidden)
+    assert not (await agent.chat("still logged in?", user_id="alice")).is_error  # the CLI itself still is
+
+
 async def test_a_symlink_out_of_the_workspace_does_not_let_bash_write_there(
     agent: Agent, fake_api: FakeAnthropicAPI, tmp_path: Path
 ) -> None:

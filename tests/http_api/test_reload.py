@@ -92,6 +92,12 @@ async def test_post_admin_reload_changes_allowed_users_and_an_invalid_file_keeps
             assert len(failures) == 1 and "access.allowlist" in failures[0]  # one line, naming the key
             assert not [line for line in bot.log if ADMIN_KEY in line]
 
+            path.write_bytes(path.read_bytes().replace(b"alice", "alicé".encode("latin-1")))  # not UTF-8
+            failed = await client.post("/admin/reload", headers=ADMIN)
+            assert failed.status_code == 409 and "not UTF-8 text" in failed.json()["error"]["message"]
+            assert await status_of(client, "bob") == 200
+            assert not [line for line in bot.log if "Traceback" in line]
+
 
 async def _up(client: httpx.AsyncClient) -> bool:
     try:

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from core import UserRef
 from core.dispatcher import empty_hint
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
 from tests.helpers import eventually
@@ -408,6 +409,22 @@ async def test_slash_command_text_is_read_as_typed_even_when_it_says_payload(
     question = slash(bot.fake, "parse this payload: a &lt; b &amp;&amp; c", DM, channel_name="payload-team")
     assert (await bot.poster.command(question))[0] == 200
     await eventually(lambda: asked(fake_api) == ["parse this payload: a < b && c"], what="the question")
+
+
+async def test_an_admin_grants_access_with_a_slash_command_naming_the_person(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    access = {"allow_all": False, "allowlist": ["slack:U1"], "admins": ["slack:U1"]}
+    bot: Running = await make_bridge(slash_command="/claude", sections={"access": access})
+    bot.fake.ims["U1"] = DM
+    # picked from Slack's mention list, with "Escape channels, users, and links" on: <@U2|eve>
+    assert (await bot.poster.command(slash(bot.fake, "allow <@U2|eve>", DM)))[0] == 200
+    granted = await eventually(
+        lambda: [r for r in bot.fake.replies(DM, None) if "slack:U2" in r], what="the grant's answer"
+    )
+    assert "may use" in granted[-1] and "tell who" not in granted[-1]
+    assert await bot.bot.dispatcher.admits("slack", UserRef("U2"))
+    assert fake_api.requests == []  # a command: nothing ran
 
 
 async def test_slacks_ssl_check_is_answered_and_runs_nothing(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
