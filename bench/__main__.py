@@ -11,7 +11,8 @@ Redis; ``--rounds N`` failovers; with ``--write``, its section of RESULTS.md),
 ``--cold-start`` (instead: one Claude Code start with ccbridge's options, option by option, against a
 bare ``claude -p --resume``; ``--turns N`` starts each), ``--load`` (instead: 200 conversations from
 50 users over 30 s against one bot, warm pool of 8; writes bench/load-first-update.png),
-``--fairness-ab`` (instead: the load bench's fairness phase with both orders of the process line), ``--idle``
+``--fairness-ab [order|nice]`` (instead: the load bench's fairness phase with both orders of the process
+line, or with a busy user's parallel processes at a lower CPU priority and not), ``--idle``
 (instead: 10,000 idle conversations in the SQLite store: RSS, /status, listing, the next turn),
 ``--sign-of-life`` (instead: message in -> first sink call, warm and cold, ``--turns N`` of each; the
 quick default run measures it too, with a few turns, printed only), ``--prewarm`` (instead: the first
@@ -73,8 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fairness-ab",
-        action="store_true",
-        help="the load bench's fairness phase with both orders of the process line, interleaved (bench/fairness_ab.py)",
+        nargs="?",
+        const="order",
+        choices=["order", "nice"],
+        help="the load bench's fairness phase with two variants interleaved: both orders of the process line "
+        "(order, the default) or a busy user's processes at a lower CPU priority and not (nice) (bench/fairness_ab.py)",
     )
     parser.add_argument(
         "--idle", action="store_true", help="10,000 idle conversations in the store: RSS and latency (bench/idle.py)"
@@ -149,7 +153,8 @@ async def burst_main(args: argparse.Namespace) -> int:
 
 
 async def section_main(args: argparse.Namespace, name: str, command: str) -> int:
-    """Run one of the long benchmarks (``bench/<name>.py``: ``SECTION``, ``run(args, progress)``)."""
+    """Run one of the long benchmarks (``bench/<name>.py``: ``run(args, progress)``, and ``SECTION`` or
+    ``section(args)``: the heading of its part of RESULTS.md)."""
     import importlib
 
     from .report import with_section
@@ -161,7 +166,8 @@ async def section_main(args: argparse.Namespace, name: str, command: str) -> int
         date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         body = f"Measured {date} with `{command}` (see `bench/{name}.py`).\n\n{section}"
         text = await asyncio.to_thread(RESULTS.read_text)
-        await asyncio.to_thread(RESULTS.write_text, with_section(text, module.SECTION, body))
+        heading = module.section(args) if hasattr(module, "section") else module.SECTION
+        await asyncio.to_thread(RESULTS.write_text, with_section(text, heading, body))
         print(f"\nwrote the {name} section of {RESULTS}")
     return 1 if args.check and "MISSED" in section else 0
 
@@ -172,7 +178,7 @@ async def amain(args: argparse.Namespace) -> int:
     if args.load:
         return await section_main(args, "load", "python -m bench --load --write")
     if args.fairness_ab:
-        return await section_main(args, "fairness_ab", "python -m bench --fairness-ab --write")
+        return await section_main(args, "fairness_ab", f"python -m bench --fairness-ab {args.fairness_ab} --write")
     if args.idle:
         return await section_main(args, "idle", "python -m bench --idle --write")
     if args.sign_of_life:

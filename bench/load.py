@@ -308,9 +308,13 @@ starts already under way when they arrive (the burst came first) and CPU: the bu
 keep running beside theirs, on 2 cores (compare the alone rows: the same ten starts spread over seconds).
 `python -m bench --fairness-ab` compares that order of the line with plain round-robin (see its section):
 here the two are within run-to-run noise, as the per-user limit of 2 running turns already keeps the
-burst to its share; the order matters where that limit is higher. What would remove the rest — a user
-starting at most one Claude Code at a time even on an idle machine — would slow every user who opens two
-threads at once, so it is not done."""
+burst to its share; the order matters where that limit is higher. Starting the bursting user's parallel
+processes at a lower CPU priority (`agent.busy_user_nice`) did not win the CPU back either
+(`python -m bench --fairness-ab nice`, its section): the burst's starts under way hold the start slots the
+newcomers wait for, and run slower at a lower priority, so it is off by default (it can still keep one
+user's heavy Bash work, builds and tests, from slowing everyone else's). What would remove the rest — a
+user starting at most one Claude Code at a time even on an idle machine — would slow every user who opens
+two threads at once, so it is not done."""
 
 
 async def fairness(

@@ -104,11 +104,11 @@ class AgentSettings(_Section):
     )
     max_spawns: int = Field(2, gt=0, description="Claude Code processes starting at the same time.")
     busy_user_nice: int = Field(
-        10,
+        0,
         ge=0,
         le=19,
-        description="CPU niceness of a Claude Code process started for a user who already has another turn "
-        "going: a user's parallel turns yield the CPU to other users' (0: off).",
+        description="CPU niceness (1-19) of a Claude Code process, and the commands it runs, started for a user "
+        "who already has another turn going: one user's parallel work yields the CPU to other users' (0: off).",
     )
     prewarm: int = Field(
         4,

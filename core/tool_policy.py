@@ -98,7 +98,6 @@ TOOL_CLASSES: dict[str, tuple[ToolClass, str]] = {
     # the machine or the network: the user decides
     "Bash": (ToolClass.APPROVAL, "commands on this machine (sandboxed: writes only in the workspace)"),
     "PowerShell": (ToolClass.APPROVAL, "commands on this machine"),
-    "Monitor": (ToolClass.APPROVAL, "watches a command's output (runs commands)"),
     "WebFetch": (ToolClass.APPROVAL, "the network"),
     "WebSearch": (ToolClass.APPROVAL, "the network"),
     "LSP": (ToolClass.APPROVAL, "language servers reading code on this machine"),
@@ -124,6 +123,11 @@ TOOL_CLASSES: dict[str, tuple[ToolClass, str]] = {
     "CronDelete": (ToolClass.REFUSED, _SCHEDULES),
     "CronList": (ToolClass.REFUSED, _SCHEDULES),
     "ScheduleWakeup": (ToolClass.REFUSED, _SCHEDULES),
+    "Monitor": (
+        ToolClass.REFUSED,
+        "it watches a command in the background and wakes the session when no turn runs; "
+        "a chat bot's agent must not start turns on its own (run the command with Bash)",
+    ),
     "EnterWorktree": (ToolClass.REFUSED, "worktrees are managed by ccbridge, outside the session"),
     "ExitWorktree": (ToolClass.REFUSED, "worktrees are managed by ccbridge, outside the session"),
     "SendUserMessage": (ToolClass.REFUSED, "reply in the chat instead"),

@@ -172,6 +172,10 @@ _LAUNCHER = """#!/bin/sh
 """
 
 
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
 def write_script(path: Path, text: str, mode: int) -> None:
     """Put an executable script in place at once (a CLI starting meanwhile sees the old or the new one), unless
     it already says ``text`` (blocking)."""
@@ -209,17 +213,27 @@ class Launcher:
         if real is None:
             return self.cli  # the SDK reports a missing CLI in its own words
         setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-        quoted = "'" + real.replace("'", "'\\''") + "'"
-        exec_line = f'exec {setpriv} --pdeathsig TERM -- {quoted} "$@"' if setpriv else f'exec {quoted} "$@"'
+        nice = shutil.which("nice")
+        quoted = _sh_quote(real)
+        # CCBRIDGE_NICE (a number, from spawn_env): the CLI and its helpers start at that lower CPU priority
+        prefix = f"${{CCBRIDGE_NICE:+{_sh_quote(nice)} -n $CCBRIDGE_NICE}} " if nice else ""
+        exec_line = (
+            f'exec {prefix}{setpriv} --pdeathsig TERM -- {quoted} "$@"' if setpriv else f'exec {prefix}{quoted} "$@"'
+        )
         self.pid_dir.mkdir(parents=True, exist_ok=True)
         text = _LAUNCHER.format(exec_line=exec_line)
         write_script(self.script, text, 0o700)
         return str(self.script)
 
-    def spawn_env(self) -> tuple[str, dict[str, str]]:
-        """A spawn id and the environment the launcher reads for it."""
+    def spawn_env(self, nice: int = 0) -> tuple[str, dict[str, str]]:
+        """A spawn id and the environment the launcher reads for it; ``nice`` > 0 lowers the CLI's CPU priority."""
         spawn_id = uuid.uuid4().hex
-        return spawn_id, {"CCBRIDGE_PIDFILE": str(self.pid_dir / f"{spawn_id}.pid")} if self.enabled else {}
+        if not self.enabled:
+            return spawn_id, {}
+        env = {"CCBRIDGE_PIDFILE": str(self.pid_dir / f"{spawn_id}.pid")}
+        if nice > 0:
+            env["CCBRIDGE_NICE"] = str(int(nice))
+        return spawn_id, env
 
     def forget(self, spawn_id: str | None) -> None:
         """The process ended normally (blocking: unlinks a file)."""

@@ -306,9 +306,11 @@ class AgentRuntime:
     async def _connect(self, warm: WarmClient, request: TurnRequest) -> None:
         """Start the CLI for a conversation; falls back between resume and new once."""
         home = await self.homes.prepare(request.key, warm.spec.session_id)
+        # this turn counts itself: more than one means the user has another turn going
+        nice = self.settings.busy_user_nice if self.pool.turns_of(request.user_id) > 1 else 0
         for attempt, use_resume in enumerate((request.resume, not request.resume)):
             warm.stderr_tail.clear()
-            spawn_id, spawn_env = self.launcher.spawn_env()
+            spawn_id, spawn_env = self.launcher.spawn_env(nice)
             warm.spawn_id = spawn_id
             options = self.options.build(
                 warm, use_resume, home, spawn_env, Path(request.root), [Path(p) for p in request.writable]

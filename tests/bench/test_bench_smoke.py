@@ -70,7 +70,21 @@ def test_the_fairness_ab_report_has_a_row_per_order_and_their_medians() -> None:
     def row(delay: float) -> dict[str, float]:
         return {"turn": 0.9, "delay median": delay, "delay worst": delay + 1, "burst done": 12.0}
 
-    report = markdown({"fewest turns first": [row(1.0), row(3.0), row(2.0)], "round-robin": [row(1.5)]})
-    assert "| fewest turns first | 0.90, 0.90, 0.90 | 1.00, 3.00, 2.00 | 2.00, 4.00, 3.00 |" in report
+    report = markdown(
+        {"the fewest turns first": [row(1.0), row(3.0), row(2.0)], "round-robin": [row(1.5)]}, "order of the line"
+    )
+    assert "| order of the line | one turn (s) |" in report
+    assert "| the fewest turns first | 0.90, 0.90, 0.90 | 1.00, 3.00, 2.00 | 2.00, 4.00, 3.00 |" in report
     assert "| round-robin | 0.90 | 1.50 | 2.50 | 12.00 |" in report
-    assert "2.00 s with the fewest turns first, 1.50 s with round-robin" in report
+    assert "2.00 s the fewest turns first, 1.50 s round-robin." in report
+
+
+def test_fairness_ab_measures_the_order_by_default_or_the_cpu_priority() -> None:
+    from bench.__main__ import parse_args
+    from bench.fairness_ab import EXPERIMENTS, section
+
+    assert parse_args(["--fairness-ab"]).fairness_ab == "order"
+    assert section(parse_args(["--fairness-ab"])) == "## Fairness: the order of the process line"
+    nice = parse_args(["--fairness-ab", "nice"])
+    assert section(nice) == EXPERIMENTS["nice"].section != EXPERIMENTS["order"].section
+    assert list(EXPERIMENTS["nice"].variants) == ["at the bot's priority", "at nice 10"]

@@ -59,6 +59,7 @@ async def test_tools_reaching_other_sessions_are_denied_and_the_victim_is_untouc
         "an unclassified tool": ToolCall("Bash", {"command": "echo pwned > pwned.txt"}),
         "a tool the CLI lacks": ToolCall("FutureTeleporter", {"target": "victim"}),
         "schedule a prompt": ToolCall("CronCreate", {"cron": "* * * * *", "prompt": "write pwned.txt"}),
+        "watch in the background": ToolCall("Monitor", {"command": "sleep 1; echo wake", "description": "later"}),
     }
     for text, call in probes.items():
         fake_api.rules[text] = [call]

@@ -4,6 +4,7 @@ being closed), and waits fairly."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 
 from core import Agent, ConversationKey, Sections, TurnWaiting, UserRef
@@ -222,3 +223,44 @@ async def test_a_reload_raises_a_users_running_turns_for_the_next_turns(
         assert not any(first.final.values())  # the first was still running: the new cap of 2 held both
         assert not any("request(s) running" in t for t in second.visible())
         await dispatcher.drain(30)
+
+
+def _nice_of(agent: Agent, key: ConversationKey) -> int:
+    """The CPU niceness of the Claude Code process of ``key`` (its pid from the launcher's pidfile)."""
+    warm = agent.runtime.pool.get(key)
+    assert warm is not None and warm.spawn_id is not None
+    pidfile = agent.runtime.launcher.pid_dir / f"{warm.spawn_id}.pid"
+    pid = int(pidfile.read_text().split()[0])
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+async def test_a_users_parallel_turn_starts_its_process_at_a_lower_cpu_priority(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.rules["slow one"] = [Text("slow answer", chunks=20, delay=0.3)]
+    async with Agent(make_sections(access={"allow_all": True}, agent={"busy_user_nice": 7})) as agent:
+        dispatcher = Dispatcher(agent, name="chat")
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        await alice_in_two_rooms(dispatcher, fake_api)
+        await eventually(
+            lambda: any("second thing" in r.last_user_text() for r in fake_api.requests), what="alice's second turn"
+        )
+        bob = RecordingSink()
+        dispatcher.submit(IncomingMessage(ConversationKey("chat", "room3"), UserRef("bob"), "hello", bob))
+        await dispatcher.drain(30)
+        assert _nice_of(agent, ConversationKey("chat", "room1")) == own  # alice's first turn: as the bot
+        assert _nice_of(agent, ConversationKey("chat", "room2")) == min(19, own + 7)  # beside her first one
+        assert _nice_of(agent, ConversationKey("chat", "room3")) == own  # bob had nothing else going
+        assert any("hello" in t for t in bob.visible())
+
+
+async def test_no_lower_priority_when_busy_user_nice_is_zero(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    fake_api.rules["slow one"] = [Text("slow answer", chunks=20, delay=0.3)]
+    async with Agent(make_sections(access={"allow_all": True}, agent={"busy_user_nice": 0})) as agent:
+        dispatcher = Dispatcher(agent, name="chat")
+        await alice_in_two_rooms(dispatcher, fake_api)
+        await dispatcher.drain(30)
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert _nice_of(agent, ConversationKey("chat", "room2")) == own

@@ -46,6 +46,6 @@ async def test_every_announced_tool_is_classified(cli_env: dict[str, str], tmp_p
 def test_the_tools_that_reach_other_sessions_are_never_bookkeeping() -> None:
     for name in ("ListAgents", "ListPeers", "SendMessage", "RemoteTrigger"):
         assert TOOL_CLASSES[name][0] is ToolClass.CROSS_SESSION
-    for name in ("CronCreate", "ScheduleWakeup", "EnterWorktree", "SendUserMessage"):
+    for name in ("CronCreate", "ScheduleWakeup", "Monitor", "EnterWorktree", "SendUserMessage"):
         assert TOOL_CLASSES[name][0] is ToolClass.REFUSED
     assert all(reason for _, reason in TOOL_CLASSES.values())  # every entry says what the tool reaches
