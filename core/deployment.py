@@ -79,6 +79,8 @@ def shared_storage_warnings(sections: Sections, mounts: str | None = None) -> li
     places = {"workspace.base_dir": sections.workspace.base_dir}
     if sections.store.transcript_mode() == "local":  # with transcripts in the store, sessions resume anywhere
         places["agent.sessions_dir"] = sections.agent.sessions_dir
+    for project, settings in sections.projects.items():  # its conversations work in it (and its worktrees)
+        places[f"projects.{project}.path"] = settings.path
     for name, path in places.items():
         kind = filesystem_of(Path(path), mounts)
         if kind not in NETWORK_FILESYSTEMS:

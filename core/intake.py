@@ -39,19 +39,29 @@ class IncomingFile:
     fetch: Fetch = field(repr=False, compare=False)
 
 
-def human_size(n: float) -> str:
+def human_size(n: float, digits: int = 1) -> str:
     """A byte count for people: '512 bytes', '4.9 KB', '20 MB'."""
     if n < 1024:
         return f"{n:.0f} bytes"
     for unit in ("KB", "MB", "GB"):
         n /= 1024
         if n < 1024 or unit == "GB":
-            return f"{n:.1f}".removesuffix(".0") + f" {unit}"
+            return f"{n:.{digits}f}".rstrip("0").removesuffix(".") + f" {unit}"
     raise AssertionError("unreachable")
 
 
+def size_over_limit(size: int, limit: int) -> tuple[str, str]:
+    """``size`` and ``limit`` for people, precise enough to tell apart ('10.00001 MB', not '10 MB' twice)."""
+    for digits in range(1, 7):
+        shown = human_size(size, digits), human_size(limit, digits)
+        if shown[0] != shown[1]:
+            return shown
+    return f"{size:,} bytes", f"{limit:,} bytes"
+
+
 def too_large(name: str, size: int, limit: int) -> FileRefused:
-    return FileRefused(f"{name} is {human_size(size)} and the limit is {human_size(limit)}")
+    shown, most = size_over_limit(size, limit)
+    return FileRefused(f"{name} is {shown} and the limit is {most}")
 
 
 @dataclass

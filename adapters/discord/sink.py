@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import discord
 
 from core import ApprovalRequest, MessageGone, ReplySink, SinkLimits
-from core.intake import human_size
+from core.intake import size_over_limit
 from core.text_split import split_markdown
 
 from . import approvals
@@ -332,10 +332,11 @@ class DiscordSink(ReplySink):
         size = (await asyncio.to_thread(path.stat)).st_size
         limit = self.destination.upload_limit
         if size > limit:
+            shown, most = size_over_limit(size, limit)
             await self.finalize(
                 None,
-                f"📎 `{path.name}` is {human_size(size)}, more than Discord's upload limit here "
-                f"({human_size(limit)}); it stays in the workspace.",
+                f"📎 `{path.name}` is {shown}, more than Discord's upload limit here ({most}); "
+                "it stays in the workspace.",
             )
             return
         data = await asyncio.to_thread(path.read_bytes)

@@ -56,6 +56,8 @@ from .turns import TurnAnswer, TurnRunner, error_status
 # line of an /api/v1 stream; SSE clients skip comments, and a client reading raw lines sees no "data:".
 ACCEPTED = {"comment": "accepted"}
 SEED_TYPES = frozenset({"text_delta", "tool_use", "done", "error"})  # claude-agent-http's StreamChunk types
+#: the keys of claude-agent-http's StreamChunk: its server wrote each one, null when unset
+SEED_KEYS = ("text", "tool_name", "tool_input", "error")
 TERMINAL_TYPES = frozenset({"done", "error"})
 
 
@@ -162,8 +164,9 @@ def event_data(runner: TurnRunner, event: object) -> dict[str, Any] | None:
 
 
 def v1_render(extras: bool = False) -> Render:
-    """``/api/v1``: claude-agent-http's types unnamed, without a ``text`` in ``done``/``error`` (the reply
-    was streamed already); ccbridge's other events named, and only when ``extras``."""
+    """``/api/v1``: claude-agent-http's types unnamed, each with all of its chunk's keys (null when unset, as
+    that server wrote them: a null ``text`` in ``done``/``error``, the reply was streamed already);
+    ccbridge's other events named, and only when ``extras``."""
 
     def render(runner: TurnRunner, event: object) -> Payload | None:
         data = event_data(runner, event)
@@ -173,6 +176,8 @@ def v1_render(extras: bool = False) -> Render:
             return (data["type"], data) if extras else None
         if data["type"] in TERMINAL_TYPES:
             data.pop("text", None)
+        for key in SEED_KEYS:
+            data.setdefault(key, None)
         return None, data
 
     return render
@@ -208,6 +213,7 @@ async def sse_stream(runner: TurnRunner, render: Render, framing: Framing) -> As
 
 
 async def refused_stream(data: dict[str, Any], framing: Framing) -> AsyncIterator[dict[str, Any]]:
-    """A stream whose turn never started: the one ``error`` event (claude-agent-http answered a 200 stream)."""
+    """A stream whose turn never started: the one ``error`` event (claude-agent-http answered a 200 stream,
+    its chunk with all of its keys)."""
     yield ACCEPTED
-    yield _sse((None, data), 1, framing)
+    yield _sse((None, {**dict.fromkeys(SEED_KEYS), **data}), 1, framing)

@@ -137,7 +137,10 @@ def store_short_form(value: Any) -> Any:
     """``store: sqlite`` / ``memory`` / ``redis`` / ``postgres``, a ``redis://`` URL, a ``postgresql://``
     DSN or an SQLite file (``data/bot.db``) as the mapping it stands for; a mapping is returned as given.
 
-    ``redis`` / ``postgres`` without a URL take ``$REDIS_URL`` / ``$DATABASE_URL``."""
+    ``redis`` / ``postgres`` without a URL take ``$REDIS_URL`` / ``$DATABASE_URL``; ``postgresql`` is read as
+    ``postgres`` (claude-agent-http's word), in short and in a mapping."""
+    if isinstance(value, dict) and str(value.get("backend", "")).strip().lower() == "postgresql":
+        return {**value, "backend": "postgres"}
     if not isinstance(value, str):
         return value
     text = value.strip()

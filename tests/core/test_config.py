@@ -538,6 +538,7 @@ def test_a_coordination_short_form_that_is_no_backend_names_the_key(tmp_path: Pa
             {"backend": "postgres", "dsn": "postgresql://bot:pw@db:5432/ccbridge"},
         ),
         ("postgres://db/ccbridge", {"backend": "postgres", "dsn": "postgres://db/ccbridge"}),
+        ("{backend: postgresql, dsn: 'postgresql://db/x'}", {"backend": "postgres", "dsn": "postgresql://db/x"}),
     ],
 )
 def test_the_store_may_be_written_in_short(tmp_path: Path, written: str, expected: dict[str, str]) -> None:

@@ -45,6 +45,19 @@ def test_local_workspaces_and_sessions_behind_shared_coordination_are_warned_abo
     assert shared_storage_warnings(shared.model_copy(update={"store": MemoryStoreSettings()}), MOUNTS) == []
 
 
+def test_a_project_on_local_storage_behind_shared_coordination_is_warned_about(
+    make_sections: Callable[..., Sections], tmp_path: Path
+) -> None:
+    sections = make_sections(
+        coordination={"backend": "redis", "url": "redis://127.0.0.1:1/0"},
+        workspace={"base_dir": "/srv/shared/ws"},
+        projects={"payments": {"path": str(tmp_path), "places": ["slack:C1"]}},
+    ).model_copy(update={"store": MemoryStoreSettings()})
+    warnings = shared_storage_warnings(sections, MOUNTS)
+    [project] = [w for w in warnings if w.startswith("projects.")]
+    assert project.startswith(f"projects.payments.path ({tmp_path}) is on a local filesystem (tmpfs)")
+
+
 def test_no_warning_for_one_instance_or_when_the_operator_says_storage_is_shared(
     make_sections: Callable[..., Sections],
 ) -> None:

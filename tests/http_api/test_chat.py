@@ -95,7 +95,7 @@ async def test_stream_approval_request_answered_over_http(api: Api) -> None:
     assert names.index("approval_request") < names.index("approval_resolved") < names.index("tool_result")
     result = next(data for name, data in events if name == "tool_result")
     assert result["is_error"] is False
-    assert events[-1][0] == "done" and "text" not in events[-1][1]  # v1's done: the reply was streamed
+    assert events[-1][0] == "done" and events[-1][1]["text"] is None  # v1's done: the reply was streamed
     assert "approved-42" in "".join(data["text"] for name, data in events if name == "text_delta")
     again = await api.client.post(
         f"/api/v1/approvals/{events[names.index('approval_request')][1]['id']}", json={"decision": "deny"}
@@ -150,7 +150,7 @@ async def test_stream_error_event_when_the_agent_fails(api: Api) -> None:
     assert events[-1][0] == "error" and "done" not in [n for n, _ in events]
     error = events[-1][1]
     assert error["code"] == "agent_error" and "the fake model refuses" in error["message"] and error["session_id"]
-    assert "cost_usd" in error and "text" not in error  # v1: what was said is in the text_delta events
+    assert "cost_usd" in error and error["text"] is None  # v1: what was said is in the text_delta events
     sync = await api.client.post("/api/v1/chat", json={"text": "fine now", "user_id": "u6"})
     assert sync.status_code == 200 and sync.json()["session_id"] == error["session_id"]
 

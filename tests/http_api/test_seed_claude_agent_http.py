@@ -138,7 +138,10 @@ async def test_a_session_life_as_documented(seed: tuple[Api, httpx.AsyncClient])
     # ccbridge's other events (tool_result...) are not sent to a client that did not ask for them, and done
     # carries no text: a client adding up every chunk's text prints the reply once.
     assert {name for name, _ in events} == {"message"}
-    assert "text" not in seed_events[-1] and seed_events[-1]["session_id"] == sid
+    assert seed_events[-1]["text"] is None and seed_events[-1]["session_id"] == sid
+    # every chunk has all of the seed's StreamChunk keys, null when unset, as its server wrote them
+    assert all({"type", "text", "tool_name", "tool_input", "error"} <= d.keys() for d in seed_events)
+    assert tool_use["text"] is None and seed_events[0]["tool_name"] is None
     assert (api.agent.workspaces.base_dir / "api/demo_user/demo-project/hello.py").read_text() == "print('Hello')"
 
     # listing: every session id, or one user's
@@ -208,7 +211,7 @@ async def test_stream_errors_and_retries_keep_the_documented_shapes(seed: tuple[
     assert {name for name, _ in failed} == {"message"} and [d["type"] for _, d in failed][-1] == "error"
     error = failed[-1][1]
     assert "the fake model refuses" in error["error"] and error["code"] == "agent_error"
-    assert "text" not in error and error["cost_usd"] > 0  # the first model call of the turn was paid for
+    assert error["text"] is None and error["cost_usd"] > 0  # the first model call of the turn was paid for
     assert "".join(d["text"] for _, d in failed if d["type"] == "text_delta") == "half an answer"
     assert "done" not in [d["type"] for _, d in failed]
 
@@ -223,7 +226,7 @@ async def test_the_stream_is_framed_as_the_seed_wrote_it(seed: tuple[Api, httpx.
     )
     chunks = seed_chunks(await raw_stream(client, {"session_id": sid, "message": "write a.txt"}))
     assert [c["type"] for c in chunks if c["type"] != "text_delta"] == ["tool_use", "done"]  # no tool_result
-    assert chunks[-1]["type"] == "done" and "text" not in chunks[-1] and chunks[-1]["cost_usd"] > 0
+    assert chunks[-1]["type"] == "done" and chunks[-1]["text"] is None and chunks[-1]["cost_usd"] > 0
     streamed = "".join(c["text"] for c in chunks if c["type"] == "text_delta")
     assert streamed == "line one\nline twowritten"  # a newline in the text stays inside its JSON line
 
@@ -302,7 +305,7 @@ async def test_an_unknown_session_streams_one_error_chunk(seed: tuple[Api, httpx
     chunks = seed_chunks(await raw_stream(client, {"session_id": "non-existent-id", "message": "hello"}))
     assert len(chunks) == 1 and chunks[0]["type"] == "error"
     assert chunks[0]["error"] == "Session not found or expired" and chunks[0]["code"] == "session_not_found"
-    assert "text" not in chunks[0]
+    assert chunks[0]["text"] is None and chunks[0]["tool_name"] is None
     # The sync route answers its 404, as the seed's did.
     sync = await client.post("/api/v1/chat", json={"session_id": "non-existent-id", "message": "hello"})
     assert sync.status_code == 404 and sync.json()["detail"] == "Session not found or expired"
