@@ -249,7 +249,9 @@ def markdown(
         )
         if resumes:
             bound = FAILOVER_LEASE_TTL + statistics.median(resumes)
-            verdict = "met" if statistics.median(failovers) <= bound else "MISSED"
+            verdict = "met by the median" if statistics.median(failovers) <= bound else "MISSED"
+            if worst > bound:  # a cold resume varies from run to run: say so rather than hide it
+                verdict += f" (the worst run, {worst:.2f} s, is {worst - bound:.2f} s over)"
             lines.append(
                 f"  Target: within the lease TTL plus one cold resume, {FAILOVER_LEASE_TTL:g} s + "
                 f"{statistics.median(resumes):.2f} s (a new owner's first update of a handed-over conversation, "
