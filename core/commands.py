@@ -88,10 +88,15 @@ class CommandContext:
         return self.key.platform
 
 
+#: how a command may start: ``/new``, or ``!new`` where the platform takes a leading "/" itself (Slack's
+#: composer, Discord's slash-command menu in a thread)
+COMMAND_MARKS = ("/", "!")
+
+
 def parse_command(text: str) -> Command | None:
-    """A known command at the start of ``text`` ("/cwd src", "/new@my_bot"), else None."""
+    """A known command at the start of ``text`` ("/cwd src", "/new@my_bot", "!status"), else None."""
     stripped = text.strip()
-    if not stripped.startswith("/"):
+    if not stripped.startswith(COMMAND_MARKS):
         return None
     head, _, args = stripped[1:].partition(" ")
     name = head.split("@", 1)[0].lower()

@@ -18,6 +18,7 @@ or the ``${VAR}`` a file value was taken from), or the file and line of a YAML e
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import os
@@ -43,6 +44,7 @@ from .errors import ConfigError
 from .store.settings import (
     REDIS_SCHEMES,
     STORE_BACKEND_NAMES,
+    STORE_MODELS,
     MemoryStoreSettings,
     SQLiteStoreSettings,
     StoreSettings,
@@ -614,6 +616,10 @@ class AppConfig(BaseSettings):
 
 
 _AGENT_ENV_PREFIX = "CCBRIDGE_AGENT__ENV__"
+#: (section, key) env overrides left out of this load (set by :func:`config_from_dict`)
+_ENV_IGNORED: contextvars.ContextVar[frozenset[tuple[str, str]]] = contextvars.ContextVar(
+    "ccbridge_env_ignored", default=frozenset()
+)
 
 
 class _EnvOverrides(EnvSettingsSource):
@@ -627,6 +633,12 @@ class _EnvOverrides(EnvSettingsSource):
             field = re.search(r'field "(\w+)"', str(exc))
             raise _bad_env_json(field.group(1) if field else None) from None
         data.pop("source", None)  # not a setting: where the file was read from
+        for section, key in _ENV_IGNORED.get():
+            part = data.get(section)
+            if isinstance(part, dict):
+                part.pop(key, None)
+                if not part:
+                    data.pop(section)
         agent = data.get("agent")
         if isinstance(agent, dict) and isinstance(agent.get("env"), dict):
             agent["env"] = {
@@ -789,10 +801,15 @@ def config_from_dict(raw: dict[str, Any], *, source: Path | None = None, origins
     """Validate an already-loaded mapping (``CCBRIDGE_*`` env overrides still apply)."""
     origins = origins or Origins()
     origins.env = env_override_paths(os.environ)
+    raw = _store_switched_by_env(_short_forms_expanded(raw))
+    ignored = _env_keys_of_another_backend(raw, origins)
+    token = _ENV_IGNORED.set(frozenset(ignored))
     try:
-        config = AppConfig(**_store_switched_by_env(raw), source=source)
+        config = AppConfig(**raw, source=source)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, origins=origins)) from None
+    finally:
+        _ENV_IGNORED.reset(token)
     config._origins = origins
     # A project binds places to a directory that must exist: say so now, naming the key that set it.
     if config.projects:
@@ -802,7 +819,39 @@ def config_from_dict(raw: dict[str, Any], *, source: Path | None = None, origins
             config.for_bot(name)
     config._warnings = unknown_env_sections(os.environ, {ref.name for ref in origins.refs.values()})
     config._warnings += deprecated_settings(config, origins)
+    config._warnings += [
+        f"{variable} is not a setting of store: {config.store.backend}; ignored" for variable in ignored.values()
+    ]
     return config
+
+
+def _short_forms_expanded(raw: dict[str, Any]) -> dict[str, Any]:
+    """``store:`` / ``coordination:`` written in short, as their mappings: a ``CCBRIDGE_STORE__*`` (or
+    ``CCBRIDGE_COORDINATION__*``) variable then adds to the file's value instead of replacing it."""
+    out = dict(raw)
+    for section, expand in (("store", store_short_form), ("coordination", coordination_short_form)):
+        if isinstance(out.get(section), str):
+            with contextlib.suppress(ValueError):  # a bad short form is reported by the validation itself
+                out[section] = expand(out[section])
+    return out
+
+
+def _env_keys_of_another_backend(raw: dict[str, Any], origins: Origins) -> dict[tuple[str, str], str]:
+    """``CCBRIDGE_STORE__<KEY>`` variables (key -> variable) that the store's backend has no setting for,
+    e.g. a container image's ``CCBRIDGE_STORE__PATH`` (SQLite's file) under ``store: postgres``."""
+    store = raw.get("store")
+    backend = next(
+        (v.strip().lower() for k, v in os.environ.items() if k.upper() == "CCBRIDGE_STORE__BACKEND" and v.strip()),
+        None,
+    ) or (str(store.get("backend") or "sqlite") if isinstance(store, dict) else "sqlite")
+    model = STORE_MODELS.get("postgres" if backend == "postgresql" else backend)
+    if model is None:
+        return {}  # an unknown backend: its own error names it
+    return {
+        ("store", path[1]): variable
+        for path, variable in origins.env.items()
+        if len(path) == 2 and path[0] == "store" and path[1] not in model.model_fields
+    }
 
 
 def deprecated_settings(config: AppConfig, origins: Origins | None = None) -> list[str]:

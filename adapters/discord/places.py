@@ -20,11 +20,9 @@ from typing import Any
 import discord
 
 from core import ConversationKey, UserRef
-from core.commands import COMMANDS
 
 PLATFORM = "discord"
 THREAD_NAME_LIMIT = 90  # Discord allows 100
-_BANG_COMMAND = re.compile(r"^!([A-Za-z]+)\b")
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 
@@ -149,16 +147,8 @@ def strip_mentions(text: str, bot_id: int, bot_role: int | None = None) -> str:
     return text.strip()
 
 
-def normalize_command(text: str) -> str:
-    """``!new`` -> ``/new`` for the core commands (so they can be typed in a thread without the slash menu)."""
-    m = _BANG_COMMAND.match(text)
-    if m and m.group(1).lower() in COMMANDS:
-        return "/" + text[1:]
-    return text
-
-
 def message_text(message: discord.Message, bot_id: int) -> str:
-    return normalize_command(strip_mentions(message.content or "", bot_id, _bot_role(message.guild)))
+    return strip_mentions(message.content or "", bot_id, _bot_role(message.guild))
 
 
 def other_mentions(message: discord.Message, bot_id: int) -> tuple[list[str], list[str]]:

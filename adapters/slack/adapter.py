@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core import ChatAdapter, ConfigError, Dispatcher, PlatformUnavailable
-from core.adapter import Router
+from core.adapter import Router, drain_tasks
 from core.sink import target_from
 
 from .config import SlackConfig
@@ -120,5 +120,5 @@ class SlackAdapter(ChatAdapter[SlackPlace]):
             await self.socket.stop()
         if self.http is not None:
             await self.http.stop()
-        await self.dispatcher.drain(timeout=drain_timeout)
+        await drain_tasks(drain_timeout, self.dispatcher.in_flight)  # what outlasts it is cancelled
         await self.files.close()

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import ConversationKey
-from core.commands import COMMANDS
 
 from .formatting import from_slack
 from .sink import SlackTarget
@@ -23,7 +22,6 @@ from .sink import SlackTarget
 PLATFORM = "slack"
 # Message subtypes that are people talking; everything else (edits, joins, bot posts...) is skipped.
 _PEOPLE_SUBTYPES = {None, "file_share", "thread_broadcast", "me_message"}
-_BANG_COMMAND = re.compile(r"^!([A-Za-z]+)\b")
 
 
 @dataclass
@@ -86,14 +84,6 @@ def strip_mentions(text: str, bot_user_id: str) -> str:
     return re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text).strip()
 
 
-def normalize_command(text: str) -> str:
-    """``!new`` -> ``/new`` for the core commands (Slack's composer swallows a leading '/')."""
-    m = _BANG_COMMAND.match(text)
-    if m and m.group(1).lower() in COMMANDS:
-        return "/" + text[1:]
-    return text
-
-
 def from_bot(event: dict[str, Any], bot: BotIdentity) -> bool:
     return bool(
         event.get("bot_id")
@@ -137,7 +127,7 @@ def translate_message(
     return SlackInbound(
         key=key,
         user_id=user,
-        text=normalize_command(from_slack(strip_mentions(raw, bot.user_id))),
+        text=from_slack(strip_mentions(raw, bot.user_id)),
         target=SlackTarget(channel, reply_thread, user, team, ts),
         mentioned=mentioned,
         ts=ts,

@@ -10,6 +10,7 @@ dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CACHE = 5000
+#: how long a message waits for its author's name (``users.info``) before it goes on without it: the
+#: sign of life comes first; the lookup finishes aside and names the author's next messages
+_NAME_WAIT = 0.03
 COMMAND_PREFIX = "!"  # Slack's composer treats a leading "/" as a slash command
 
 
@@ -67,6 +71,7 @@ class SlackListeners:
         self.dispatcher = adapter.dispatcher
         self._names: dict[str, str | None] = {}
         self._names_enabled = True
+        self._lookups: dict[str, asyncio.Task[str | None]] = {}  # users.info calls under way, by user
         self._ims: dict[str, str] = {}  # user id -> the bot's DM channel with them
 
     def register(self, app: AsyncApp) -> None:
@@ -117,7 +122,7 @@ class SlackListeners:
         self.dispatcher.submit(
             IncomingMessage(
                 key=inbound.key,
-                user=UserRef(inbound.user_id, await self.name(inbound.user_id)),
+                user=UserRef(inbound.user_id, await self._name_soon(inbound.user_id)),
                 text=inbound.text,
                 reply=self.adapter.sink_for(inbound.target),
                 files=[files.incoming(info, self._file_info) for info in inbound.files],
@@ -137,6 +142,19 @@ class SlackListeners:
         except (SlackApiError, *NETWORK_ERRORS) as exc:
             log.info("files.info %s failed: %r", file_id, exc)
             return None
+
+    async def _name_soon(self, user_id: str) -> str | None:
+        """The user's name if it is known, or looked up within :data:`_NAME_WAIT`; else None for now (the
+        lookup goes on, and its answer is cached for the next message)."""
+        if user_id in self._names or not self._names_enabled:
+            return self._names.get(user_id)
+        lookup = self._lookups.get(user_id)
+        if lookup is None:
+            lookup = asyncio.create_task(self.name(user_id), name=f"slack-users-info-{user_id}")
+            self._lookups[user_id] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(user_id, None))
+        done, _ = await asyncio.wait({lookup}, timeout=_NAME_WAIT)
+        return lookup.result() if done else None
 
     async def name(self, user_id: str) -> str | None:
         """The user's display name (``users.info``, cached); None when unknown."""

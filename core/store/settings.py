@@ -174,3 +174,10 @@ _StoreSettings = Annotated[
 ]
 StoreSettings = Annotated[_StoreSettings, BeforeValidator(store_short_form)]
 STORE_BACKEND_NAMES = ("sqlite", "memory", "redis", "postgres")
+#: each backend's settings model, by name
+STORE_MODELS: dict[str, type[BaseModel]] = {
+    "sqlite": SQLiteStoreSettings,
+    "memory": MemoryStoreSettings,
+    "redis": RedisStoreSettings,
+    "postgres": PostgresStoreSettings,
+}

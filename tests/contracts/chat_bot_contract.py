@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from core import Agent, ConfigError, ConversationKey, Decision
-from tests.fakes.anthropic_api import FakeAnthropicAPI, ToolCall
+from tests.fakes.anthropic_api import FakeAnthropicAPI, Hang, Text, ToolCall
 from tests.helpers import eventually
 
 ALLOWED = ("alice", "bob")
@@ -215,6 +215,25 @@ class ChatBotContract:
         answer = await harness.reply_containing("alice", "echo: first thought")
         assert "second thought" in answer
         assert len([q for q in harness.asked() if "first thought" in q]) == 1
+
+    async def test_stop_lets_work_finish_up_to_its_drain_then_cancels_the_rest(self, harness: ChatHarness) -> None:
+        harness.fake_api.rules["a quick job"] = [Text("quick job done", chunks=3, delay=0.2)]
+        harness.fake_api.rules["a long job"] = [Hang("working on it", seconds=60)]
+        await harness.start()
+        await harness.say("alice", "a quick job")
+        await eventually(lambda: "a quick job" in " ".join(harness.asked()), what="the quick turn running")
+        await harness.bot.adapter.stop(drain_timeout=30)  # finished, not stopped
+        await harness.reply_containing("alice", "quick job done")
+        await harness.stop()
+
+        await harness.start()
+        await harness.say("bob", "a long job")
+        await eventually(lambda: "a long job" in " ".join(harness.asked()), what="the long turn running")
+        bot = harness.bot
+        await bot.adapter.stop(drain_timeout=0.5)
+        assert [t for t in bot.dispatcher.in_flight if not t.done()] == []  # cancelled, not left running
+        await bot.adapter.stop(drain_timeout=0.5)  # twice: harmless
+        await harness.stop()
 
     async def test_a_rejected_token_is_a_config_error_naming_the_key(self, harness: ChatHarness) -> None:
         with pytest.raises(ConfigError) as info:

@@ -602,3 +602,40 @@ def test_the_process_cap_is_the_pool_size_and_max_processes_is_deprecated(
     config = load_config(write(tmp_path, ""))
     assert config.agent.process_limit == 8
     assert [w.split(" is ")[0] for w in config.warnings] == ["CCBRIDGE_AGENT__MAX_PROCESSES"]
+
+
+@pytest.mark.parametrize(
+    ("store", "backend"),
+    [
+        ("postgresql://bot@db/ccbridge", "postgres"),
+        ("{backend: postgres, dsn: 'postgresql://bot@db/ccbridge'}", "postgres"),
+        ("redis://cache:6379/0", "redis"),
+        ("memory", "memory"),
+    ],
+)
+def test_the_images_sqlite_path_leaves_another_store_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str, backend: str
+) -> None:
+    monkeypatch.setenv("CCBRIDGE_STORE__PATH", "/data/ccbridge.db")  # as the Dockerfile sets it
+    monkeypatch.setenv("CCBRIDGE_STORE__HISTORY_LIMIT", "50")  # a key every backend has still applies
+    config = load_config(write(tmp_path, f"store: {store}\n"))
+    assert config.store.backend == backend and config.store.history_limit == 50
+    if backend != "memory":  # the file's address is kept
+        secret = getattr(config.store, "dsn", None) or getattr(config.store, "url", None)
+        assert secret is not None and secret.get_secret_value() in store
+    assert config.warnings == [f"CCBRIDGE_STORE__PATH is not a setting of store: {backend}; ignored"]
+
+
+def test_the_images_sqlite_path_applies_to_sqlite_and_coordination_in_short_takes_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CCBRIDGE_STORE__PATH", "/data/ccbridge.db")
+    monkeypatch.setenv("CCBRIDGE_COORDINATION__LEASE_TTL", "30")
+    config = load_config(write(tmp_path, "store: sqlite\ncoordination: redis://cache:6379/1\n"))
+    assert config.store.backend == "sqlite" and config.store.path == Path("/data/ccbridge.db")  # type: ignore[union-attr]
+    assert (config.coordination.backend, config.coordination.url, config.coordination.lease_ttl) == (
+        "redis",
+        "redis://cache:6379/1",
+        30.0,
+    )
+    assert config.warnings == []

@@ -12,12 +12,12 @@ from adapters.discord import DiscordPlace, discord_len
 from adapters.discord.approvals import TEMPLATE, custom_id, parse
 from adapters.discord.commands import argument_of, command_shape, same_commands
 from adapters.discord.errors import gateway_error, to_sink_error
-from adapters.discord.places import normalize_command, strip_mentions, thread_name
+from adapters.discord.places import strip_mentions, thread_name
 from adapters.discord.ratelimits import RateLimitSurfaced
 from bots import load_bot_class
 from bots.discord import DiscordBot, conversation_key
 from core import ConfigError, ConversationKey, Decision, MessageGone, PlatformUnavailable, RateLimited, SinkError
-from core.commands import COMMANDS
+from core.commands import COMMANDS, Command, parse_command
 
 
 def place(**fields: Any) -> DiscordPlace:
@@ -78,7 +78,7 @@ def test_servers_and_channels_can_be_restricted() -> None:
 def test_text_without_the_bot_and_bang_commands() -> None:
     assert strip_mentions("<@42> hello <@!42>", 42) == "hello"
     assert strip_mentions("<@&5> hi", 42, bot_role=5) == "hi"
-    assert normalize_command("!status") == "/status" and normalize_command("!nope") == "!nope"
+    assert parse_command("!status") == Command("status", "") and parse_command("!nope") is None
     assert thread_name("<@42>   fix the   build") == "fix the build"
     assert thread_name("") == "Claude Code"
     assert len(thread_name("x" * 300)) <= 100

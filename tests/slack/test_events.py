@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.slack.events import BotIdentity, SlackInbound, normalize_command, strip_mentions, translate_message
+from adapters.slack.events import BotIdentity, SlackInbound, strip_mentions, translate_message
 from bots.slack import conversation_key
 from core import ConversationKey
+from core.commands import Command, parse_command
 
 BOT = BotIdentity(user_id="UBOT", bot_id="BBOT", team_id="T1")
 
@@ -80,9 +81,10 @@ def test_file_shares_carry_their_files() -> None:
 
 
 def test_bang_commands_become_core_commands() -> None:
-    assert normalize_command("!new") == "/new"
-    assert normalize_command("!status please") == "/status please"
-    assert normalize_command("!important thing") == "!important thing"
+    # typed with "!" (Slack's composer takes a leading "/"): core's commands read both
+    assert parse_command("!new") == Command("new", "")
+    assert parse_command("!status please") == Command("status", "please")
+    assert parse_command("!important thing") is None
     assert strip_mentions("<@UBOT> /cwd src", "UBOT") == "/cwd src"
 
 

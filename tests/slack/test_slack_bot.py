@@ -6,6 +6,7 @@ fake Socket Mode WebSocket; replies are read back from the fake Web API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -87,6 +88,28 @@ async def test_follow_up_in_the_thread_continues_the_session_without_a_mention(
         return conv is not None and conv.message_count == 2
 
     await eventually(two_turns, what="two turns in the thread's session")
+
+
+async def test_a_message_does_not_wait_for_its_authors_name_and_the_name_is_looked_up_once(
+    make_bridge: Any, fake_api: FakeAnthropicAPI
+) -> None:
+    bot: Running = await make_bridge()
+    fake = bot.fake
+    answered = asyncio.Event()
+    plain = fake.m_users_info
+
+    async def slow_users_info(args: dict[str, Any]) -> dict[str, Any]:
+        await answered.wait()  # users.info is slow today
+        return plain(args)
+
+    fake.m_users_info = slow_users_info  # type: ignore[method-assign]
+    await bot.poster.event(dm(fake, "hello there"))
+    await eventually(lambda: any("echo: hello there" in r for r in fake.replies(DM, None)), what="the answer")
+    assert fake.called("users.info") and not answered.is_set()  # answered while the lookup still waited
+    answered.set()
+    await bot.poster.event(dm(fake, "and again"))
+    await eventually(lambda: any("echo: and again" in r for r in fake.replies(DM, None)), what="the next answer")
+    assert len(fake.called("users.info")) == 1  # the lookup went on, and its answer is kept
 
 
 async def test_a_thread_without_the_bot_is_ignored(make_bridge: Any, fake_api: FakeAnthropicAPI) -> None:
