@@ -415,7 +415,11 @@ class Origins:
         if full:  # "store.backend must be one of ..." reported on store: name the key it is about
             about = re.match(rf"{re.escape(str(full[-1]))}\.(\w+) (.+)", msg)
             if about:
-                return f"{_dotted((*full, about.group(1)))}: {about.group(2)}"
+                key = (*full, about.group(1))
+                overridden = self._env_var(key)  # e.g. CCBRIDGE_STORE__BACKEND naming no backend
+                if overridden is not None:
+                    return f"{overridden[0]}{_suffix(overridden[1])}: {about.group(2)}"
+                return f"{_dotted(key)}: {about.group(2)}"
         return f"{_dotted(full) or '(top level)'}: {msg}"
 
     def _env_var(self, path: Loc) -> tuple[str, Loc] | None:

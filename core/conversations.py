@@ -38,6 +38,9 @@ from .workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
+#: where a conversation works, in its metadata: its project, that project's root (a worktree), its branch
+#: and repository (none of them: the conversation's own workspace)
+_WORKPLACE = ("project", "root", "branch", "repository")
 #: a turn that waited while another instance took its conversation over: nothing ran
 MOVED = "another instance took this conversation over while your message waited; nothing was run, please send it again"
 
@@ -274,7 +277,7 @@ class Conversations:
                 if bound != meta.get("project"):
                     project = bound  # the place was switched (or the config reloaded) since: follow it
             if project is not False:
-                for name in ("project", "root", "branch", "repository"):
+                for name in _WORKPLACE:
                     meta.pop(name, None)
                 if isinstance(project, str):
                     cwd = str((await self._settle(key, project, meta)).root)
@@ -303,6 +306,8 @@ class Conversations:
             "first": first[:200],
             "cwd": conv.cwd,
             "cost_usd": conv.total_cost_usd,
+            # where it worked: a /resume goes back there, whatever the place is bound to by then
+            "workplace": {name: conv.metadata[name] for name in _WORKPLACE if name in conv.metadata},
         }
 
     async def resume_session(self, key: ConversationKey, session_id: str) -> Conversation:
@@ -329,6 +334,10 @@ class Conversations:
             conv.status = "idle"
             if isinstance(chosen.get("cwd"), str):
                 conv.cwd = chosen["cwd"]
+            if isinstance(chosen.get("workplace"), dict):  # its project (worktree, branch), or none
+                for name in _WORKPLACE:
+                    conv.metadata.pop(name, None)
+                conv.metadata.update({k: v for k, v in chosen["workplace"].items() if k in _WORKPLACE})
             await self.store.put(conv)
             return conv
 

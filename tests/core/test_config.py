@@ -243,6 +243,9 @@ def test_a_failing_env_override_names_the_variable_not_the_key(tmp_path: Path, m
         load_config(write(tmp_path, config_text)).for_bot("tg")
     assert str(info.value) == "CCBRIDGE_AGENT__MAX_TURNS: Input should be greater than 0"
     monkeypatch.delenv("CCBRIDGE_AGENT__MAX_TURNS")
+    monkeypatch.setenv("CCBRIDGE_STORE__BACKEND", "floppy")  # a backend that does not exist
+    assert _error(write(tmp_path, "")) == "CCBRIDGE_STORE__BACKEND: must be one of: sqlite, memory, redis, postgres"
+    monkeypatch.delenv("CCBRIDGE_STORE__BACKEND")
     monkeypatch.setenv("CCBRIDGE_AGENT__MODLE", "x")
     assert _error(write(tmp_path, "")) == "CCBRIDGE_AGENT__MODLE: Extra inputs are not permitted"
 

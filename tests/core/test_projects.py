@@ -132,6 +132,40 @@ async def test_sessions_and_resume_return_to_an_earlier_session_with_its_memory(
     assert "something else" not in str(fake_api.requests[-1].messages)
 
 
+async def test_resume_goes_back_to_where_the_session_worked_after_the_place_was_switched(
+    project_sections: Sections, fake_api: FakeAnthropicAPI, payments: Path
+) -> None:
+    fake_api.rules["write the plan"] = [ToolCall("Write", {"file_path": "plan.md", "content": "plan\n"})]
+    fake_api.rules["write the notes"] = [ToolCall("Write", {"file_path": "notes.md", "content": "notes\n"})]
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        key = ConversationKey("chat", CHANNEL, "t1")
+        await say(d, "write the plan", thread="t1")  # session 1: in the thread's worktree
+        first = await agent.conversations.get(key)
+        assert first is not None and first.metadata["project"] == "payments"
+        worktree = Path(first.metadata["root"])
+        assert (worktree / "plan.md").is_file()
+        assert "own workspace" in (await say(d, "/project none", user="boss"))[0]
+        await say(d, "/new", thread="t1")
+        await say(d, "write the notes", thread="t1")  # session 2: the place's own workspace now
+        second = await agent.conversations.get(key)
+        assert second is not None and "project" not in second.metadata
+        assert (agent.workspaces.root(key) / "notes.md").is_file()
+
+        assert "Back in session" in (await say(d, "/resume 1", thread="t1"))[0]
+        fake_api.rules["write more"] = [ToolCall("Write", {"file_path": "more.md", "content": "more\n"})]
+        await say(d, "write more", thread="t1")
+        assert (worktree / "more.md").is_file()  # back in its worktree, on its branch
+        assert not (agent.workspaces.root(key) / "more.md").exists()
+        resumed = await agent.conversations.get(key)
+        assert resumed is not None and resumed.metadata["branch"] == first.metadata["branch"]
+
+        assert "Back in session" in (await say(d, "/resume 1", thread="t1"))[0]  # session 2 again
+        fake_api.rules["write less"] = [ToolCall("Write", {"file_path": "less.md", "content": "less\n"})]
+        await say(d, "write less", thread="t1")
+        assert (agent.workspaces.root(key) / "less.md").is_file() and not (worktree / "less.md").exists()
+
+
 async def test_only_admins_switch_the_project_of_a_place(
     project_sections: Sections, fake_api: FakeAnthropicAPI
 ) -> None:
