@@ -62,24 +62,33 @@ def _wait_for(probe: object, what: str, seconds: float = 15.0) -> None:
 class RedisServer:
     """``redis-server`` on 127.0.0.1, with an append-only file in ``workdir``."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run tests/stores/ensure_servers.sh (make test does)")
         self.binary = binary
         self.workdir = workdir
         self.port = port or free_port()
+        self.password = password  # requirepass: clients must AUTH
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def _pong(self) -> bool:
+        hello = f"AUTH {self.password}\r\nPING\r\n" if self.password else "PING\r\n"
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                return conn.recv(16).startswith(b"+PONG")
+                conn.sendall(hello.encode())
+                answer = b""
+                while b"PONG" not in answer and not answer.startswith(b"-"):
+                    chunk = conn.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return b"+PONG" in answer
         except OSError:
             return False
 
@@ -87,6 +96,8 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes", "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "no", "--dir", str(self.workdir), "--daemonize", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
         self.process = subprocess.Popen(
             [self.binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

@@ -139,6 +139,7 @@ class RedisBackend:
         self._renew_leader = self.redis.register_script(_RENEW_LEADER)
         self._claim = self.redis.register_script(_CLAIM)
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False  # close() has begun: the heartbeat and the inbox reader end
         self._handlers: list[Handler] = []
         self.owned: set[str] = set()  # the conversations whose lease this instance holds
         self.started = False
@@ -149,6 +150,7 @@ class RedisBackend:
     async def start(self) -> None:
         if self.started:
             return
+        self._closing = False
         try:
             await self.redis.ping()
         except (RedisError, OSError) as exc:
@@ -167,9 +169,14 @@ class RedisBackend:
         self._tasks.append(asyncio.create_task(self._read_inbox(since, now), name="ccbridge-inbox"))
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._closing = True
+        pending = set(self._tasks)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while pending:  # a cancel the client swallows (one landing while it connects) is sent again
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            for task in pending:
+                task.cancel()
         self._tasks.clear()
         if self.started:
             try:
@@ -184,7 +191,7 @@ class RedisBackend:
         await self.redis.set(self.k("alive", self.instance_id), json.dumps({"since": time.time()}), px=self.lease_ms)
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.lease_ms / 3000)
             try:
                 await self._beat()
@@ -259,7 +266,7 @@ class RedisBackend:
         this id) only when they hand over a message nobody has taken up yet."""
         stream = self.k("inbox", self.instance_id)
         last = since
-        while True:
+        while not self._closing:
             try:
                 batches = await self.redis.xread({stream: last}, block=1000, count=50)
             except asyncio.CancelledError:
