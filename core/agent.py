@@ -48,7 +48,7 @@ from .metrics import Metrics
 from .observe import TurnObserver
 from .outcome import TurnOutcome
 from .prewarm import Prewarmer
-from .projects import Projects
+from .projects import Projects, worktrees_of
 from .routing import AgentRouting
 from .runtime import AgentRuntime, Attachment
 from .store import ConversationStore, MemoryStore, SQLiteStore, create_store
@@ -301,7 +301,7 @@ class Agent:
 
     async def clean_worktrees(self) -> int:
         """Remove the worktrees of project conversations idle past their retention (never a running one)."""
-        conversations = [c for c in await self.store.list(limit=100_000) if c.metadata.get("project")]
+        conversations = [c for c in await self.store.list(limit=100_000) if worktrees_of(c)]
         return await self.projects.remove_idle(conversations, self._holds)
 
     def _holds(self, key: ConversationKey) -> bool:

@@ -128,6 +128,21 @@ class _Lane:
     users: int = 0  # holders + waiters
 
 
+def worktrees_of(conv: Conversation) -> dict[str, float]:
+    """The projects a conversation may hold a worktree of, with when it last worked there: its current
+    session's, and those of earlier sessions (left by ``/new`` or a ``/project`` switch, kept for ``/resume``)."""
+    found: dict[str, float] = {}
+    current = conv.metadata.get("project")
+    if isinstance(current, str):
+        found[current] = conv.last_active_at
+    for note in conv.metadata.get("sessions") or []:
+        place = note.get("workplace") if isinstance(note, dict) else None
+        name = place.get("project") if isinstance(place, dict) else None
+        if isinstance(name, str):
+            found[name] = max(found.get(name, 0.0), float(note.get("last_active_at") or 0.0))
+    return found
+
+
 class Projects:
     def __init__(self, settings: dict[str, ProjectSettings], base_dir: Path, store: ConversationStore) -> None:
         check_paths(settings)
@@ -243,12 +258,11 @@ class Projects:
         conversation's branch first; a worktree whose work cannot be saved is kept.
         """
         removed = 0
-        for conv in conversations:
-            name = conv.metadata.get("project")
+        for conv, name, active in [(c, n, t) for c in conversations for n, t in worktrees_of(c).items()]:
             if name not in self.settings or busy(conv.key):
                 continue
             path = self.worktree_path(name, conv.key)
-            if not path.exists() or time.time() - conv.last_active_at < self.settings[name].retention:
+            if not path.exists() or time.time() - active < self.settings[name].retention:
                 continue
             async with self._holding(path):  # a turn starting now waits here, then gets its worktree back
                 fresh = await self.store.get(conv.key)  # the record now, not the sweep's listing
@@ -256,7 +270,7 @@ class Projects:
                     fresh is None
                     or busy(conv.key)
                     or fresh.status == "running"
-                    or time.time() - fresh.last_active_at < self.settings[name].retention
+                    or time.time() - worktrees_of(fresh).get(name, time.time()) < self.settings[name].retention
                     or not (path / ".git").exists()
                 ):
                     continue

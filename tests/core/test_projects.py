@@ -35,6 +35,11 @@ def git_log(path: Path, branch: str) -> str:
     return subprocess.run(["git", "log", "--oneline", branch], cwd=path, capture_output=True, text=True).stdout
 
 
+def files_on(path: Path, branch: str) -> list[str]:
+    out = subprocess.run(["git", "ls-tree", "-r", "--name-only", branch], cwd=path, capture_output=True, text=True)
+    return out.stdout.split()
+
+
 def branches(path: Path) -> list[str]:
     out = subprocess.run(["git", "branch", "--format=%(refname:short)"], cwd=path, capture_output=True, text=True)
     return out.stdout.split()
@@ -115,6 +120,36 @@ async def test_idle_worktrees_are_removed_and_their_branches_kept(
         assert old.metadata["branch"] in branches(payments)  # the branch stays
         await say(d, "back again", "old")  # the next turn brings the worktree back from its branch
         assert Path(old.metadata["root"]).exists()
+
+
+async def test_a_worktree_left_by_an_earlier_session_is_removed_when_idle_and_resume_brings_it_back(
+    project_sections: Sections, fake_api: FakeAnthropicAPI, payments: Path
+) -> None:
+    fake_api.rules["draft it"] = [ToolCall("Write", {"file_path": "draft.md", "content": "draft\n"})]
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        key = ConversationKey("chat", CHANNEL, "t1")
+        await say(d, "draft it", thread="t1")  # session 1, in the thread's worktree (the draft uncommitted)
+        first = await agent.conversations.get(key)
+        assert first is not None
+        worktree, branch = Path(first.metadata["root"]), first.metadata["branch"]
+        await say(d, "/project none", user="boss")
+        await say(d, "/new", thread="t1")
+        await say(d, "hi", thread="t1")  # session 2: the workspace; the worktree stays for /resume
+        assert worktree.exists() and await agent.clean_worktrees() == 0  # not idle yet
+
+        conv = await agent.conversations.get(key)
+        assert conv is not None
+        [note] = conv.metadata["sessions"]
+        note["last_active_at"] = time.time() - 30 * 86400  # session 1 idle past the retention
+        await agent.store.put(conv)
+        assert await agent.clean_worktrees() == 1
+        assert not worktree.exists() and branch in branches(payments)
+        assert "draft.md" in files_on(payments, branch)  # its uncommitted work was saved on the branch first
+
+        assert "Back in session" in (await say(d, "/resume 1", thread="t1"))[0]
+        await say(d, "still there?", thread="t1")
+        assert (worktree / "draft.md").read_text() == "draft\n"  # back from the branch
 
 
 async def test_sessions_and_resume_return_to_an_earlier_session_with_its_memory(
