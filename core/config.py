@@ -844,10 +844,7 @@ def _env_keys_of_another_backend(raw: dict[str, Any], origins: Origins) -> dict[
     """``CCBRIDGE_STORE__<KEY>`` variables (key -> variable) that the store's backend has no setting for,
     e.g. a container image's ``CCBRIDGE_STORE__PATH`` (SQLite's file) under ``store: postgres``."""
     store = raw.get("store")
-    backend = next(
-        (v.strip().lower() for k, v in os.environ.items() if k.upper() == "CCBRIDGE_STORE__BACKEND" and v.strip()),
-        None,
-    ) or (str(store.get("backend") or "sqlite") if isinstance(store, dict) else "sqlite")
+    backend = _env_store_backend() or (str(store.get("backend") or "sqlite") if isinstance(store, dict) else "sqlite")
     model = STORE_MODELS.get("postgres" if backend == "postgresql" else backend)
     if model is None:
         return {}  # an unknown backend: its own error names it
@@ -885,17 +882,20 @@ def deprecated_settings(config: AppConfig, origins: Origins | None = None) -> li
     return out
 
 
-def _store_switched_by_env(raw: dict[str, Any]) -> dict[str, Any]:
-    """``CCBRIDGE_STORE__BACKEND`` naming another backend than the file's replaces the file's store section
-    (as a bot's override naming another backend does), keeping the keys every backend has."""
-    backend = next(
+def _env_store_backend() -> str | None:
+    """The backend ``CCBRIDGE_STORE__BACKEND`` names (lower case), if set and not blank."""
+    return next(
         (v.strip().lower() for k, v in os.environ.items() if k.upper() == "CCBRIDGE_STORE__BACKEND" and v.strip()),
         None,
     )
+
+
+def _store_switched_by_env(raw: dict[str, Any]) -> dict[str, Any]:
+    """``CCBRIDGE_STORE__BACKEND`` naming another backend than the file's replaces the file's store section
+    (as a bot's override naming another backend does), keeping the keys every backend has. ``raw``'s short
+    forms are expanded already (:func:`_short_forms_expanded`)."""
+    backend = _env_store_backend()
     store = raw.get("store")
-    if backend is not None and isinstance(store, str):
-        with contextlib.suppress(ValueError):  # a bad short form is reported by the validation itself
-            store = store_short_form(store)
     if backend is None or not isinstance(store, dict) or str(store.get("backend") or "sqlite") == backend:
         return raw
     common = set(MemoryStoreSettings.model_fields) - {"backend"}

@@ -253,9 +253,11 @@ class RedisBackend:
     async def send(self, instance: str, message: dict[str, Any]) -> None:
         """Put ``message`` in ``instance``'s inbox. One carrying a ``channel`` hands a message over: it is
         taken up once (:meth:`take`), by that instance, or by the sender if that instance is gone first."""
-        if "channel" in message:
-            await self.redis.set(self.k("handed", message["channel"]), instance, px=_HANDED_MS)
-        await self.redis.xadd(self.k("inbox", instance), {"m": json.dumps(message)}, maxlen=10_000, approximate=True)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip, the claim first
+            if "channel" in message:
+                pipe.set(self.k("handed", message["channel"]), instance, px=_HANDED_MS)
+            pipe.xadd(self.k("inbox", instance), {"m": json.dumps(message)}, maxlen=10_000, approximate=True)
+            await pipe.execute()
 
     async def take(self, channel: str) -> bool:
         """Claim the message handed over on ``channel``; False when it was claimed already (or expired)."""
@@ -410,13 +412,16 @@ class RedisApprovalBus(ApprovalBus):
     async def announce(self, request: ApprovalRequest) -> None:
         data = {"request": request_to_wire(request), "instance": self.backend.instance_id}
         ttl = int((request.timeout + 60) * 1000)
-        redis, k = self.backend.redis, self.backend.k
-        await redis.set(k("approval", request.id), json.dumps(data), px=ttl)
+        k = self.backend.k
         # the user's requests, by when they expire (a key of its own would outlive none of them)
         mine = k("approvals-of", request.requested_by)
-        await redis.zadd(mine, {request.id: time.time() + ttl / 1000})
-        if await redis.pttl(mine) < ttl:  # the list lives as long as its longest-lived request
-            await redis.pexpire(mine, ttl)
+        async with self.backend.redis.pipeline(transaction=False) as pipe:
+            pipe.set(k("approval", request.id), json.dumps(data), px=ttl)
+            pipe.zadd(mine, {request.id: time.time() + ttl / 1000})
+            pipe.pttl(mine)
+            *_, left = await pipe.execute()
+        if left < ttl:  # the list lives as long as its longest-lived request
+            await self.backend.redis.pexpire(mine, ttl)
 
     async def withdraw(self, request_id: str) -> None:
         redis, k = self.backend.redis, self.backend.k
