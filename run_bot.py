@@ -151,11 +151,21 @@ class ConfigReloader:
         self.args = args
         self.plans = plans
         self._lock = asyncio.Lock()
+        self.source = config_file(args)  # the file the bots started from (./config.yaml found then)
 
     def read(self) -> tuple[dict[str, Fresh], dict[str, AccessSettings]]:
         """Every bot's new configuration, and every configured bot's access (nothing is applied);
-        raises CCBridgeError for an invalid file."""
-        config = load(self.args)
+        raises CCBridgeError for an invalid file, and for one gone or empty since the start (whose
+        defaults would lock everybody out)."""
+        path = self.source or config_file(self.args)
+        if self.source is not None:
+            try:
+                text = self.source.read_text(encoding="utf-8", errors="replace")
+            except OSError as exc:
+                raise ConfigError(f"cannot read config file {self.source}: {exc.strerror or exc}") from None
+            if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+                raise ConfigError(f"{self.source}: the config file is empty (half written?)")
+        config = load_config(path)
         fresh: dict[str, Fresh] = {}
         for p in self.plans:
             entry = config.bots.get(p.name)

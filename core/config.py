@@ -420,7 +420,16 @@ class Origins:
                 if overridden is not None:
                     return f"{overridden[0]}{_suffix(overridden[1])}: {about.group(2)}"
                 return f"{_dotted(key)}: {about.group(2)}"
+        if msg == "Field required" and full:
+            return f"{_dotted(full)}: is required; {self._where_to_set(loc if sections else full)}"
         return f"{_dotted(full) or '(top level)'}: {msg}"
+
+    def _where_to_set(self, path: Loc) -> str:
+        """Where a missing setting can be given: the config file, or its ``CCBRIDGE_*`` variable."""
+        file = f"add it to {self.file or 'the config file'}"
+        if not all(isinstance(p, str) for p in path):
+            return file  # an item of a list has no variable of its own
+        return f"{file} or set {_ENV_PREFIX}{'__'.join(str(p).upper() for p in path)}"
 
     def _env_var(self, path: Loc) -> tuple[str, Loc] | None:
         lowered = _lower(path)
@@ -771,7 +780,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
                 f"{shown}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8"
             ) from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as exc:
             raise ConfigError(_yaml_error(shown, exc)) from None
         if loaded is None:
@@ -782,8 +791,35 @@ def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
     return config_from_dict(raw, source=source, origins=origins)
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: object, first: yaml.Mark, again: yaml.Mark) -> None:
+        super().__init__(f"key {key!r} written twice")
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last one
+    silently, so a second ``bots:`` section would drop every bot of the first). Keys brought in by a
+    merge (``<<: *base``) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[object, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
 def _yaml_error(shown: str, exc: yaml.YAMLError) -> str:
     """``config.yaml:12:3: YAML syntax error: ...``, on one line."""
+    if isinstance(exc, _DuplicateKey):
+        where = f"{shown}:{exc.again.line + 1}:{exc.again.column + 1}"
+        return f"{where}: {exc.key!r} is written twice here (first at line {exc.first.line + 1}); keep one"
     if not isinstance(exc, yaml.MarkedYAMLError):
         return f"{shown}: YAML syntax error: {_one_line(str(exc))}"
     mark = exc.problem_mark or exc.context_mark

@@ -443,14 +443,26 @@ class Conversations:
             except (NotImplementedError, CCBridgeError) as exc:
                 log.debug("could not forget the note of turn %s: %r", queued_turn.turn_id, exc)
 
-    async def left_waiting(self, bot: str | None) -> dict[ConversationKey, list[LeftWaiting]]:
-        """The messages that came to ``bot`` and waited (debounce / merge) when this instance stopped.
+    async def waiting_instances(self) -> set[str]:
+        """The instances (other than this one) that have messages waiting in the store."""
+        try:
+            notes = await self.store.list_meta(_WAITING)
+        except NotImplementedError:
+            return set()
+        return {name[len(_WAITING) :].rsplit(":", 1)[0] for name in notes} - {self.instance_id}
+
+    async def left_waiting(
+        self, bot: str | None, instance: str | None = None
+    ) -> dict[ConversationKey, list[LeftWaiting]]:
+        """The messages that came to ``bot`` and waited (debounce / merge) when this instance stopped
+        (or ``instance``, gone for good).
 
         By conversation, oldest first; notes of messages answered since (by another instance, or
         a turn that ended as the process died) are removed.
         """
+        instance = instance or self.instance_id
         try:
-            notes = await self.store.list_meta(f"{_WAITING}{self.instance_id}:")
+            notes = await self.store.list_meta(f"{_WAITING}{instance}:")
         except NotImplementedError:
             return {}
         found: dict[ConversationKey, list[LeftWaiting]] = {}
@@ -471,7 +483,7 @@ class Conversations:
         for key, left in list(found.items()):
             queued = {t.turn_id: t for t in await self.queued(key)}
             for gone in [w for w in left if w.turn_id not in queued]:
-                await self.store.delete_meta(_waiting_note(gone.turn_id, self.instance_id))
+                await self.store.delete_meta(_waiting_note(gone.turn_id, instance))
             left = sorted((w for w in left if w.turn_id in queued), key=lambda w: queued[w.turn_id].started_at)
             if left:
                 found[key] = left
@@ -639,7 +651,10 @@ class Conversations:
             prompt = "\n\n".join(p for p in parts if p)
             text = "\n\n".join(t for t in texts if t)
             attachments = files + list(attachments or [])
-            restored = sum(1 for t in waiting if t.started_at < self._started_at)
+            # waited through a restart, or parked by an instance that went away
+            restored = sum(
+                1 for t in waiting if t.started_at < self._started_at or t.instance_id not in (None, self.instance_id)
+            )
             merged = MessagesMerged(count=len(texts), restored=restored)
             for queued_turn in waiting:
                 queued_turn.status = "merged"
@@ -735,17 +750,17 @@ class Conversations:
     async def _write_finish(
         self, key: ConversationKey, session_id: str, record: TurnRecord, cli_total: float | None
     ) -> None:
+        await self.store.put_turn(record)  # the history first: the reply is kept even if the rest fails
         conv = await self.store.get(key)
         if conv is not None and conv.session_id == session_id:
             conv.fence = self._fence(key, conv)  # a newer owner's record refuses this write (Fenced)
-            conv.message_count += 1
+            conv.message_count += 1  # written last: a retry after a failure before it counts the turn once
+            conv.total_cost_usd += record.cost_usd or 0.0
             conv.status = "idle"
             conv.last_active_at = time.time()
-            conv.total_cost_usd += record.cost_usd or 0.0
             if cli_total is not None:
                 conv.cli_cost_usd = cli_total
             await self.store.put(conv)
-        await self.store.put_turn(record)
 
     async def flush_unwritten(self) -> int:
         """Write the turn records the store refused earlier; returns how many are still waiting."""

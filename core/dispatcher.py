@@ -217,6 +217,7 @@ class Dispatcher:
         self._user_turns = _UserTurns(lambda: self.agent.sections.access.max_running_per_user)
         self._batches: dict[tuple[ConversationKey, str | None], _Batch] = {}
         self._closing = False  # the adapter is stopping (see end_windows)
+        self._orphans: asyncio.Task[None] | None = None  # answers what instances gone for good left waiting
         #: the bot's adapter (it registers itself): rebuilds the sinks of messages other instances hand over
         self.adapter: ChatAdapter[Any] | None = None
         self.routing = DispatchRouting(self)
@@ -320,7 +321,7 @@ class Dispatcher:
 
     async def admits(self, platform: str, user: UserRef) -> bool:
         """Whether ``user`` may use the bot (for adapters that must decide before showing anything)."""
-        await self._refresh_grants()
+        await self.refresh_grants()
         return self.access.allows(platform, user.id, user.roles)
 
     # -- the pipeline ----------------------------------------------------------
@@ -363,7 +364,7 @@ class Dispatcher:
             log.debug("ignoring a message in %s: not addressed to the bot", msg.key)
             await self._accept(claims)
             return
-        await self._refresh_grants()
+        await self.refresh_grants()
         if not self.access.allows(msg.platform, msg.user.id, msg.user.roles):
             await self._accept(claims)
             await self._refuse(msg)
@@ -429,14 +430,36 @@ class Dispatcher:
         """
         self._closing = False
         self.track(asyncio.create_task(self._answer_left_waiting(), name=f"ccbridge-left-waiting-{self.name}"))
+        if self.routing.backend is not None and self._orphans is None:
+            self._orphans = asyncio.create_task(self._answer_orphans(), name=f"ccbridge-orphans-{self.name}")
 
-    async def _answer_left_waiting(self) -> None:
+    async def _answer_orphans(self) -> None:
+        """With several instances: answer the messages another instance left waiting when it went away
+        for good (scaled down, or back under another id), once its heartbeat is gone; one live
+        instance claims each conversation's."""
+        backend = self.routing.backend
+        assert backend is not None
+        while True:
+            await asyncio.sleep(backend.lease_ms / 1000)
+            try:
+                gone = [i for i in await self.conversations.waiting_instances() if not await backend.alive(i)]
+            except Exception as exc:  # noqa: BLE001 (a store or Redis hiccup: looked at again next time)
+                log.debug("could not look for messages left waiting by instances gone: %r", exc)
+                continue
+            for instance in gone:
+                await self._answer_left_waiting(instance, claim=self.agent.coordination.seen.first_time)
+
+    async def _answer_left_waiting(
+        self, instance: str | None = None, claim: Callable[[str, float], Awaitable[bool]] | None = None
+    ) -> None:
         try:
-            left = await self.conversations.left_waiting(self.name)
+            left = await self.conversations.left_waiting(self.name, instance)
         except CCBridgeError as exc:
             log.warning("could not look for messages left waiting by a restart: %s", exc)
             return
         for key, waiting in left.items():
+            if claim is not None and not await claim(f"orphans:{instance}:{key}:{waiting[-1].turn_id}", 3600):
+                continue  # another live instance answers them
             address = next((w.address for w in waiting if w.address is not None), None)
             sink = self.adapter.sink_at(address) if self.adapter is not None and address is not None else None
             if sink is None:
@@ -598,6 +621,9 @@ class Dispatcher:
         (Their turns do not run now, so stopping never waits for a window.)
         """
         self._closing = True
+        if self._orphans is not None:
+            self._orphans.cancel()
+            self._orphans = None
         for batch in self._batches.values():
             if batch.in_window:
                 batch.woken.set()
@@ -663,7 +689,7 @@ class Dispatcher:
         if self.conversations.unsaved(key):  # the end of the turn could not be written: say so, keep it
             await send_notice(msg.reply, REPLY_UNSAVED)
 
-    async def _refresh_grants(self) -> None:
+    async def refresh_grants(self) -> None:
         """Bring the access granted in the chat up to date (a store read every few seconds at most)."""
         try:
             await self.grants.refresh()

@@ -329,6 +329,7 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
         """The person, with their roles (in a DM: their roles in the servers the bot shares with them)."""
         if isinstance(user, discord.Member):
             return UserRef(str(user.id), user.display_name, roles_of(user))
+        await self.dispatcher.refresh_grants()  # a role granted in the chat since makes its roles matter
         return UserRef(str(user.id), user.display_name, await self.roles.roles(user.id, timeout=timeout))
 
     @property

@@ -411,6 +411,31 @@ class InteractionSink(ReplySink):
     async def notify(self, text: str) -> None:
         await self.finalize(None, text)
 
+    async def send_file(self, path: Path, caption: str = "") -> None:
+        """A file with the command's answer (``/diff``), as a followup, within the server's upload limit."""
+        size = (await asyncio.to_thread(path.stat)).st_size
+        guild = self.interaction.guild
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        if size > limit:
+            shown, most = size_over_limit(size, limit)
+            await self.notify(
+                f"📎 `{path.name}` is {shown}, more than Discord's upload limit here ({most}); it stays in the workspace."
+            )
+            return
+        data = await asyncio.to_thread(path.read_bytes)
+        followup = self.interaction.followup
+        content = _clip(caption, self.limits.max_len) if caption else discord.utils.MISSING
+        await call(
+            "upload the file",
+            lambda: followup.send(
+                content=content,
+                file=discord.File(io.BytesIO(data), filename=path.name),
+                ephemeral=self.ephemeral,
+                wait=True,
+                allowed_mentions=NO_PINGS,
+            ),
+        )
+
     async def _send(self, text: str) -> discord.Message:
         followup = self.interaction.followup
         return await call(

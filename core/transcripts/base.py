@@ -6,7 +6,8 @@ A :class:`TranscriptStore` is an SDK :class:`~claude_agent_sdk.SessionStore`
 
 * ``append(key, entries)`` adds entries in call order. An entry carrying a
   ``uuid`` is stored once per transcript: a retried append (the SDK retries a
-  failed batch) never duplicates it; entries without one are always appended.
+  failed batch) never duplicates it; entries without one are always appended
+  (a transcript sent again whole sends only :func:`not_yet_stored`).
 * ``load(key)`` returns every entry of the transcript, deep-equal to what was
   appended, in order; ``None`` for a transcript never written.
 * ``list_sessions(project_key)``: the main transcripts of a project with their
@@ -49,6 +50,32 @@ def encode_entries(entries: list[SessionStoreEntry]) -> list[tuple[str | None, s
         uuid = entry.get("uuid") if isinstance(entry, dict) else None
         rows.append((uuid if isinstance(uuid, str) and uuid else None, json.dumps(entry, ensure_ascii=False)))
     return rows
+
+
+def not_yet_stored(stored: list[Any], entries: list[Any]) -> list[Any]:
+    """What of ``entries`` (a whole transcript, sent again) a store holding ``stored`` lacks.
+
+    When the store holds a beginning of the transcript, the rest; otherwise the entries whose uuid
+    it lacks. Entries without a uuid (``last-prompt``, ``cost-state``, ...) are appended whenever
+    sent, so a transcript sent whole again must not send them twice.
+    """
+    if len(stored) <= len(entries) and entries[: len(stored)] == stored:
+        return entries[len(stored) :]
+    known = {e["uuid"] for e in stored if isinstance(e, dict) and isinstance(e.get("uuid"), str)}
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("uuid"), str) and e["uuid"] not in known]
+
+
+def ahead_of(batch: list[Any], entries: list[Any]) -> list[Any] | None:
+    """The entries of a transcript that come after ``batch`` (its last occurrence in it): what the
+    CLI had written beyond the batch being sent, which its next batches will bring again. None when
+    ``batch`` is not found in it."""
+    n = len(batch)
+    if not n:
+        return None
+    for end in range(len(entries), n - 1, -1):
+        if entries[end - n : end] == batch:
+            return entries[end:]
+    return None
 
 
 class Clock:

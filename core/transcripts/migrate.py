@@ -3,8 +3,8 @@
 Conversations, their turn history and named values, then the transcripts: those
 the source backend keeps, and those only on this machine's disk (in the source's
 ``agent.sessions_dir``: transcripts kept local). Copying is idempotent — a record is
-replaced, a transcript entry already there is skipped — so an interrupted
-migration can be run again. Stop the bots first: a turn running meanwhile may be missed.
+replaced, the part of a transcript the target holds already is not sent again —
+so an interrupted migration can be run again. Stop the bots first: a turn running meanwhile may be missed.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from claude_agent_sdk._internal.session_store import file_path_to_session_key
 from claude_agent_sdk.types import SessionKey
 
 from ..store import ConversationStore
-from .base import TranscriptStore
+from .base import TranscriptStore, not_yet_stored
 from .mirror import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,19 @@ async def copy_store(
         for key in await source_transcripts.keys():
             entries = await source_transcripts.load(key)
             if entries:
-                await target_transcripts.append(key, entries)
+                await _send(target_transcripts, key, entries)
                 copied.transcripts += 1
     if sessions_dir is not None:
         for key, path in await asyncio.to_thread(local_transcripts, sessions_dir):
             entries = await asyncio.to_thread(read_jsonl, path)
             if entries:
-                await target_transcripts.append(key, entries)
+                await _send(target_transcripts, key, entries)
                 copied.local_transcripts += 1
     return copied
+
+
+async def _send(target: TranscriptStore, key: SessionKey, entries: list[Any]) -> None:
+    """``entries`` (a whole transcript) into ``target``, but what it holds already (a run again)."""
+    missing = not_yet_stored(await target.load(key) or [], entries)
+    if missing:
+        await target.append(key, missing)

@@ -3,8 +3,9 @@ config directory in front of the shared :class:`~.base.TranscriptStore`.
 
 * ``append`` mirrors the CLI's transcript lines to the store. When a batch
   failed (the store was down: the SDK retries it, then drops it), the next
-  append sends the whole local transcript again: the store keeps each uuid once,
-  so the batches it missed are filled in and nothing is duplicated.
+  append sends what the local transcript holds beyond the store's (read back
+  once), so the batches it missed are filled in and nothing is duplicated;
+  lines of a later batch already sent that way are not sent again.
 * ``load`` is called by the SDK before a resume. It writes the store's
   transcript into the conversation's own config directory
   (``<sessions_dir>/.../config/projects/<project key>/<session>.jsonl``) and
@@ -36,7 +37,7 @@ from claude_agent_sdk import SessionStore
 from claude_agent_sdk.types import SessionKey, SessionStoreEntry
 
 from ..errors import StoreError
-from .base import TranscriptStore, make_key, subpath_of
+from .base import TranscriptStore, ahead_of, make_key, not_yet_stored, subpath_of
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +105,44 @@ class LocalMirror(SessionStore):
         self.store = store
         self.config_dir = Path(config_dir)
         self._behind: set[str] = set()  # transcripts a batch of which the store missed
+        self._ahead: dict[str, list[Any]] = {}  # lines sent ahead of the SDK's batches when the store caught up
 
     async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
         name = json.dumps([key["project_key"], key["session_id"], subpath_of(key)])
-        batch = entries
-        if name in self._behind:
+        batch: list[Any] = self._not_sent_ahead(name, list(entries))
+        ahead: list[Any] = []
+        if name in self._behind:  # send what the store lacks of the local file (read back once)
             local = await asyncio.to_thread(read_jsonl, transcript_path(self.config_dir, key))
-            batch = local if local else entries
+            if local:
+                stored = await self.store.load(key) or []
+                ahead = ahead_of(list(entries), local) or []
+                batch = not_yet_stored(stored, local)
         try:
-            await self.store.append(key, batch)
+            if batch:
+                await self.store.append(key, batch)
         except Exception:
             self._behind.add(name)
+            self._ahead.pop(name, None)
             raise
+        if ahead:
+            self._ahead[name] = ahead
         if name in self._behind:
             self._behind.discard(name)
             log.info("session %s: the store has its whole transcript again", key["session_id"])
+
+    def _not_sent_ahead(self, name: str, batch: list[Any]) -> list[Any]:
+        """``batch`` without the lines already sent with the local file when the store caught up."""
+        ahead = self._ahead.get(name)
+        if not ahead:
+            return batch
+        k = 0
+        while k < len(batch) and k < len(ahead) and batch[k] == ahead[k]:
+            k += 1
+        if k == len(ahead) or k < len(batch):  # all of it seen again (or the lines went another way)
+            del self._ahead[name]
+        else:
+            self._ahead[name] = ahead[k:]
+        return batch[k:]
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         path = transcript_path(self.config_dir, key)

@@ -642,3 +642,42 @@ def test_the_images_sqlite_path_applies_to_sqlite_and_coordination_in_short_take
         30.0,
     )
     assert config.warnings == []
+
+
+def test_a_missing_bot_setting_says_where_to_give_it_and_the_variable_named_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "bots:\n  tg:\n    kind: telegram\n")
+    monkeypatch.delenv("CCBRIDGE_BOTS__TG__TOKEN", raising=False)
+    assert _error(path) == f"bots.tg.token: is required; add it to {path.name} or set CCBRIDGE_BOTS__TG__TOKEN"
+    from bots import load_bot_class
+
+    monkeypatch.setenv("CCBRIDGE_BOTS__TG__TOKEN", "123:" + "a" * 30)
+    entry = load_config(path).bots["tg"]
+    settings = load_bot_class(entry.kind).parse_settings("tg", entry.settings)
+    assert settings.token.get_secret_value() == "123:" + "a" * 30
+
+
+def test_a_missing_project_path_names_the_file_and_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "projects:\n  api:\n    places: ['slack:C1']\n")
+    assert _error(path) == "projects.api.path: is required; add it to config.yaml or set CCBRIDGE_PROJECTS__API__PATH"
+    monkeypatch.setenv("CCBRIDGE_PROJECTS__API__PATH", str(tmp_path))
+    assert load_config(path).projects["api"].path == tmp_path
+
+
+def test_a_key_written_twice_is_one_line_naming_both_places(tmp_path: Path) -> None:
+    path = write(tmp_path, "bots:\n  a:\n    kind: console\nagent:\n  model: x\nbots:\n  b:\n    kind: console\n")
+    assert _error(path) == f"{path}:6:1: 'bots' is written twice here (first at line 1); keep one"
+    nested = write(tmp_path, "agent:\n  model: x\n  pool_size: 2\n  model: y\n")
+    assert _error(nested) == f"{nested}:4:3: 'model' is written twice here (first at line 2); keep one"
+
+
+def test_a_merged_mapping_may_still_override_what_it_merges(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "bots:\n  a: &base\n    kind: console\n    enabled: true\n  b:\n    <<: *base\n    enabled: false\n",
+    )
+    bots = load_config(path).bots
+    assert (bots["a"].kind, bots["a"].enabled, bots["b"].kind, bots["b"].enabled) == ("console", True, "console", False)

@@ -348,3 +348,37 @@ def test_a_reload_gives_bots_their_own_settings_and_an_invalid_bot_setting_chang
     assert bot.settings.allowed_users == ["alice", "bob"]  # type: ignore[attr-defined]
     [failure] = [r.getMessage() for r in caplog.records if "reload failed" in r.getMessage()]
     assert "bots.api.max_body_bytes" in failure and "\n" not in failure
+
+
+@pytest.mark.parametrize("change", ["emptied", "only comments", "removed"])
+def test_a_reload_of_a_config_file_emptied_or_removed_keeps_the_running_config(
+    tmp_path: Path,
+    cli_env: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+) -> None:
+    """An empty file (half written) or one gone would give defaults: nobody on the allowlist."""
+    import run_bot
+
+    path = write_config(
+        tmp_path,
+        cli_env,
+        bots={"api": {"kind": "http_api", "api_keys": ["k" * 32], "allowed_users": ["alice"]}},
+        access={"allowlist": ["api:carol"]},
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(run_bot, "DEFAULT_CONFIG", Path(path.name))
+    args = run_bot.parse_args([])  # ./config.yaml, found at the start
+    plans = run_bot.plan(run_bot.load(args), [])
+    bot = plans[0].bot
+    reloader = run_bot.ConfigReloader(args, plans)  # as main() makes it, at the start
+    if change == "removed":
+        path.unlink()
+    else:
+        path.write_text("" if change == "emptied" else "# nothing yet\n\n")
+    caplog.set_level(logging.INFO, logger="ccbridge")
+    assert not reloader()
+    assert bot.agent.access.settings.allowlist == ["api:carol"]
+    [failure] = [r.getMessage() for r in caplog.records if "reload failed" in r.getMessage()]
+    assert path.name in failure and ("empty" in failure if change != "removed" else "cannot read" in failure)

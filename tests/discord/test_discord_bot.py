@@ -8,14 +8,17 @@ threads, interactions and their callbacks, command syncs).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bots.discord import DiscordBot
 from core import ConfigError, ConversationKey
+from core.commands import DIFF_INLINE_CHARS
 from core.dispatcher import empty_hint
 from core.text_split import open_fence
+from tests.core.test_projects import repo
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
 from tests.fakes.platform_server import Failure
 from tests.helpers import eventually
@@ -228,6 +231,35 @@ async def test_a_command_at_the_top_level_of_a_channel_is_deferred_then_told_whe
     assert public(fake, team.general) == [] and fake.threads == [] and asked(fake_api) == []
 
 
+async def test_an_admin_grants_a_person_by_mention_and_a_role_by_slash_command_and_revokes(
+    bots: Bots, team: Team, fake_api: FakeAnthropicAPI
+) -> None:
+    fake = team.fake
+    ops = fake.add_role("ops", guild=team.guild)  # a role nobody has granted access to yet
+    carol = fake.add_member("carol", roles=[ops], guild=team.guild)
+    # no role in the config: the first role granted in the chat makes DMs look roles up
+    await bots.start(access={"allow_all": False, "allowlist": [], "admins": [f"discord:{team.boss.id}"]})
+    boss_dm, bob_dm, carol_dm = (fake.dm_channel(m.user) for m in (team.boss, team.bob, carol))
+
+    await fake.user_message(boss_dm, team.boss, f"!allow {team.bob.user.mention}", mentions=[team.bob])
+    granted = await reply_in(fake, boss_dm, "may use the bot now")
+    assert str(team.bob.id) in granted.content
+    it = await fake.slash_command("allow", {"user": ops.mention}, user=team.boss, channel=boss_dm)
+    await fake.wait_until(lambda: it.original and "may use the bot now" in it.original.content, 30, "the grant")
+    assert f"role:{ops.id}" in it.original.content
+    await fake.user_message(carol_dm, carol, "carol here")  # admitted by the role she holds, at once
+    await reply_in(fake, carol_dm, "echo: carol here")
+    await fake.user_message(bob_dm, team.bob, "bob here")
+    await reply_in(fake, bob_dm, "echo: bob here")
+
+    await fake.user_message(boss_dm, team.boss, f"!revoke {team.bob.user.mention}", mentions=[team.bob])
+    await reply_in(fake, boss_dm, "no longer")
+    await fake.user_message(bob_dm, team.bob, "and now?")
+    await fake.user_message(carol_dm, carol, "barrier")
+    await reply_in(fake, carol_dm, "echo: barrier")
+    assert "and now?" not in asked(fake_api) and asked(fake_api)[-1] == "barrier"
+
+
 # -- streaming ---------------------------------------------------------------------------
 
 
@@ -313,6 +345,26 @@ async def test_a_button_pressed_after_a_restart_is_answered_as_expired(
     await fake.wait_until(lambda: not prompt.buttons(), 30, "the stale buttons to go")
     assert "No longer waiting" in prompt.content
     assert [c["type"] for c in pressed.callbacks] == [6]
+
+
+async def test_a_long_diff_asked_by_slash_command_arrives_as_a_file(
+    bots: Bots, team: Team, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    payments = repo(tmp_path / "payments")
+    projects = {"payments": {"path": str(payments), "places": [f"discord:{team.alice.id}"]}}
+    await bots.start(projects=projects)
+    fake = team.fake
+    big = "".join(f"line {i}\n" for i in range(DIFF_INLINE_CHARS // 5))
+    fake_api.rules["write big"] = [ToolCall("Write", {"file_path": "big.txt", "content": big})]
+    dm = fake.dm_channel(team.alice.user)
+    await fake.user_message(dm, team.alice, "write big")
+    await reply_in(fake, dm, "tool result")
+    await idle(bots.running[0], dm_key(team.alice))
+    it = await fake.slash_command("diff", user=team.alice, channel=dm)
+    [uploaded] = await fake.wait_until(lambda: [m for m in it.followups if m.attachments], 30, "the diff file")
+    [attachment] = uploaded.attachments
+    assert attachment["filename"].endswith(".diff")
+    assert any("attached file" in m.content for m in it.followups)
 
 
 # -- files, threads that exist, reconnects ----------------------------------------------

@@ -97,6 +97,46 @@ async def test_a_turn_whose_end_the_store_refuses_is_written_when_it_is_back(
     ]
 
 
+@pytest.mark.parametrize("failing", ["put_turn", "put"])
+async def test_a_turn_whose_end_is_written_again_is_counted_once(
+    agent: Agent, fake_api: FakeAnthropicAPI, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """The end of a turn is two writes (its record, then the conversation's totals); whichever of
+    them the store refuses, writing it again later counts the turn and its cost once."""
+    key = ConversationKey("api", "alice")
+    await agent.chat("first", user_id="alice")
+    before = await agent.store.get(key)
+    assert before is not None
+    store = agent.store
+    real = getattr(store, failing)
+    armed = {"on": False}
+
+    async def flaky(item: object) -> None:
+        if armed["on"]:
+            armed["on"] = False
+            raise StoreError("the store is down")
+        await real(item)
+
+    monkeypatch.setattr(store, failing, flaky)
+    real_finish = agent.conversations._write_finish
+
+    async def arm_then_finish(*args: object) -> None:
+        armed["on"] = True  # the next write of this kind, during the end of the turn, fails
+        await real_finish(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(agent.conversations, "_write_finish", arm_then_finish)
+    result = await agent.chat("second", user_id="alice")
+    monkeypatch.setattr(agent.conversations, "_write_finish", real_finish)
+    assert result.text == "echo: second" and agent.conversations.unwritten == 1
+    assert await agent.conversations.flush_unwritten() == 0
+    after = await agent.store.get(key)
+    assert after is not None and after.message_count == before.message_count + 1
+    assert after.total_cost_usd == pytest.approx(before.total_cost_usd + (result.cost_usd or 0.0))
+    assert (result.cost_usd or 0.0) > 0
+    history = await agent.conversations.history(key)
+    assert [(t.user_text, t.status) for t in history] == [("first", "ok"), ("second", "ok")]
+
+
 def test_subdirs_are_limited_in_depth_and_length() -> None:
     check_subdir("/".join(["d"] * MAX_SUBDIR_DEPTH))
     with pytest.raises(WorkspaceError, match="deep"):

@@ -20,6 +20,7 @@ The ``url_verification`` challenge is the one body in the old flat shape:
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -67,8 +68,9 @@ def mention(user: User, index: int, tenant_key: str) -> dict[str, Any]:
 
 
 def text_content(text: str, mentions: list[dict[str, Any]], mention_all: bool) -> str:
-    """``{"text": ...}`` with the mention placeholders first, as a client writes them."""
-    prefix = " ".join(m["key"] for m in mentions)
+    """``{"text": ...}`` with the mention placeholders first, as a client writes them (those the text
+    places itself, ``/allow @_user_1``, stay where they are)."""
+    prefix = " ".join(m["key"] for m in mentions if not re.search(rf"{re.escape(m['key'])}(?!\d)", text))
     if mention_all:
         prefix = ("@_all " + prefix).strip()
     return json.dumps({"text": f"{prefix} {text}".strip() if prefix else text}, ensure_ascii=False)

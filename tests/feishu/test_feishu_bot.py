@@ -164,6 +164,30 @@ async def test_rich_text_posts_are_read_as_text_and_commands_work_after_a_mentio
     assert question.message.thread_id == card.thread_id
 
 
+async def test_an_admin_grants_and_revokes_by_mention_in_private_and_in_a_group(
+    make_bot: BotFactory, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot()
+    fake, boss, eve, alice = bot.fake, bot.people["boss"], bot.people["eve"], bot.people["alice"]
+    await bot.send(boss, text="/allow @_user_1", mentions=[eve])  # as typed in the p2p chat: "/allow @Eve"
+    granted = await reply_containing(fake, fake.p2p_chat(boss), "may use the bot now")
+    assert f"feishu:{eve.open_id}" in granted
+    await bot.send(eve, text="hi, it's Eve")
+    assert await reply_containing(fake, fake.p2p_chat(eve), "echo: hi, it's Eve")
+
+    group = fake.add_chat("Team")
+    await bot.send(boss, chat=group, text="@_user_1 /revoke @_user_2", mentions=[fake.bot, eve])
+    revoked = await reply_containing(fake, group, "no longer")
+    assert f"feishu:{eve.open_id}" in revoked
+    await bot.send(alice, chat=group, text="@_user_1 /allow @_user_2", mentions=[fake.bot, eve])
+    assert await reply_containing(fake, group, "Only admins")
+    await bot.send(eve, text="and now?")
+    await bot.send(alice, text="barrier")
+    assert await reply_containing(fake, fake.p2p_chat(alice), "echo: barrier")
+    asked = [r.last_user_text() for r in fake_api.requests]
+    assert asked == ["hi, it's Eve", "barrier"]
+
+
 # -- deliveries: acked at once, handled once ---------------------------------------------------------
 async def test_events_are_acked_at_once_and_replays_after_a_reconnect_answer_once(
     make_bot: BotFactory, fake_api: FakeAnthropicAPI

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Hang, Text, ToolCall
 from tests.helpers import eventually
@@ -378,3 +379,40 @@ async def test_a_debounced_burst_landing_on_another_instance_is_answered_in_one_
     )
     assert asked(fake_api, "hi\n\nthe build fails\n\nsee the log") == 1
     assert b.clis() == []
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+async def test_messages_an_instance_left_waiting_are_answered_by_another_when_it_goes_for_good(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path, how: str
+) -> None:
+    """A scaled down (or killed, and back under another id, if at all) while messages wait out their
+    debounce window on it: B, alive throughout, answers them once A's heartbeat is gone, without a
+    new message, and says they waited."""
+    a = await launch("a", access={"debounce": 30.0})
+    b = await launch("b", access={"debounce": 30.0})
+    for text in ("please remember this", "and this"):
+        assert await a.deliver(update(bot_api, text)) == 200
+    await eventually(lambda: bot_api.calls_of("sendChatAction"), what="the typing indicator on A")
+    await recorded(tmp_path, [("please remember this", "queued", "a"), ("and this", "queued", "a")])
+    if how == "stopped":
+        await a.stop()
+    else:
+        a.kill()
+        await a.process.wait()
+    await bot_api.wait_for(
+        lambda: any("echo: please remember this\n\nand this" in t for t in bot_api.texts(42)),
+        timeout=60,
+        what="B's answer to the waiting messages",
+    )
+    [told] = [t for t in bot_api.texts(42) if "echo: please remember this" in t]
+    assert "waited" in told
+    assert asked(fake_api, "please remember this\n\nand this") == 1
+    await b.logged("answering 2 message(s) in telegram:42")
+    await recorded(
+        tmp_path,
+        [
+            ("please remember this", "merged", "a"),
+            ("and this", "merged", "a"),
+            ("please remember this\n\nand this", "ok", "b"),
+        ],
+    )

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from claude_agent_sdk.testing import run_session_store_conformance
 
+from core import StoreUnavailable
 from core.store import ConversationStore
 from core.store.postgres import PostgresStore
 from core.store.redis import RedisStore
-from core.transcripts import MemoryTranscripts, TranscriptStore
+from core.transcripts import LocalMirror, MemoryTranscripts, TranscriptStore
+from core.transcripts.base import not_yet_stored
+from core.transcripts.mirror import transcript_path, write_jsonl
 from core.transcripts.postgres import PostgresTranscripts
 from core.transcripts.redis import RedisTranscripts
 from core.transcripts.sqlite import SQLiteTranscripts
@@ -117,3 +121,58 @@ async def test_transcripts_survive_a_reopen(transcripts: tuple[str, Factory]) ->
     await store.close()
     await store.open()
     assert await store.load(KEY) == [{"type": "user", "uuid": "u1", "text": "é"}]  # type: ignore[arg-type]
+
+
+class _GoesAway:
+    """A transcript store in front of ``store`` that refuses appends while ``down``."""
+
+    def __init__(self, store: TranscriptStore) -> None:
+        self.store, self.down = store, False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def append(self, key: object, entries: list[object]) -> None:
+        if self.down:
+            raise StoreUnavailable("the store is down")
+        await self.store.append(key, entries)  # type: ignore[arg-type]
+
+
+async def test_a_mirror_catching_up_after_an_outage_stores_each_line_once(
+    transcripts: tuple[str, Factory], tmp_path: Path
+) -> None:
+    """Lines without a uuid are appended whenever sent: catching up after a missed batch sends
+    only what the store lacks, and a later batch the CLI had written already is not sent twice."""
+    _, make = transcripts
+    store = _GoesAway(await make())
+    mirror = LocalMirror(store, tmp_path)  # type: ignore[arg-type]
+    local: list[Any] = []
+
+    async def cli_writes(batch: list[Any], *, mirrored: bool = True) -> None:
+        local.extend(batch)
+        write_jsonl(transcript_path(tmp_path, KEY), local)  # type: ignore[arg-type]
+        if mirrored:
+            await mirror.append(KEY, batch)  # type: ignore[arg-type]
+
+    await cli_writes([{"type": "user", "uuid": "u1"}, {"type": "last-prompt", "lastPrompt": "hi"}])
+    store.down = True
+    with pytest.raises(StoreUnavailable):
+        await cli_writes([{"type": "assistant", "uuid": "a1"}, {"type": "cost-state", "total": 0.1}])
+    store.down = False
+    third = [{"type": "user", "uuid": "u2"}, {"type": "last-prompt", "lastPrompt": "again"}]
+    fourth = [{"type": "atis-latch"}, {"type": "assistant", "uuid": "a2"}, {"type": "atis-latch"}]
+    await cli_writes(third)
+    await cli_writes(fourth, mirrored=False)  # on disk before the store caught up ...
+    await mirror.append(KEY, fourth[:1])  # type: ignore[arg-type]  # ... then mirrored, in two batches
+    await mirror.append(KEY, fourth[1:])  # type: ignore[arg-type]
+    await cli_writes([{"type": "atis-latch"}, {"type": "mode", "mode": "default"}])  # repeated lines are kept
+    assert await store.load(KEY) == local  # type: ignore[arg-type]
+
+
+async def test_a_whole_transcript_sent_again_adds_only_what_the_store_lacks() -> None:
+    stored = [{"uuid": "u1"}, {"type": "last-prompt"}]
+    assert not_yet_stored(stored, [*stored, {"type": "cost-state"}]) == [{"type": "cost-state"}]
+    assert not_yet_stored(stored, stored) == []
+    # not a continuation of what is stored: only the entries it can recognise (by uuid) that it lacks
+    assert not_yet_stored(stored, [{"uuid": "u0"}, {"type": "last-prompt"}, {"uuid": "u1"}]) == [{"uuid": "u0"}]
+    assert not_yet_stored([], [{"type": "x"}]) == [{"type": "x"}]

@@ -22,9 +22,12 @@ from core.store import ConversationStore, StoreSettings, create_store
 from core.store.postgres import PostgresStore
 from core.store.redis import RedisStore
 from core.transcripts import TranscriptStore, transcripts_for
+from core.transcripts.migrate import local_transcripts
+from core.transcripts.mirror import read_jsonl
 from tests.contracts.store_contract import KEY, conv, turn
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text
 from tests.fakes.recording_sink import RecordingSink
+from tests.helpers import eventually
 from tests.servers import PostgresServer, RedisServer, free_port
 
 
@@ -132,6 +135,13 @@ async def test_redis_stopped_mid_turn_keeps_the_reply_and_service_resumes_withou
         [main] = [k for k in await agent.transcripts.keys() if k["session_id"] == after.session_id]
         mirrored = str(await agent.transcripts.load(main))
         assert "the slow answer" in mirrored and "and now?" in mirrored
+        [local] = [p for k, p in local_transcripts(agent.sections.agent.sessions_dir) if k == main]
+        store = agent.transcripts
+
+        async def the_same() -> bool:  # each line once, none missing (the last batch may still be on its way)
+            return await store.load(main) == read_jsonl(local)
+
+        await eventually(the_same, what="the stored transcript to equal the local one")
 
 
 class _StopsRedisOnTheFirstPost(RecordingSink):

@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from core.store.settings import PostgresStoreSettings
+from core.transcripts import transcripts_for
+from core.transcripts.migrate import local_transcripts
+from core.transcripts.mirror import read_jsonl
 from tests.core.test_run_bot import run_bot
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 
@@ -84,6 +88,13 @@ async def test_migration_copies_a_sqlite_store_to_postgres_and_conversations_con
     assert "copied 1 conversation(s), 1 turn(s)" in out and "1 from local disk" in out
     code, again, _ = await run_bot("--migrate-store", str(old), str(new), cwd=tmp_path)  # idempotent
     assert code == 0 and "copied 1 conversation(s)" in again
+    [(key, path)] = local_transcripts(tmp_path / "old" / "sessions")
+    target = transcripts_for(PostgresStoreSettings(dsn=postgres_dsn))
+    await target.open()
+    try:  # copied twice, held once: lines without a uuid (last-prompt, cost-state...) too
+        assert await target.load(key) == read_jsonl(path)
+    finally:
+        await target.close()
 
     # another machine on the PostgreSQL store (its own HOME and sessions): the conversation goes on
     lines = await talk(new, "where is the key?", "/status")
