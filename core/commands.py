@@ -361,7 +361,8 @@ class CommandRunner:
                 lines.append(f"• `{entry}` — from the config file")
         for grant in sorted((await self.grants.refresh(force=True)).values(), key=lambda g: g.at):
             if grant.entry.startswith(prefix):
-                lines.append(f"• `{grant.entry}` — from the chat: granted by `{grant.by}`, {_ago(grant.at)}")
+                source = "from the HTTP admin API" if grant.by.startswith("admin_key:") else "from the chat"
+                lines.append(f"• `{grant.entry}` — {source}: granted by `{grant.by}`, {_ago(grant.at)}")
         admins = [e for e in settings.admins if e.startswith(prefix)]
         if admins:
             lines.append("**Admins** (config file): " + ", ".join(f"`{a}`" for a in admins))

@@ -656,10 +656,6 @@ class Conversations:
                 1 for t in waiting if t.started_at < self._started_at or t.instance_id not in (None, self.instance_id)
             )
             merged = MessagesMerged(count=len(texts), restored=restored)
-            for queued_turn in waiting:
-                queued_turn.status = "merged"
-                await self.store.put_turn(queued_turn)
-            await self._forget_waiting(waiting)
         cwd = await self._working_dir(conv)
         conv.cwd = str(cwd)
         conv.status = "running"
@@ -676,6 +672,10 @@ class Conversations:
         )
         await self.store.put(conv)
         await self.store.put_turn(record)  # the user's text is in the history before Claude starts
+        for queued_turn in waiting:  # answered by this turn: marked once it is recorded (else they still wait)
+            queued_turn.status = "merged"
+            await self.store.put_turn(queued_turn)
+        await self._forget_waiting(waiting)
         request = TurnRequest(
             key=key,
             session_id=conv.session_id,

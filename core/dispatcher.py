@@ -518,7 +518,7 @@ class Dispatcher:
         answer = await self.commands.answer(ctx, command)
         text = answer.text
         if dropped:
-            note = f"⏹ Stopped: your {dropped} waiting message(s) will not be answered."
+            note = f"⏹ Stopped: the {dropped} message(s) waiting here will not be answered."
             text = note if text == NOTHING_RUNNING else f"{text}\n{note}"
         await send_notice(msg.reply, text)
         if answer.file is not None:
@@ -579,7 +579,11 @@ class Dispatcher:
             if access.debounce > 0:
                 if msg.typing_shown is None:  # a sign of life while it waits for more
                     await _show_typing(msg.reply)
-                await batch.quiet(access.debounce, longest=4 * access.debounce)
+                typing = asyncio.create_task(_keep_typing(msg.reply), name=f"ccbridge-window-typing-{msg.key}")
+                try:
+                    await batch.quiet(access.debounce, longest=4 * access.debounce)
+                finally:
+                    typing.cancel()
                 if batch.dropped:  # /stop inside the window: nothing runs
                     self._close_batch(batch_key, batch)
                     await batch.settled()  # a message being saved into it is dropped with it
@@ -705,6 +709,17 @@ class Dispatcher:
         # In a shared chat an outsider is told once per cooldown; a private answer can be given every time.
         if msg.reply.private_notices or await self.agent.coordination.refusals.should_notify(who, REFUSAL_COOLDOWN):
             await send_notice(msg.reply, self.access.settings.refusal)
+
+
+async def _keep_typing(sink: ReplySink) -> None:
+    """The typing indicator renewed while messages wait out their debounce window (platforms let it
+    fade after a few seconds)."""
+    every = sink.limits.typing_interval
+    if every <= 0:
+        return
+    while True:
+        await asyncio.sleep(every)
+        await _show_typing(sink)
 
 
 async def _show_typing(sink: ReplySink) -> None:

@@ -32,6 +32,7 @@ class Grant:
 class AccessGrants:
     def __init__(self, store: ConversationStore, scope: str) -> None:
         self.store = store
+        self.scope = scope
         self.prefix = f"{PREFIX}{scope}:"
         self._grants: dict[str, Grant] = {}
         self._read_at = float("-inf")
@@ -65,7 +66,7 @@ class AccessGrants:
         grant = Grant(entry, by, time.time())
         await self.store.put_meta(self.prefix + entry, json.dumps({"by": by, "at": grant.at}))
         self._grants[entry] = grant
-        log.info("access: %s granted to %s by %s", self.prefix.rstrip(":"), entry, by)
+        log.info("access to bot %s granted to %s by %s", self.scope, entry, by)
         return True
 
     async def revoke(self, entry: str, by: str) -> bool:
@@ -73,5 +74,5 @@ class AccessGrants:
         removed = await self.store.delete_meta(self.prefix + entry)
         self._grants.pop(entry, None)
         if removed:
-            log.info("access: %s revoked from %s by %s", self.prefix.rstrip(":"), entry, by)
+            log.info("access to bot %s revoked from %s by %s", self.scope, entry, by)
         return removed

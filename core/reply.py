@@ -67,6 +67,9 @@ def _inline(text: str) -> str:
     return text.replace("`", "'")
 
 
+_CANCELLED_FINAL = 3.0  # seconds a cancelled reply gets to show its final text
+
+
 class ReplyStreamer:
     def __init__(
         self,
@@ -122,11 +125,27 @@ class ReplyStreamer:
             self._finished = True
             self._wake.set()
             await flusher
+        except asyncio.CancelledError:
+            await self._end_cancelled()
+            raise
         finally:
             typing.cancel()
             if not flusher.done():
                 flusher.cancel()
         return self.terminal
+
+    async def _end_cancelled(self) -> None:
+        """Cancelled mid-reply (a bot stopping after its drain): give what is shown its final form,
+        saying it stopped, so it never stays "generating" or typing. Best effort, bounded."""
+        if self._finished or self._handle is None or self._edits_broken:
+            return
+        self._finished = True
+        self._append_block("⏹ Stopped.", "text", new_block=True)
+        text = self._current_text()
+        try:
+            await asyncio.wait_for(self.sink.finalize(self._handle, text), _CANCELLED_FINAL)
+        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 (stopping: nothing more to do)
+            log.debug("could not end a cancelled reply: %r", exc)
 
     # -- rendering -----------------------------------------------------------
     def _append_block(self, text: str, kind: Literal["text", "tool"], *, new_block: bool = False) -> None:

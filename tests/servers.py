@@ -65,7 +65,7 @@ class RedisServer:
     def __init__(self, workdir: Path, port: int | None = None, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed: run tests/stores/ensure_servers.sh (make test does)")
+            raise RuntimeError("redis-server is not installed: run tests/ensure_servers.sh (make test does)")
         self.binary = binary
         self.workdir = workdir
         self.port = port or free_port()
@@ -176,7 +176,7 @@ def pg_template(shared_dir: Path) -> Path:
         if (template / "PG_VERSION").is_file():
             return template
         if not (PG_BIN / "initdb").is_file():
-            raise RuntimeError(f"PostgreSQL is not installed in {PG_BIN}: run tests/stores/ensure_servers.sh")
+            raise RuntimeError(f"PostgreSQL is not installed in {PG_BIN}: run tests/ensure_servers.sh")
         base = _private_dir("ccbridge-pg-template-", account)
         try:
             done = _as_pg_user(

@@ -89,6 +89,7 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._ready = asyncio.Event()  # set when start() returns: nothing is handled before
+        self._ws_ended = asyncio.Event()  # the long connection's thread ended
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -146,24 +147,47 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
         self.ws = LongConnection(
             self.config.app_id, self.config.app_secret.get_secret_value(), self.config.domain, self._on_ws_payload
         )
+        loop, ended = asyncio.get_running_loop(), self._ws_ended
+        self.ws.on_end = lambda: loop.call_soon_threadsafe(ended.set) if not loop.is_closed() else None
         self.ws.start()
         try:
             up = await self.ws.wait_connected(self.config.connect_timeout)
-        except ClientException as exc:
-            if exc.code in APP_CREDENTIALS:
-                raise ConfigError(
-                    f"{name} refused the long connection ({exc})", key=self.config_key("app_secret")
-                ) from None
-            raise PlatformUnavailable(
-                f"{name} refused the long connection ({exc}); is 'receive events through a long connection' "
-                "chosen in the app's Events & Callbacks settings?"
-            ) from None
-        except (ServerException, OSError) as exc:
-            raise PlatformUnavailable(f"{name}: the long connection failed ({exc})") from None
+        except BaseException as exc:
+            raise self._connection_error(exc) from None
         if up:
             log.info("%s: receiving over the long connection", name)
         else:
             log.warning("%s: the long connection is not up yet; lark-oapi keeps trying", name)
+
+    def _connection_error(self, exc: BaseException) -> BaseException:
+        """What the long connection's failure means for the operator (the SDK's errors are not ours)."""
+        name = self.config.platform_name
+        if isinstance(exc, ClientException):
+            if exc.code in APP_CREDENTIALS:
+                return ConfigError(f"{name} refused the long connection ({exc})", key=self.config_key("app_secret"))
+            return PlatformUnavailable(
+                f"{name} refused the long connection ({exc}); is 'receive events through a long connection' "
+                "chosen in the app's Events & Callbacks settings?"
+            )
+        if isinstance(exc, (ServerException, OSError)):
+            return PlatformUnavailable(f"{name}: the long connection failed ({exc})")
+        return exc
+
+    async def serve(self) -> None:
+        """Block while receiving; raise when the long connection is lost for good (a rotated app secret:
+        :class:`ConfigError` naming it), so the bot does not go on deaf."""
+        if self.ws is None:
+            await super().serve()  # callback mode: the HTTP server runs until stopped
+            return
+        await self._ws_ended.wait()
+        ws = self.ws
+        if ws is None or not self._accepting:
+            return  # stopped
+        name = self.config.platform_name
+        error = ws.error
+        if error is None:
+            raise PlatformUnavailable(f"{name}: the long connection ended")
+        raise self._connection_error(error) from error
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         self._accepting = False

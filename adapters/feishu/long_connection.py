@@ -96,6 +96,27 @@ class PayloadHandler(lark.EventDispatcherHandler):
         return self._on_payload(body)
 
 
+class _Client(lark.ws.Client):  # type: ignore[misc]
+    """lark-oapi's ws client, telling :class:`LongConnection` when it gives up.
+
+    A reconnect the platform refuses for good (a rotated app secret, the connection limit) raises
+    inside the SDK's receive task, where nobody sees it: the task ends, ``start()`` keeps waiting
+    and no event ever arrives again. Here that error ends the connection's thread instead.
+    """
+
+    def __init__(self, *args: Any, on_fatal: Callable[[BaseException], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_fatal = on_fatal
+
+    async def _receive_message_loop(self) -> None:
+        try:
+            await super()._receive_message_loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (whatever it is, the connection is over)
+            self._on_fatal(exc)
+
+
 class LongConnection:
     """One ``lark.ws.Client`` in its own thread and event loop."""
 
@@ -108,20 +129,31 @@ class LongConnection:
         *,
         log_level: lark.LogLevel = lark.LogLevel.WARNING,
     ) -> None:
-        self._make: Callable[[], Any] = lambda: lark.ws.Client(
+        self._make: Callable[[], Any] = lambda: _Client(
             app_id,
             app_secret,
             event_handler=PayloadHandler(on_payload),
             domain=domain,
             auto_reconnect=True,
             log_level=log_level,
+            on_fatal=self._given_up,
         )
         self.client: Any = None
         self.error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.on_end: Callable[[], None] | None = None  # called (in its thread) when the connection ends
         self._thread: threading.Thread | None = None
         self._built = threading.Event()
         self._stopping = False
+
+    def _given_up(self, exc: BaseException) -> None:
+        """The SDK stopped reconnecting (on its loop): record why and end the thread."""
+        if self._stopping:
+            return
+        log.error("Feishu: the long connection was lost for good: %r", exc)
+        self.error = exc
+        if self.loop is not None:
+            self.loop.stop()  # start() returns (RuntimeError): the thread ends
 
     @property
     def alive(self) -> bool:
@@ -180,7 +212,7 @@ class LongConnection:
             self._built.set()
             self.client.start()  # returns only by raising (RuntimeError once the loop is stopped)
         except BaseException as exc:  # reported through self.error
-            if not (self._stopping and isinstance(exc, RuntimeError)):
+            if self.error is None and not (self._stopping and isinstance(exc, RuntimeError)):
                 log.error("Feishu: the long connection failed: %r", exc)
                 self.error = exc
         finally:
@@ -188,6 +220,8 @@ class LongConnection:
             self._shutdown(loop)
             loops.bind(None)
             asyncio.set_event_loop(None)
+            if self.on_end is not None:
+                self.on_end()
 
     def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
         # Cancel the SDK's tasks first: once the socket closes, its receive loop would

@@ -200,6 +200,7 @@ def compat_response(outcome: TurnAnswer, session_label: str) -> CompatChatRespon
             "tool_calls": [t.model_dump(mode="json") for t in tool_calls_out(outcome.tool_calls)],
             "files": [f.model_dump(mode="json") for f in files_out(outcome.session_id, outcome.files)],
             "timestamp": utc(outcome.timestamp).isoformat(),
+            **({} if outcome.saved else {"saved": False, "warning": outcome.warning}),
         },
     )
 

@@ -224,6 +224,8 @@ class ChatResponse(BaseModel):
     duration_ms: int | None
     num_turns: int | None
     interrupted: bool
+    saved: bool = Field(True, description="False when the store could not record the turn yet (see warning).")
+    warning: str | None = Field(None, description="Set when the reply stands but something around it failed.")
 
 
 def chat_out(outcome: TurnAnswer) -> ChatResponse:
@@ -240,6 +242,8 @@ def chat_out(outcome: TurnAnswer) -> ChatResponse:
         num_turns=outcome.num_turns,
         interrupted=outcome.interrupted,
         timestamp=utc(outcome.timestamp),
+        saved=outcome.saved,
+        warning=outcome.warning,
     )
 
 

@@ -97,6 +97,11 @@ class TurnAnswer:
     error_kind: str | None = None  # None = success; agent | timeout | unavailable | store | internal | not_found
     error: str | None = None
     timestamp: float = field(default_factory=time.time)
+    saved: bool = True  # False: the store could not record the turn's end; it is written once it is back
+
+    @property
+    def warning(self) -> str | None:
+        return None if self.saved else UNSAVED_WARNING
 
     @property
     def ok(self) -> bool:
@@ -123,6 +128,11 @@ class TurnAnswer:
             error=outcome.error,
         )
 
+
+UNSAVED_WARNING = (
+    "the conversation store is unavailable: this reply is not in the history yet "
+    "(it is written when the store is back; do not rely on it surviving a restart before then)"
+)
 
 ERROR_STATUS: dict[str, tuple[int, str]] = {
     "agent": (502, "agent_error"),
@@ -209,6 +219,8 @@ class TurnRunner:
                 async with aclosing(stream) as events:
                     async for event in events:
                         outcome = await self._handle(event) or outcome
+                if outcome is not None and outcome.ok and self.agent.conversations.unsaved(spec.key):
+                    outcome.saved = False  # the answer stands; the history shows it once the store is back
         except TimeoutError:
             outcome = await self._failed("timeout", f"the turn took longer than {spec.timeout:g}s and was stopped")
         except ConversationNotFound as exc:

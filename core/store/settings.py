@@ -86,18 +86,18 @@ class RedisStoreSettings(_StoreBase):
 
 class PostgresStoreSettings(_StoreBase):
     """``dsn`` (or ``$DATABASE_URL``); or the separate fields ``host`` / ``port`` / ``user`` /
-    ``password`` / ``database`` (the shape of the seed that kept sessions in PostgreSQL),
-    which make the DSN ``postgresql://user:password@host:port/database``."""
+    ``password`` / ``database`` (the shape of the seed that kept sessions in PostgreSQL; its
+    ``pg_host`` / ``pg_port`` / ``pg_user`` / ``pg_password`` / ``pg_database`` too), which make the DSN ``postgresql://user:password@host:port/database``."""
 
     backend: Literal["postgres"] = "postgres"
     dsn: SecretStr | None = Field(None, description="postgresql:// DSN; default: $DATABASE_URL.")
     pool_min: int = Field(1, ge=0, validation_alias=AliasChoices("pool_min", "min_size"))
     pool_max: int = Field(10, gt=0, validation_alias=AliasChoices("pool_max", "max_size"))
-    host: str | None = None
-    port: int | None = Field(None, gt=0, lt=65536)
-    user: str | None = None
-    password: SecretStr | None = None
-    database: str | None = Field(None, validation_alias=AliasChoices("database", "dbname", "db"))
+    host: str | None = Field(None, validation_alias=AliasChoices("host", "pg_host"))
+    port: int | None = Field(None, gt=0, lt=65536, validation_alias=AliasChoices("port", "pg_port"))
+    user: str | None = Field(None, validation_alias=AliasChoices("user", "pg_user"))
+    password: SecretStr | None = Field(None, validation_alias=AliasChoices("password", "pg_password"))
+    database: str | None = Field(None, validation_alias=AliasChoices("database", "dbname", "db", "pg_database"))
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
 
     @model_validator(mode="after")

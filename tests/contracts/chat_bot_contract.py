@@ -232,6 +232,7 @@ class ChatBotContract:
         bot = harness.bot
         await bot.adapter.stop(drain_timeout=0.5)
         assert [t for t in bot.dispatcher.in_flight if not t.done()] == []  # cancelled, not left running
+        assert any("working on it" in r and "Stopped" in r for r in harness.replies("bob"))  # ended, not "generating"
         await bot.adapter.stop(drain_timeout=0.5)  # twice: harmless
         await harness.stop()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core import Agent, ConversationKey, IncomingFile, Sections, UserRef
+from core import Agent, ConversationKey, IncomingFile, Sections, SinkLimits, UserRef
 from core.dispatcher import Dispatcher, IncomingMessage
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Text
 from tests.fakes.recording_sink import RecordingSink
@@ -110,6 +110,29 @@ async def test_a_debounce_window_answers_a_burst_in_one_turn_with_its_file(
         assert (agent.workspaces.root(DM) / "uploads" / "build.log").read_bytes() == b"error: boom\n"
 
 
+async def test_the_typing_indicator_is_renewed_while_a_message_waits_out_its_window(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    async with Agent(make_sections(access={"allow_all": True, "debounce": 30.0})) as agent:
+        d = Dispatcher(agent)
+        first = message("hi")
+        sink = first.reply
+        sink.limits = SinkLimits(max_len=200, min_edit_interval=1.0, typing_interval=0.1)  # type: ignore[misc]
+        d.submit(first)
+        await eventually(
+            lambda: sum(op.name == "typing" for op in sink.ops) >= 3,  # type: ignore[attr-defined]
+            what="the typing indicator shown again and again",
+        )
+        assert not fake_api.requests  # still inside the window
+        stop = message("/stop")
+        d.submit(stop)
+        await d.drain(30)
+        shown = sum(op.name == "typing" for op in sink.ops)  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        assert sum(op.name == "typing" for op in sink.ops) == shown  # type: ignore[attr-defined]  # not after it
+        assert not fake_api.requests
+
+
 @asynccontextmanager
 async def busy_with_a_first_turn(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, policy: str, seconds: float
@@ -175,7 +198,7 @@ async def test_a_stop_inside_the_window_acts_at_once_and_nothing_runs(
         await eventually(lambda: agent.conversations.queued(DM), what="the messages parked")
         stop = message("/stop")
         await asyncio.wait_for(d.handle(stop), 10)  # at once, not after the 30 s window
-        assert stop.reply.visible() == ["⏹ Stopped: your 2 waiting message(s) will not be answered."]  # type: ignore[attr-defined]
+        assert stop.reply.visible() == ["⏹ Stopped: the 2 message(s) waiting here will not be answered."]  # type: ignore[attr-defined]
         await asyncio.wait_for(d.drain(), 10)  # the burst's turn ends without running
         assert not fake_api.requests
         assert [t.status for t in await agent.conversations.history(DM, 10)] == ["interrupted", "interrupted"]

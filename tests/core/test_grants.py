@@ -156,6 +156,6 @@ async def test_the_log_lines_name_the_bot_the_entry_and_the_admin(caplog: pytest
         await grants.grant("telegram:42", ADMIN)
         await grants.revoke("telegram:42", "telegram:8")
     assert [r.getMessage() for r in caplog.records if r.name == "core.grants"] == [
-        "access: access:tg granted to telegram:42 by telegram:7",
-        "access: access:tg revoked from telegram:42 by telegram:8",
+        "access to bot tg granted to telegram:42 by telegram:7",
+        "access to bot tg revoked from telegram:42 by telegram:8",
     ]

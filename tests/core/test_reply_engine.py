@@ -32,6 +32,7 @@ from core import (
 )
 from core.text_split import open_fence
 from tests.fakes.recording_sink import RecordingSink
+from tests.helpers import eventually
 
 T = TypeVar("T")
 
@@ -314,3 +315,39 @@ async def test_text_that_grows_while_an_update_waits_is_split_again_before_sendi
     assert ops and all(len(op.text) <= 100 for op in ops), [(op.name, len(op.text)) for op in ops]
     shown = "".join(sink.visible())
     assert shown.count("a") == 60 and shown.count("b") == 30 and shown.count("c") == 40
+
+
+async def test_a_reply_cancelled_mid_stream_ends_saying_it_stopped() -> None:
+    """A bot stopping after its drain cancels the turns left: what is shown gets its final form
+    (so a Feishu card leaves streaming mode, a Slack stream stops), and says it stopped."""
+    sink = RecordingSink(limits=SinkLimits(max_len=200, min_edit_interval=0.0, typing_interval=0))
+    shown = asyncio.Event()
+
+    async def events() -> AsyncIterator[Any]:
+        yield TextDelta("working on it")
+        shown.set()
+        await asyncio.Event().wait()  # the turn hangs
+        yield result()
+
+    running = asyncio.create_task(ReplyStreamer(sink).run(events()))
+    await shown.wait()
+    await eventually(lambda: sink.visible() == ["working on it"], what="the first update")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert sink.visible() == ["working on it\n\n⏹ Stopped."] and all(sink.final.values())
+
+
+async def test_a_reply_cancelled_before_anything_was_shown_sends_nothing() -> None:
+    sink = RecordingSink(limits=SinkLimits(max_len=200, min_edit_interval=0.0, typing_interval=0))
+
+    async def events() -> AsyncIterator[Any]:
+        await asyncio.Event().wait()
+        yield result()
+
+    running = asyncio.create_task(ReplyStreamer(sink).run(events()))
+    await asyncio.sleep(0.05)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert sink.visible() == []

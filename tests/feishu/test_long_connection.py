@@ -7,9 +7,14 @@ import threading
 from typing import Any
 
 import lark_oapi.ws.client as ws_client_module
+import pytest
 
 from adapters.feishu.long_connection import LongConnection, ThreadLoops
+from core import ConfigError
+from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.helpers import eventually
 
+from .conftest import BotFactory
 from .events import envelope
 from .fake_feishu import FakeFeishu
 
@@ -68,3 +73,27 @@ async def test_wrong_credentials_surface_from_the_thread(feishu: FakeFeishu) -> 
             raise AssertionError("the SDK accepted a wrong secret")
     finally:
         await asyncio.to_thread(conn.stop)
+
+
+async def test_a_connection_lost_for_good_ends_serve_with_the_key_to_fix(
+    make_bot: BotFactory, fake_api: FakeAnthropicAPI
+) -> None:
+    """The app secret rotated while the bot runs: lark-oapi's reconnect is refused inside its own task;
+    the bot does not go on deaf, serve() ends with one error naming the key."""
+    bot = await make_bot()
+    fake, adapter = bot.fake, bot.bot.adapter
+    serving = asyncio.ensure_future(adapter.serve())
+    try:
+        connection = await fake.wait_for_connection()
+        await asyncio.sleep(0)
+        assert not serving.done()
+        fake.app_secret = "rotated-in-the-console"
+        await fake.drop_connection(connection, abrupt=True)
+        with pytest.raises(ConfigError) as info:
+            await asyncio.wait_for(serving, 30)
+        assert str(info.value).startswith("bots.feishu.app_secret: Feishu refused the long connection")
+        ws = adapter.ws
+        assert ws is not None
+        await eventually(lambda: not ws.alive, what="the long connection's thread to end")
+    finally:
+        serving.cancel()

@@ -140,8 +140,8 @@ async def test_grant_list_and_revoke_this_apis_users_logged_with_the_keys_name(
             assert gone.status_code == 404 and gone.json()["error"]["code"] == "grant_not_found"
     changes = [r.getMessage() for r in caplog.records if r.name == "core.grants"]
     assert changes == [
-        "access: access:agent granted to api:bob by admin_key:ops",
-        "access: access:agent revoked from api:bob by admin_key:ops",
+        "access to bot agent granted to api:bob by admin_key:ops",
+        "access to bot agent revoked from api:bob by admin_key:ops",
     ]
     assert not [r for r in caplog.records if ADMIN_KEY in r.getMessage()]  # the key itself is never logged
 

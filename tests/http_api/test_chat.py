@@ -281,3 +281,33 @@ async def test_v2_stream_names_every_event_and_shows_a_waiting_turn(api: Api) ->
     assert seen[0] == "waiting" and seen[-1] == "done" and "text_delta" in seen
     assert events[-1][1]["text"] == "echo: me next"
     assert (await holding).json()["interrupted"] is True
+
+
+async def test_a_reply_the_store_could_not_record_says_so_and_is_written_when_it_is_back(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = api.agent.store
+    real_put_turn = store.put_turn
+    calls = {"n": 0}
+
+    async def put_turn_failing_at_the_end(turn: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the turn's start is recorded; its end finds the store gone
+            from core import StoreUnavailable
+
+            raise StoreUnavailable("the store went away")
+        await real_put_turn(turn)
+
+    monkeypatch.setattr(store, "put_turn", put_turn_failing_at_the_end)
+    resp = await api.client.post("/api/v1/chat", json={"text": "keep this", "user_id": "u9"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["text"] == "echo: keep this"  # the answer stands
+    assert body["saved"] is False and "not in the history yet" in body["warning"]
+    compat = await api.client.post("/chat", json={"message": "and this", "user_id": "u8"})
+    assert compat.status_code == 200 and compat.json()["metadata"].get("saved") is not False  # stored: no warning
+    assert await api.agent.conversations.flush_unwritten() == 0  # written by the next turn, or now
+    history = (await api.client.get(f"/api/v1/sessions/{body['session_id']}/history")).json()["turns"]
+    assert [(t["user_text"], t["reply_text"]) for t in history] == [("keep this", "echo: keep this")]
+    again = await api.client.post("/api/v1/chat", json={"text": "next", "user_id": "u9"})
+    assert again.json()["saved"] is True and again.json()["warning"] is None

@@ -88,6 +88,13 @@ def test_the_postgres_seeds_separate_fields_make_the_dsn() -> None:
     assert settings.transcript_mode() == "store"
 
 
+def test_the_seeds_pg_prefixed_keys_are_read_as_they_are() -> None:
+    seed = {"pg_host": "db", "pg_port": 5432, "pg_database": "claude", "pg_user": "cc", "pg_password": "pw"}
+    settings = TypeAdapter(StoreSettings).validate_python({"backend": "postgresql", **seed})
+    assert isinstance(settings, PostgresStoreSettings) and settings.dsn is not None
+    assert settings.dsn.get_secret_value() == "postgresql://cc:pw@db:5432/claude"
+
+
 def test_urls_default_to_the_environment_and_are_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "rediss://:pw@cache:6380/2")
     assert RedisStoreSettings().url.get_secret_value() == "rediss://:pw@cache:6380/2"  # type: ignore[union-attr]
