@@ -62,7 +62,9 @@ def _wait_for(probe: object, what: str, seconds: float = 15.0) -> None:
 class RedisServer:
     """``redis-server`` on 127.0.0.1, with an append-only file in ``workdir``."""
 
-    def __init__(self, workdir: Path, port: int | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, password: str | None = None, *, tls: bool = False
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run tests/ensure_servers.sh (make test does)")
@@ -70,17 +72,63 @@ class RedisServer:
         self.workdir = workdir
         self.port = port or free_port()
         self.password = password  # requirepass: clients must AUTH
+        self.tls = tls  # TLS only (no plain port), with a certificate of a CA of its own: ca_file
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "tls" / "ca.crt"
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _make_certificates(self) -> list[str]:
+        """A CA and a server certificate for 127.0.0.1 (openssl), as redis-server's TLS arguments."""
+        tls = self.ca_file.parent
+        tls.mkdir(parents=True, exist_ok=True)
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=tls, check=True, capture_output=True)
+
+        new_key = ["-newkey", "rsa:2048", "-nodes"]
+        openssl(
+            "req",
+            "-x509",
+            *new_key,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ccbridge test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        )
+        openssl("req", *new_key, "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+        (tls / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(tls / "server.crt"),
+                "--tls-key-file", str(tls / "server.key"), "--tls-ca-cert-file", str(self.ca_file),
+                "--tls-auth-clients", "no"]  # fmt: skip
+
+    def _connect(self) -> socket.socket:
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=0.2)
+        if not self.tls:
+            return conn
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return context.wrap_socket(conn, server_hostname="127.0.0.1")
 
     def _pong(self) -> bool:
         hello = f"AUTH {self.password}\r\nPING\r\n" if self.password else "PING\r\n"
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+            with self._connect() as conn:
                 conn.sendall(hello.encode())
                 answer = b""
                 while b"PONG" not in answer and not answer.startswith(b"-"):
@@ -95,6 +143,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes", "--save", ""]
+        if self.tls:
+            args = [*self._make_certificates(), *args[2:]]
         args += ["--appendonly", "yes", "--appendfsync", "no", "--dir", str(self.workdir), "--daemonize", "no"]
         if self.password:
             args += ["--requirepass", self.password]

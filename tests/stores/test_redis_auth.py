@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 from core import ConfigError, StoreError
 from core.coordination.redis import RedisBackend
 from core.store import StoreSettings, create_store
+from core.transcripts import transcripts_for
 from tests.contracts.store_contract import KEY, conv
 from tests.servers import RedisServer
 
@@ -82,3 +83,41 @@ async def _alive(server: RedisServer, instance: str) -> bool:
         return await backend.alive(instance)
     finally:
         await backend.redis.aclose()
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis-tls"), password=PASSWORD, tls=True).start()
+    yield server
+    server.stop()
+
+
+async def test_the_store_transcripts_and_coordination_connect_over_tls_with_a_rediss_url(
+    tls_redis: RedisServer,
+) -> None:
+    """TLS through the URL: ``rediss://`` (with the server's CA as a query argument, as redis-py reads it)."""
+    assert tls_redis.url.startswith("rediss://")
+    settings = TypeAdapter(StoreSettings).validate_python({"backend": "redis", "url": tls_redis.url})
+    store = create_store(settings)
+    transcripts = transcripts_for(settings)
+    await store.open()
+    await transcripts.open()
+    try:
+        await store.put(conv())
+        assert (await store.get(KEY)).session_id == conv().session_id  # type: ignore[union-attr]
+        key = {"project_key": "p", "session_id": "s"}
+        await transcripts.append(key, [{"type": "user", "uuid": "u1"}])  # type: ignore[arg-type]
+        assert await transcripts.load(key) == [{"type": "user", "uuid": "u1"}]  # type: ignore[arg-type]
+    finally:
+        await transcripts.close()
+        await store.close()
+    backend = RedisBackend(tls_redis.url, "t-tls:", "a", 3.0)
+    await backend.start()
+    try:
+        assert (await backend.owner(KEY)).mine
+    finally:
+        await backend.close()
+    plain = f"redis://:{PASSWORD}@127.0.0.1:{tls_redis.port}/0"  # the same server without TLS: a clear error
+    with pytest.raises(StoreError) as refused:
+        await _store(plain).open()  # type: ignore[attr-defined]
+    assert str(refused.value).startswith("store.url: ") and PASSWORD not in str(refused.value)
