@@ -172,6 +172,8 @@ class Agent:
         self._started = False
         self._starting = asyncio.Lock()
         self._janitor: asyncio.Task[None] | None = None
+        self._store_id = ""  # the store's id when this agent started (a store emptied since has another, or none)
+        self._store_lost_logged = False
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, *, bot: str | None = None) -> Agent:
@@ -264,6 +266,7 @@ class Agent:
         marker = self.workspaces.base_dir / STORE_MARKER
         where = self.store.describe()
         current = await self.store.store_id()
+        self._store_id = current
 
         def check() -> str | None:
             try:
@@ -379,6 +382,16 @@ class Agent:
         problems: list[str] = []
         try:
             await self.store.ping(write=True)
+            if self._store_id and await self.store.store_id() != self._store_id:
+                problem = (
+                    f"store: {self.store.describe()} was emptied or replaced while running (a server restarted "
+                    "without its data?): the conversations written before are not there. Restore it, or restart "
+                    "ccbridge to be told what to do"
+                )
+                problems.append(problem)
+                if not self._store_lost_logged:
+                    self._store_lost_logged = True
+                    log.error("%s", problem)
         except CCBridgeError as exc:
             problems.append(f"store: {exc}")
         else:

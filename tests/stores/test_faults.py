@@ -176,3 +176,25 @@ async def test_a_chat_user_is_told_when_the_store_went_away_during_the_reply(
         after = RecordingSink()
         await Dispatcher(agent).handle(IncomingMessage(key, UserRef("alice"), "and now?", after))
         assert after.visible()[-1].endswith("echo: and now?") and REPLY_UNSAVED not in after.visible()
+
+
+async def test_a_redis_restarted_without_its_data_is_noticed_while_running(
+    make_sections: Callable[..., Sections],
+    fake_api: FakeAnthropicAPI,
+    own_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import shutil
+
+    section = settings({"backend": "redis", "url": own_redis.url, "transcripts": "local"})
+    async with Agent(make_sections().model_copy(update={"store": section})) as agent:
+        assert not (await agent.chat("remember me", user_id="alice")).is_error
+        assert (await agent.health()).ready
+        await asyncio.to_thread(own_redis.stop)
+        shutil.rmtree(own_redis.workdir)  # its append-only file is gone: it comes back empty
+        await asyncio.to_thread(own_redis.start)
+        health = await agent.health()
+        assert not health.ready and any("emptied or replaced while running" in p for p in health.problems)
+        assert not (await agent.health()).ready
+        lost = [r for r in caplog.records if "emptied or replaced" in r.getMessage()]
+        assert len(lost) == 1 and lost[0].levelname == "ERROR"  # said once, not on every probe
