@@ -145,7 +145,11 @@ class FeishuAdapter(ChatAdapter[FeishuPlace]):
     async def _connect(self) -> None:
         name = self.config.platform_name
         self.ws = LongConnection(
-            self.config.app_id, self.config.app_secret.get_secret_value(), self.config.domain, self._on_ws_payload
+            self.config.app_id,
+            self.config.app_secret.get_secret_value(),
+            self.config.domain,
+            self._on_ws_payload,
+            waits=lambda body: _event_type(body) == CARD_ACTION,
         )
         loop, ended = asyncio.get_running_loop(), self._ws_ended
         self.ws.on_end = lambda: loop.call_soon_threadsafe(ended.set) if not loop.is_closed() else None

@@ -18,7 +18,8 @@ pushes an event again when it is not acked within 3 s. The handler
 (:class:`PayloadHandler`) therefore only hands the event body to the bot's loop and
 returns: every event is acked at once (unknown event types too, instead of lark-oapi's
 500 that would make Feishu push them again). Card action callbacks are the one thing
-answered with a body (a toast): their handler waits a short, bounded time for it.
+answered with a body (a toast): their answer is awaited (a short, bounded time) in a
+worker thread, so a slow one never holds up the other events.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Any
 
 import lark_oapi as lark
 import lark_oapi.ws.client as ws_client_module
+from lark_oapi.ws.const import HEADER_SUM, HEADER_TYPE
+from lark_oapi.ws.enum import MessageType
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +81,48 @@ class PayloadHandler(lark.EventDispatcherHandler):
     """The event handler lark.ws.Client calls (``_do_without_validation``) with each event's raw payload.
 
     The body goes to ``on_payload`` as a dict; what it returns (None, or a card
-    callback's answer) becomes the ack's data.
+    callback's answer) becomes the ack's data. ``waits(body)``: the answer takes a while (a card
+    callback): :class:`_Client` computes it in a worker thread first, and the SDK's call then
+    picks it up (:meth:`answer_ahead`), so the SDK's loop is never held up.
     """
 
-    def __init__(self, on_payload: Payload) -> None:
+    def __init__(self, on_payload: Payload, waits: Callable[[dict[str, Any]], bool] = lambda body: False) -> None:
         super().__init__()
         self._on_payload = on_payload
+        self._waits = waits
+        self._ahead: dict[bytes, list[Any]] = {}
+        self._lock = threading.Lock()
 
-    def _do_without_validation(self, payload: bytes) -> Any:
+    @staticmethod
+    def _body(payload: bytes) -> dict[str, Any] | None:
         try:
             body = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             log.warning("Feishu: skipping a long-connection payload that is not JSON")
             return None
-        if not isinstance(body, dict):
-            return None
-        return self._on_payload(body)
+        return body if isinstance(body, dict) else None
+
+    def answer_ahead(self, payload: bytes) -> bool:
+        """For a payload whose answer waits: compute it now (blocking: call it in a worker thread) and
+        keep it for the SDK's own call. False (nothing done) for any other payload."""
+        body = self._body(payload)
+        if body is None or not self._waits(body):
+            return False
+        answer = self._on_payload(body)
+        with self._lock:
+            self._ahead.setdefault(payload, []).append(answer)
+        return True
+
+    def _do_without_validation(self, payload: bytes) -> Any:
+        with self._lock:
+            ahead = self._ahead.get(payload)
+            if ahead:
+                answer = ahead.pop(0)
+                if not ahead:
+                    del self._ahead[payload]
+                return answer
+        body = self._body(payload)
+        return self._on_payload(body) if body is not None else None
 
 
 class _Client(lark.ws.Client):  # type: ignore[misc]
@@ -107,6 +136,23 @@ class _Client(lark.ws.Client):  # type: ignore[misc]
     def __init__(self, *args: Any, on_fatal: Callable[[BaseException], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_fatal = on_fatal
+
+    async def _handle_data_frame(self, frame: Any) -> None:
+        """A card callback's answer is computed in a worker thread before the SDK's synchronous handler
+        call (which would hold the SDK's loop — every other event, press and ping — while it waits)."""
+        handler = self._event_handler
+        if isinstance(handler, PayloadHandler):
+            try:
+                headers = {h.key: h.value for h in frame.headers}
+                whole = headers.get(HEADER_SUM, "1") == "1" and headers.get(HEADER_TYPE) == MessageType.EVENT.value
+            except Exception:  # noqa: BLE001 (a frame of another shape: the SDK handles it as it is)
+                whole = False
+            if whole:
+                try:
+                    await asyncio.to_thread(handler.answer_ahead, frame.payload)
+                except Exception as exc:  # noqa: BLE001 (the SDK's own call below raises it again: a 500 ack)
+                    log.debug("Feishu: answering a card callback ahead failed: %r", exc)
+        await super()._handle_data_frame(frame)
 
     async def _receive_message_loop(self) -> None:
         try:
@@ -127,12 +173,13 @@ class LongConnection:
         domain: str,
         on_payload: Payload,
         *,
+        waits: Callable[[dict[str, Any]], bool] = lambda body: False,
         log_level: lark.LogLevel = lark.LogLevel.WARNING,
     ) -> None:
         self._make: Callable[[], Any] = lambda: _Client(
             app_id,
             app_secret,
-            event_handler=PayloadHandler(on_payload),
+            event_handler=PayloadHandler(on_payload, waits),
             domain=domain,
             auto_reconnect=True,
             log_level=log_level,

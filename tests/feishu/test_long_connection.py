@@ -97,3 +97,30 @@ async def test_a_connection_lost_for_good_ends_serve_with_the_key_to_fix(
         await eventually(lambda: not ws.alive, what="the long connection's thread to end")
     finally:
         serving.cancel()
+
+
+async def test_a_slow_button_press_holds_up_no_other_event(
+    make_bot: BotFactory, fake_api: FakeAnthropicAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A press's answer (its toast) is awaited off the SDK's loop: a message arriving meanwhile is acked
+    while the press is still being answered (Feishu pushes again what is not acked within 3 s)."""
+    bot = await make_bot()
+    fake, adapter, alice = bot.fake, bot.bot.adapter, bot.people["alice"]
+    release = asyncio.Event()
+    pressed = asyncio.Event()
+
+    async def slow_answer(body: dict[str, Any]) -> dict[str, Any]:
+        pressed.set()
+        await release.wait()  # e.g. the approval lives on another instance, behind a slow Redis
+        return {"toast": {"type": "info", "content": "noted"}}
+
+    monkeypatch.setattr(adapter, "_on_card_action", slow_answer)
+    card = fake.user_message(alice, text="a card to press").message
+    press = await fake.press(alice, card, {"anything": 1})
+    await asyncio.wait_for(pressed.wait(), 10)
+    message = await fake.say(alice, "meanwhile")
+    await fake.wait_for_ack(message)
+    assert not press.acked  # still being answered, yet the message got through
+    release.set()
+    await fake.wait_for_ack(press)
+    assert press.response == {"toast": {"type": "info", "content": "noted"}} and press.pushes == 1
