@@ -459,6 +459,12 @@ class DiscordAdapter(ChatAdapter[DiscordPlace]):
             asked = await interaction.edit_original_response(content=_asked(user, line))
         except (discord.DiscordException, *NETWORK_ERRORS) as exc:
             log.warning("Discord: could not show the /claude question (%r); not answered", exc)
+            try:  # the first followup fills in "thinking…", which would otherwise stay for good
+                await InteractionSink(interaction, ephemeral=True, limits=self.limits).notify(
+                    "⚠️ Discord did not let me post your question here, so it was not answered; please try again."
+                )
+            except CCBridgeError as again:
+                log.info("Discord: could not answer interaction %s either: %s", interaction.id, again)
             return
         limit = upload_limit(interaction.guild)
         channel = interaction.channel

@@ -215,6 +215,20 @@ async def test_slash_commands_are_deferred_then_followed_up(bots: Bots, team: Te
     assert len(fake.called("GET /applications/{application_id}/commands")) == 2
 
 
+async def test_a_claude_command_whose_question_cannot_be_shown_says_so_instead_of_thinking_forever(
+    bots: Bots, team: Team, fake_api: FakeAnthropicAPI
+) -> None:
+    await bots.start(access=team.access())
+    fake = team.fake
+    fake.fail(
+        "PATCH /webhooks/{webhook_id}/{webhook_token}/messages/@original", Failure(400, 50035, "Invalid Form Body")
+    )
+    it = await fake.slash_command("claude", {"prompt": "explain the logs"}, user=team.alice, channel=team.general)
+    await fake.wait_until(lambda: it.original and not it.original.loading, 30, "the deferred answer filled in")
+    assert "not answered" in it.original.content and it.followups == [it.original]
+    assert asked(fake_api) == [] and fake.threads == []
+
+
 @pytest.mark.parametrize("command", ["status", "help"])
 async def test_a_command_at_the_top_level_of_a_channel_is_deferred_then_told_where_commands_work(
     bots: Bots, team: Team, fake_api: FakeAnthropicAPI, command: str
