@@ -114,6 +114,8 @@ class Conversations:
         self._unwritten: list[tuple[ConversationKey, str, TurnRecord, float | None]] = []
         self._retrier: asyncio.Task[None] | None = None
         self._parked: dict[str, Parked] = {}
+        self._none_queued: set[ConversationKey] = set()  # one instance: conversations with no message parked
+        self._parks = 0  # messages parked so far (a scan overtaken by one proves nothing)
         self._started_at = time.time()
         self.fences: dict[ConversationKey, int] = {}  # this instance's fencing token per owned conversation
         self.shared = False  # several instances coordinate: turns run on the conversation's owner
@@ -391,6 +393,8 @@ class Conversations:
             instance_id=self.instance_id,
         )
         await self.store.put_turn(record)
+        self._parks += 1  # after the write: a scan under way or done before it does not count the key empty
+        self._none_queued.discard(key)
         self._parked[record.turn_id] = Parked(user.name, files, batch)
         waiting = {
             "key": str(key),
@@ -407,8 +411,18 @@ class Conversations:
         return record
 
     async def queued(self, key: ConversationKey) -> list[TurnRecord]:
-        """The messages of ``key`` waiting for a turn, oldest first."""
-        return [t for t in await self.store.turns(key, _QUEUE_SCAN) if t.status == "queued"]
+        """The messages of ``key`` waiting for a turn, oldest first.
+
+        Only this process parks messages when it is the only instance, so a conversation found with
+        none is not read again until it parks one (the scan reads the latest turns of the history).
+        """
+        if not self.shared and key in self._none_queued:
+            return []
+        parks = self._parks
+        found = [t for t in await self.store.turns(key, _QUEUE_SCAN) if t.status == "queued"]
+        if not found and not self.shared and parks == self._parks:  # none parked while it was read
+            self._none_queued.add(key)
+        return found
 
     def _answers(self, queued_turn: TurnRecord, batch: str | None) -> bool:
         """A turn of ``batch`` answers its own parked messages, and any a restart left waiting."""

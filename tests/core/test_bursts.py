@@ -325,3 +325,28 @@ def _bytes(data: bytes) -> Callable[[int], Any]:
         return data
 
     return fetch
+
+
+async def test_a_conversation_with_nothing_parked_is_not_read_for_parked_messages_on_every_turn(
+    agent: Agent, fake_api: FakeAnthropicAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan for parked messages reads the latest turns of the history: one instance reads it once
+    per conversation, and again only after a message is parked."""
+    from core.conversations import _QUEUE_SCAN
+
+    key = ConversationKey("api", "alice")
+    scans: list[ConversationKey] = []
+    real = agent.store.turns
+
+    async def counting(of: ConversationKey, limit: int = 20) -> Any:
+        if limit == _QUEUE_SCAN:
+            scans.append(of)
+        return await real(of, limit)
+
+    monkeypatch.setattr(agent.store, "turns", counting)
+    for text in ("one", "two", "three"):
+        assert not (await agent.chat(text, user_id="alice")).is_error
+    assert scans == [key]
+    parked = await agent.conversations.park(key, "waiting", UserRef("alice"), batch="b1")
+    assert [t.turn_id for t in await agent.conversations.queued(key)] == [parked.turn_id]
+    assert scans == [key, key]
