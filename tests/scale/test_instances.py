@@ -416,3 +416,34 @@ async def test_messages_an_instance_left_waiting_are_answered_by_another_when_it
             ("please remember this\n\nand this", "ok", "b"),
         ],
     )
+
+
+async def test_messages_waiting_on_an_instance_killed_are_answered_when_it_is_back(
+    launch: Launch, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI, tmp_path: Path
+) -> None:
+    """SIGKILL inside the debounce window (nothing ran yet): the instance started again under its id
+    answers what waited, in one turn, and says so."""
+    a = await launch("a", access={"debounce": 30.0})
+    for text in ("please remember this", "and this"):
+        assert await a.deliver(update(bot_api, text)) == 200
+    await recorded(tmp_path, [("please remember this", "queued", "a"), ("and this", "queued", "a")])
+    a.kill()
+    await a.process.wait()
+    assert not fake_api.requests
+    await launch("a", access={"debounce": 30.0})
+    await bot_api.wait_for(
+        lambda: any("echo: please remember this\n\nand this" in t for t in bot_api.texts(42)),
+        timeout=60,
+        what="the waiting messages answered after the restart",
+    )
+    [told] = [t for t in bot_api.texts(42) if "echo: please remember this" in t]
+    assert "waited through a restart" in told
+    assert asked(fake_api, "please remember this\n\nand this") == 1
+    await recorded(
+        tmp_path,
+        [
+            ("please remember this", "merged", "a"),
+            ("and this", "merged", "a"),
+            ("please remember this\n\nand this", "ok", "a"),
+        ],
+    )
