@@ -156,6 +156,7 @@ class Agent:
         backend = getattr(self.coordination, "backend", None)
         if backend is not None:  # a turn checks its instance still owns the conversation before it runs
             self.conversations.still_owner = backend.still_owner
+            backend.on_lost = self.conversations.lost  # a stale owner stops its turn (self-fencing)
         self.access = AccessPolicy(s.access)
         self.routing = AgentRouting(self)
         # warm processes opened ahead of the turns likely to come (after a restart, after an eviction)

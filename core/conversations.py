@@ -529,6 +529,13 @@ class Conversations:
     def running(self) -> list[TurnRequest]:
         return list(self._running.values())
 
+    async def lost(self, name: str) -> None:
+        """Another instance took the conversation ``name`` over (this one's heartbeat lapsed): the turn
+        still running here stops, and its end is not recorded over the new owner's."""
+        for key in [k for k in self._running if str(k) == name]:
+            log.warning("stopping the turn of %s: another instance owns the conversation now", key)
+            await self.stop(key)
+
     async def stop(self, key: ConversationKey) -> bool:
         """Interrupt the running turn (the session is kept). True if one was running.
 
@@ -764,6 +771,8 @@ class Conversations:
     async def _write_finish(
         self, key: ConversationKey, session_id: str, record: TurnRecord, cli_total: float | None
     ) -> None:
+        if not await self._owns(key):  # a stale owner: the new one's record of this turn stands
+            raise Fenced(f"{key} is owned by another instance now")
         await self.store.put_turn(record)  # the history first: the reply is kept even if the rest fails
         conv = await self.store.get(key)
         if conv is not None and conv.session_id == session_id:

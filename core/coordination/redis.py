@@ -143,6 +143,10 @@ class RedisBackend:
         self._handlers: list[Handler] = []
         self.owned: set[str] = set()  # the conversations whose lease this instance holds
         self.started = False
+        #: called with a conversation's name when this instance finds it no longer owns it (another took
+        #: it over while this one could not renew its heartbeat): its running turn is stopped
+        self.on_lost: Callable[[str], Awaitable[None]] | None = None
+        self._last_beat = time.monotonic()
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -189,14 +193,40 @@ class RedisBackend:
 
     async def _beat(self) -> None:
         await self.redis.set(self.k("alive", self.instance_id), json.dumps({"since": time.time()}), px=self.lease_ms)
+        self._last_beat = time.monotonic()
 
     async def _heartbeat(self) -> None:
         while not self._closing:
             await asyncio.sleep(self.lease_ms / 3000)
             try:
                 await self._beat()
+                await self._check_leases()
             except (RedisError, OSError) as exc:
                 log.warning("coordination heartbeat failed: %s", exc)
+                if time.monotonic() - self._last_beat > self.lease_ms / 1000:  # others may own them now
+                    await self._lost(sorted(self.owned), "its heartbeat could not be renewed for the lease's time")
+
+    async def _check_leases(self) -> None:
+        """Conversations another instance took over (this one's heartbeat lapsed for a while) are lost."""
+        names = sorted(self.owned)
+        if not names:
+            return
+        values = await self.redis.mget([self.k("lease", name) for name in names])
+        mine = f"{self.instance_id}|"
+        await self._lost([n for n, v in zip(names, values, strict=True) if not (v or "").startswith(mine)], "")
+
+    async def _lost(self, names: list[str], why: str) -> None:
+        for name in names:
+            self.owned.discard(name)
+            if why:
+                log.warning("%s may be owned by another instance now (%s)", name, why)
+            else:
+                log.debug("%s is owned by another instance now", name)
+            if self.on_lost is not None:
+                try:
+                    await self.on_lost(name)
+                except Exception as exc:  # noqa: BLE001 (the heartbeat goes on)
+                    log.warning("could not stop the turn of %s: %r", name, exc)
 
     async def alive(self, instance: str) -> bool:
         return bool(await self.redis.exists(self.k("alive", instance)))

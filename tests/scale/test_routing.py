@@ -194,3 +194,40 @@ async def test_a_message_handed_to_an_owner_restarting_under_its_id_is_taken_up_
         await a.redis.aclose()
         await restarted.close()
         await b.close()
+
+
+async def test_an_owner_that_lapsed_mid_turn_stops_its_turn_and_records_nothing_over_the_new_owner(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, redis_server: RedisServer, prefix: str
+) -> None:
+    """A's heartbeat lapses while its turn runs (a long pause), B takes the conversation over; when A's
+    heartbeat runs again it finds the lease gone and stops its turn, whose end is not written over B's."""
+    import asyncio
+
+    from tests.fakes.anthropic_api import Text
+
+    def instance(name: str) -> Agent:
+        coordination = {"backend": "redis", "url": redis_server.url, "instance_id": name, "key_prefix": prefix}
+        return Agent(make_sections(coordination={**coordination, "lease_ttl": 3}))
+
+    async with instance("a") as a, instance("b") as b:
+        assert not (await a.chat("my name is Ada", user_id="alice")).is_error
+        fake_api.rules["slow"] = [Text("slow answer from a", chunks=40, delay=0.5)]
+        slow = asyncio.create_task(a.chat("slow", user_id="alice"))
+        await eventually(lambda: any(r.last_user_text() == "slow" for r in fake_api.requests), what="a's turn")
+        paused = a.coordination.backend  # type: ignore[attr-defined]
+        for task in paused._tasks:
+            if task.get_name() == "ccbridge-heartbeat":
+                task.cancel()
+        await paused.redis.delete(paused.k("alive", "a"))
+        assert not (await b.chat("hello from b", user_id="alice")).is_error  # b takes it over
+        paused._tasks.append(asyncio.create_task(paused._heartbeat(), name="ccbridge-heartbeat"))  # a wakes up
+        result = await asyncio.wait_for(slow, 30)
+        assert result.interrupted and "slow answer from a" not in result.text  # stopped, not run to its end
+        history = [(t.user_text, t.status, t.instance_id) for t in await b.conversations.history(KEY)]
+        assert history == [
+            ("my name is Ada", "ok", "a"),
+            ("slow", "interrupted", "a"),  # as b found it when it took over: a's end is not written over it
+            ("hello from b", "ok", "b"),
+        ]
+        conv = await b.conversations.get(KEY)
+        assert conv is not None and (conv.instance_id, conv.status) == ("b", "idle")
