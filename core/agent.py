@@ -379,7 +379,8 @@ class Agent:
         return True
 
     async def health(self) -> Health:
-        """Readiness: the store answers and takes writes, no turn record is waiting to be written."""
+        """Readiness: the store answers and takes writes, no turn record is waiting to be written, and
+        (several instances) the coordination Redis answers and this instance's heartbeat is current."""
         problems: list[str] = []
         try:
             await self.store.ping(write=True)
@@ -399,6 +400,9 @@ class Agent:
             waiting = await self.conversations.flush_unwritten()
             if waiting:
                 problems.append(f"store: {waiting} turn record(s) not written yet")
+        backend = getattr(self.coordination, "backend", None)
+        if backend is not None and (problem := await backend.problem()) is not None:
+            problems.append(problem)
         return Health(
             ready=not problems,
             problems=problems,

@@ -228,6 +228,16 @@ class RedisBackend:
                 except Exception as exc:  # noqa: BLE001 (the heartbeat goes on)
                     log.warning("could not stop the turn of %s: %r", name, exc)
 
+    async def problem(self) -> str | None:
+        """Why this instance cannot coordinate right now (for ``/ready``); None when it can."""
+        try:
+            await asyncio.wait_for(self.redis.ping(), 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            return f"coordination: the coordination Redis ({_safe(self.url)}) is unreachable: {exc or 'timed out'}"
+        if self.started and time.monotonic() - self._last_beat > self.lease_ms / 1000:
+            return "coordination: this instance's heartbeat lapsed (other instances may take its conversations)"
+        return None
+
     async def alive(self, instance: str) -> bool:
         return bool(await self.redis.exists(self.k("alive", instance)))
 

@@ -198,3 +198,22 @@ async def test_a_redis_restarted_without_its_data_is_noticed_while_running(
         assert not (await agent.health()).ready
         lost = [r for r in caplog.records if "emptied or replaced" in r.getMessage()]
         assert len(lost) == 1 and lost[0].levelname == "ERROR"  # said once, not on every probe
+
+
+async def test_ready_says_not_ready_while_the_coordination_redis_is_down_and_ready_again_after(
+    make_sections: Callable[..., Sections], own_redis: RedisServer
+) -> None:
+    coordination = {"backend": "redis", "url": own_redis.url, "instance_id": "a", "lease_ttl": 3}
+    async with Agent(make_sections(coordination=coordination)) as agent:
+        assert (await agent.health()).ready
+        await asyncio.to_thread(own_redis.stop)
+        health = await agent.health()
+        assert not health.ready
+        assert any(p.startswith("coordination: the coordination Redis") for p in health.problems), health.problems
+        assert all("store" not in p for p in health.problems)  # the store itself is fine
+        await asyncio.to_thread(own_redis.start)
+
+        async def ready() -> bool:
+            return (await agent.health()).ready
+
+        await eventually(ready, timeout=15, what="ready once the coordination Redis is back")
