@@ -16,6 +16,7 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import re
 import signal
 import sys
 import tomllib
@@ -340,6 +341,25 @@ def _jsonable(value: object) -> object:
     return value
 
 
+#: credentials libraries put in the lines they log: a Telegram bot token in every Bot API URL (httpx logs
+#: each request at INFO), Slack tokens
+_SECRETS = re.compile(r"(?<=/bot)\d+:[A-Za-z0-9_-]{20,}|\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-[A-Za-z0-9-]{10,}")
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces credentials in log lines (the message with its arguments) by ``<redacted>``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 (a broken record is the formatter's to report)
+            return True
+        redacted = _SECRETS.sub("<redacted>", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record comes, so that a prompt or a live display
     redirecting it (prompt_toolkit's ``patch_stdout``, rich's ``Live``) shows the line above itself."""
@@ -377,11 +397,16 @@ def setup_logging(config: AppConfig, level: str | None, *, terminal: bool) -> No
         if terminal and level is None and logging.getLevelName(effective) < logging.WARNING:
             effective = "WARNING"
     handler.setFormatter(JsonFormatter() if config.log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(effective)
+    lark = logging.getLogger("Lark")  # lark-oapi prints to stdout with a handler of its own: ours instead
+    for own in list(lark.handlers):
+        lark.removeHandler(own)
+    lark.propagate = True
     logging.captureWarnings(True)  # warnings.warn() too: never printed straight onto the terminal
 
 

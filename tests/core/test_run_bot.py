@@ -382,3 +382,34 @@ def test_a_reload_of_a_config_file_emptied_or_removed_keeps_the_running_config(
     assert bot.agent.access.settings.allowlist == ["api:carol"]
     [failure] = [r.getMessage() for r in caplog.records if "reload failed" in r.getMessage()]
     assert path.name in failure and ("empty" in failure if change != "removed" else "cannot read" in failure)
+
+
+def test_library_log_lines_carry_no_token_and_lark_prints_nothing_of_its_own(
+    tmp_path: Path, cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """httpx logs every Bot API request at INFO, with the bot token in its URL; lark-oapi prints its
+    warnings to stdout with a handler of its own. Both go through ccbridge's log, the token redacted."""
+    import run_bot
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    path = write_config(tmp_path, cli_env, log_level="INFO", log_file="logs/bot.log")
+    try:
+        run_bot.setup_logging(run_bot.load(run_bot.parse_args(["--config", str(path)])), None, terminal=False)
+        token = "123456:ABCdefGHIjklMNOpqrSTUvwxYZ0123456789"
+        logging.getLogger("httpx").info('HTTP Request: %s %s "%s"', "POST", f"https://api.telegram.org/bot{token}/getMe", "200")
+        logging.getLogger("slack_sdk").info("token %s", "xoxb-1234567890-abcdefghijkl")
+        logging.getLogger("Lark").warning("connect failed, err: 10014")
+        for handler in root.handlers:
+            handler.flush()
+        written = (tmp_path / "logs" / "bot.log").read_text()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    assert "getMe" in written and token not in written and "bot<redacted>/getMe" in written
+    assert "xoxb-1234567890" not in written and "token <redacted>" in written
+    assert "connect failed, err: 10014" in written and "[Lark]" not in capsys.readouterr().out
