@@ -397,7 +397,9 @@ def test_library_log_lines_carry_no_token_and_lark_prints_nothing_of_its_own(
     try:
         run_bot.setup_logging(run_bot.load(run_bot.parse_args(["--config", str(path)])), None, terminal=False)
         token = "123456:ABCdefGHIjklMNOpqrSTUvwxYZ0123456789"
-        logging.getLogger("httpx").info('HTTP Request: %s %s "%s"', "POST", f"https://api.telegram.org/bot{token}/getMe", "200")
+        logging.getLogger("httpx").info(
+            'HTTP Request: %s %s "%s"', "POST", f"https://api.telegram.org/bot{token}/getMe", "200"
+        )
         logging.getLogger("slack_sdk").info("token %s", "xoxb-1234567890-abcdefghijkl")
         logging.getLogger("Lark").warning("connect failed, err: 10014")
         for handler in root.handlers:
