@@ -170,6 +170,7 @@ class Agent:
         self.metrics.count_store_errors(self.store)
         self.budgets = Budgets(self.store, name, lambda: self.sections.budgets, on_refused=self.metrics.budget_refused)
         self.conversations.observer = TurnObserver(name, self.metrics, self.budgets)
+        self.conversations.admit = self._budget_refusal  # checked again once a waiting turn's time comes
         self._started = False
         self._starting = asyncio.Lock()
         self._janitor: asyncio.Task[None] | None = None
@@ -292,6 +293,10 @@ class Agent:
                 f"another one (id {expected}): the database was lost or replaced. Restore it; or, to start over "
                 f"with an empty store, delete {marker}"
             )
+
+    async def _budget_refusal(self, key: ConversationKey, user: UserRef, is_admin: bool) -> str | None:
+        refusal = await self.budgets.refusal(key.platform, user.id, is_admin=is_admin)
+        return refusal.message() if refusal is not None else None
 
     async def took_over(self, key: ConversationKey, dead_instance: str) -> None:
         """This instance took a conversation over from an instance that died: its cut-off turns are marked."""

@@ -122,6 +122,8 @@ class Conversations:
         #: with several instances: whether this instance still owns a conversation under its fence
         #: (set by the agent's routing); a turn that waited while its lease lapsed does not run
         self.still_owner: Callable[[ConversationKey, int], Awaitable[bool]] | None = None
+        #: why ``user`` may not start a turn now (a spent budget), asked once the turn holds the conversation
+        self.admit: Callable[[ConversationKey, UserRef, bool], Awaitable[str | None]] | None = None
         self.observer: TurnObserver | None = None  # sees every turn (metrics, the turn's log line, budgets)
 
     # -- records -------------------------------------------------------------
@@ -595,6 +597,19 @@ class Conversations:
                 log.warning("turn in %s not started: another instance owns the conversation now", key)
                 yield TurnError(MOVED, kind="unavailable")
                 return
+            if self.admit is not None:  # a budget spent by the turns this one waited behind
+                try:
+                    refused = await self.admit(key, user, is_admin)
+                except StoreError as exc:
+                    log.warning("turn in %s not started: the store failed (%s)", key, exc)
+                    yield TurnError(
+                        f"the conversation store is unavailable ({exc}); nothing was run, please try again shortly",
+                        kind="store",
+                    )
+                    return
+                if refused is not None:
+                    yield TurnError(refused, kind="budget")
+                    return
             try:
                 conv, record, request, merged = await self._begin(
                     key, text, user, is_admin, attachments, speaker, batch, places

@@ -67,6 +67,32 @@ async def test_a_user_over_the_daily_budget_gets_one_message_and_nothing_runs(
         assert len(fake_api.requests) == calls + 1  # only bob's turn reached the model
 
 
+async def test_messages_waiting_behind_the_turn_that_spent_the_budget_do_not_run(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
+) -> None:
+    """The budget is checked again when a waiting message's turn starts: queued behind the turn that
+    spends the budget, the next messages are refused then, not run."""
+    from tests.fakes.anthropic_api import Text
+    from tests.helpers import eventually
+
+    fake_api.rules["slow one"] = [Text("the slow answer", chunks=6, delay=0.3)]
+    async with Agent(make_sections(budgets={"daily_usd": TINY})) as agent:
+        dispatcher = Dispatcher(agent)
+        sinks = [RecordingSink() for _ in range(3)]
+        key = ConversationKey("chat", "alice")
+        dispatcher.submit(IncomingMessage(key, UserRef("alice"), "slow one", sinks[0]))
+        await eventually(lambda: fake_api.requests, what="the first turn")
+        for n, sink in enumerate(sinks[1:]):  # under the limit when they arrive: accepted, queued
+            dispatcher.submit(IncomingMessage(key, UserRef("alice"), f"queued {n}", sink))
+        await dispatcher.drain(60)
+        assert sinks[0].visible()[-1] == "the slow answer"
+        for sink in sinks[1:]:
+            assert any("used your daily budget" in t for t in sink.visible()), sink.visible()
+        assert [r.last_user_text() for r in fake_api.requests] == ["slow one"]
+        history = await agent.conversations.history(key)
+        assert [t.user_text for t in history] == ["slow one"]
+
+
 async def test_the_monthly_limit_and_per_user_limits_admins_and_exempt_users(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
 ) -> None:
