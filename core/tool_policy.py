@@ -65,6 +65,9 @@ FILE_TOOLS: dict[str, tuple[str, ...]] = {
     "LS": ("path",),
 }
 PATTERN_FIELDS = frozenset({"pattern", "glob"})
+#: file tools that write: never into git's own files (a worktree's ``.git`` names the git directory
+#: ccbridge's own git then trusts, outside the sandbox; its config can name commands to run)
+WRITING_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
 _REFUSED_WHY = "that tool is not available through this chat"
 _SCHEDULES = "a chat bot's agent must not start turns on its own (scheduled prompts are refused)"
@@ -252,6 +255,8 @@ class ToolPolicy:
             path = path if path.is_absolute() else ctx.cwd / path
             if not self._inside(path, ctx):
                 return Verdict("deny", f"{path} is outside this conversation's workspace ({ctx.root})")
+            if tool in WRITING_TOOLS and _in_git_dir(path, ctx.root):
+                return Verdict("deny", f"{path} is one of git's own files: the file tools do not write there")
         globs = [f for f in FILE_TOOLS[tool] if f in PATTERN_FIELDS]  # Grep's "pattern" is a regex, not a glob
         if tool in ("Glob", "Grep") and not any(
             isinstance(tool_input.get(f), str) and tool_input.get(f) for f in globs
@@ -311,6 +316,15 @@ class ToolPolicy:
                 elif recursive and entry.is_dir(follow_symlinks=False):
                     stack.append(Path(entry.path))
         return None
+
+
+def _in_git_dir(path: Path, root: Path) -> bool:
+    """``path`` is ``.git`` (a worktree's file, a repository's directory) or inside one, under ``root``."""
+    try:
+        rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(root))
+    except ValueError:
+        rel = Path(os.path.normpath(path))
+    return any(part.lower() == ".git" for part in rel.parts)
 
 
 def segment_may_climb(segment: str) -> bool:

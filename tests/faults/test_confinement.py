@@ -148,3 +148,19 @@ def test_brace_expansion_and_climbing_segments() -> None:
     assert expand_braces("{a,b}" * 20) is None  # too many alternatives: refused, not expanded
     assert all(segment_may_climb(s) for s in ("..", "[.][.]", ".?", ".*", "[.]."))
     assert not any(segment_may_climb(s) for s in ("*", "?", "*.py", ".git", "**", "src"))
+
+
+@pytest.mark.parametrize("path", [".git", ".git/config", "src/.git", "sub/.GIT/hooks/pre-commit", "{root}/.git"])
+@pytest.mark.parametrize("tool", ["Write", "Edit", "MultiEdit"])
+async def test_the_file_tools_write_none_of_gits_own_files(ctx: ToolContext, tool: str, path: str) -> None:
+    """A worktree's ``.git`` file names the git directory ccbridge's own git trusts (outside the sandbox,
+    when the idle sweep saves the work): rewritten, it could point at a config naming a filter command."""
+    target = path.format(root=ctx.root)
+    verdict = await policy().evaluate(tool, {"file_path": target}, ctx)
+    assert verdict.action == "deny" and "git's own files" in verdict.reason, (tool, path)
+
+
+async def test_the_file_tools_still_read_git_files_and_write_files_named_like_git(ctx: ToolContext) -> None:
+    assert (await policy().evaluate("Read", {"file_path": ".git/HEAD"}, ctx)).action != "deny"
+    for name in (".gitignore", ".github/workflows/ci.yml", "src/my.git.txt"):
+        assert (await policy().evaluate("Write", {"file_path": name}, ctx)).action != "deny", name
