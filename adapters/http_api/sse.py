@@ -72,6 +72,7 @@ class Framing:
 
 #: claude-agent-http wrote ``data: {json}\n\n`` per chunk and nothing else (no ids, no pings).
 SEED_V1 = Framing(sep="\n", ping=0, ids=False)
+_NO_PING = 10.0**7  # seconds (about four months)
 #: claude-code-server used sse-starlette's defaults: "\r\n" line ends, pings every 15 s, no ids.
 SEED_COMPAT = Framing(ids=False)
 V2 = Framing()
@@ -189,7 +190,9 @@ def v2_render(runner: TurnRunner, event: object) -> Payload | None:
 
 
 def stream_response(events: AsyncIterator[dict[str, Any]], framing: Framing) -> EventSourceResponse:
-    return EventSourceResponse(events, sep=framing.sep, ping=framing.ping)
+    # no pings: an interval no stream lasts (sse-starlette before its fix of issue 206 read ping=0 as
+    # "ping without pause", flooding the stream), rather than 0
+    return EventSourceResponse(events, sep=framing.sep, ping=framing.ping or _NO_PING)
 
 
 async def sse_stream(runner: TurnRunner, render: Render, framing: Framing) -> AsyncIterator[dict[str, Any]]:
