@@ -241,6 +241,10 @@ class Projects:
             if place.project and await self.is_repository(place.project):
                 return await git(place.root, "diff", *_PLAIN, "HEAD") + await _untracked(place.root)
             return ""
+        if not await asyncio.to_thread(place.root.is_dir):  # its worktree was swept when idle: the branch has it all
+            repo = place.repository
+            base = (await git(repo, "merge-base", place.branch, await self._main_head(repo))).strip()
+            return await git(repo, "diff", *_PLAIN, base, place.branch)
         base = (await git(place.root, "merge-base", "HEAD", await self._main_head(place.repository))).strip()
         committed = await git(place.root, "diff", *_PLAIN, base, "HEAD")
         working = await git(place.root, "diff", *_PLAIN, "HEAD")

@@ -62,6 +62,8 @@ async def test_cleanup_saves_uncommitted_work_on_the_branch_and_the_next_turn_ha
         assert saved.startswith("ccbridge <") and "idle worktree" in saved
         files = git(payments, "show", "--name-only", "--format=", branch).split()
         assert sorted(files) == ["README.md", "notes.md"]  # build.log is ignored (.gitignore)
+        swept = (await say(d, "/diff", "t1"))[0]  # reviewed after the sweep, before anyone writes again
+        assert "+new work" in swept and "+payments, edited" in swept and not root.exists()
         await say(d, "back again", "t1")
         assert (root / "notes.md").read_text() == "new work\n"
         diff = (await say(d, "/diff", "t1"))[0]
