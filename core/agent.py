@@ -389,7 +389,7 @@ class Agent:
         problems: list[str] = []
         try:
             await self.store.ping(write=True)
-            if self._store_id and await self.store.store_id() != self._store_id:
+            if self._store_id and self.store.watch_identity and await self.store.store_id() != self._store_id:
                 problem = (
                     f"store: {self.store.describe()} was emptied or replaced while running (a server restarted "
                     "without its data?): the conversations written before are not there. Restore it, or restart "

@@ -66,6 +66,9 @@ def check_filter(where: ListFilter) -> None:
 
 class ConversationStore(ABC):
     history_limit: int = 1000
+    #: ``store_id`` is watched while running: a server that lost its data gets noticed (``/ready``); a
+    #: store in a file watches the file itself instead (a deleted or replaced database)
+    watch_identity: bool = True
 
     async def open(self) -> None:
         """Connect / create or migrate the schema. Called once before use."""

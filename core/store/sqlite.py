@@ -128,6 +128,8 @@ _USER_META = "user:"  # named values callers keep (the store's own, like store_i
 
 
 class SQLiteStore(ConversationStore):
+    watch_identity = False  # the file is watched (ping): deleted, replaced, read-only
+
     def __init__(self, path: str | Path, history_limit: int = 1000) -> None:
         self.path = Path(path)
         self.history_limit = history_limit
