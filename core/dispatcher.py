@@ -392,7 +392,7 @@ class Dispatcher:
         is_admin = self.access.is_admin(msg.platform, msg.user.id, msg.user.roles)
         refusal = await self.agent.budgets.refusal(msg.platform, msg.user.id, is_admin=is_admin)
         if refusal is not None:  # the user's budget is spent: one message, nothing downloaded, nothing run
-            await send_notice(msg.reply, refusal.message(msg.command_prefix))
+            await send_notice(msg.reply, refusal.message(msg.command_prefix), final=True)
             return
         attachments = []
         if msg.files:

@@ -372,11 +372,15 @@ class ReplyStreamer:
             await asyncio.sleep(interval)
 
 
-async def send_notice(sink: ReplySink, text: str, *, attempts: int = 5) -> bool:
-    """Send a one-off message (:meth:`ReplySink.notify`), waiting out rate limits; failures are logged, not raised."""
+async def send_notice(sink: ReplySink, text: str, *, attempts: int = 5, final: bool = False) -> bool:
+    """Send a one-off message (:meth:`ReplySink.notify`), waiting out rate limits; failures are logged, not raised.
+
+    ``final``: the message's last word (nothing runs for it): sent as a final reply (``finalize``), so what
+    the sign of life left showing (a working reaction, a status) ends with it.
+    """
     for _ in range(attempts):
         try:
-            await sink.notify(text)
+            await (sink.finalize(None, text) if final else sink.notify(text))
             return True
         except RateLimited as exc:
             await asyncio.sleep(exc.retry_after)

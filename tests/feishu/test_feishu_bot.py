@@ -188,6 +188,21 @@ async def test_an_admin_grants_and_revokes_by_mention_in_private_and_in_a_group(
     assert asked == ["hi, it's Eve", "barrier"]
 
 
+async def test_a_message_refused_for_a_spent_budget_leaves_no_working_reaction(
+    make_bot: BotFactory, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot(sections={"budgets": {"daily_usd": 0.00001}})
+    fake, alice = bot.fake, bot.people["alice"]
+    await bot.send(alice, text="first")
+    dm = fake.p2p_chat(alice)
+    assert await reply_containing(fake, dm, "echo: first")
+    await eventually(lambda: not bot.agent.conversations.running(), what="the first turn to end (its cost counted)")
+    second = await bot.send(alice, text="second")  # shows the working reaction at once, then is refused
+    assert await reply_containing(fake, dm, "used your daily budget")
+    await eventually(lambda: not second.message.reactions, what="the working reaction removed")
+    assert [r.last_user_text() for r in fake_api.requests] == ["first"]
+
+
 # -- deliveries: acked at once, handled once ---------------------------------------------------------
 async def test_events_are_acked_at_once_and_replays_after_a_reconnect_answer_once(
     make_bot: BotFactory, fake_api: FakeAnthropicAPI
