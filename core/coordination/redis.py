@@ -147,6 +147,7 @@ class RedisBackend:
         #: it over while this one could not renew its heartbeat): its running turn is stopped
         self.on_lost: Callable[[str], Awaitable[None]] | None = None
         self._last_beat = time.monotonic()
+        self._led: dict[str, float] = {}  # leader leases held: when each was last renewed (monotonic)
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -273,14 +274,27 @@ class RedisBackend:
         return released
 
     async def leader(self, name: str) -> bool:
-        """Hold (or take) the leadership of ``name``; False while another live instance holds it."""
+        """Hold (or take) the leadership of ``name``; False while another live instance holds it.
+
+        A renewal that fails (a Redis hiccup) keeps a leader leading while its lease cannot have lapsed
+        yet: one failed call does not drop the platform connection."""
         try:
-            return bool(await self._renew_leader(keys=[self.k("leader", name)], args=[self.instance_id, self.lease_ms]))
+            held = bool(await self._renew_leader(keys=[self.k("leader", name)], args=[self.instance_id, self.lease_ms]))
         except (RedisError, OSError) as exc:
-            log.warning("leader lease %s: %s", name, exc)
-            return False
+            renewed = self._led.get(name)
+            still = renewed is not None and time.monotonic() - renewed < self.lease_ms / 1000
+            log.warning(
+                "leader lease %s: %s%s", name, exc, " (still leading until the lease runs out)" if still else ""
+            )
+            return still
+        if held:
+            self._led[name] = time.monotonic()
+        else:
+            self._led.pop(name, None)
+        return held
 
     async def resign(self, name: str) -> None:
+        self._led.pop(name, None)
         await self._release(keys=[self.k("leader", name)], args=[self.instance_id])
         value = await self.redis.get(self.k("leader", name))
         if value == self.instance_id:

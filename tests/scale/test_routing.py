@@ -231,3 +231,30 @@ async def test_an_owner_that_lapsed_mid_turn_stops_its_turn_and_records_nothing_
         ]
         conv = await b.conversations.get(KEY)
         assert conv is not None and (conv.instance_id, conv.status) == ("b", "idle")
+
+
+async def test_a_failed_renewal_of_the_leader_lease_keeps_the_leader_until_its_lease_could_lapse(
+    redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One Redis hiccup must not drop the platform connection (and the turns with it)."""
+    import time
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    a = backend(redis_server, prefix, "a", ttl=3.0)
+    await a.start()
+    try:
+        assert await a.leader("connection")
+        real = a._renew_leader
+
+        async def hiccup(*args: object, **kwargs: object) -> object:
+            raise RedisConnectionError("Connection reset by peer")
+
+        a._renew_leader = hiccup  # type: ignore[assignment]
+        assert await a.leader("connection")  # still leading: its lease cannot have lapsed yet
+        a._led["connection"] = time.monotonic() - 4.0  # no renewal for longer than the lease
+        assert not await a.leader("connection")  # another instance may hold it by now
+        a._renew_leader = real  # type: ignore[assignment]
+        assert await a.leader("connection")
+    finally:
+        await a.close()
