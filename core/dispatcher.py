@@ -400,6 +400,8 @@ class Dispatcher:
             folder = self.conversations.root_of(conv) / self.agent.workspaces.uploads_dir
             taken = await self.intake.take(msg.key, msg.files, folder=folder)
             if taken.refused:
+                if previous is not None:  # downloads run side by side; what the user is told comes in order
+                    await asyncio.wait([previous])
                 await send_notice(msg.reply, taken.notice())
                 return
             attachments = taken.attachments
