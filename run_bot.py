@@ -164,7 +164,7 @@ class ConfigReloader:
                 text = self.source.read_text(encoding="utf-8", errors="replace")
             except OSError as exc:
                 raise ConfigError(f"cannot read config file {self.source}: {exc.strerror or exc}") from None
-            if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
+            if all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
                 raise ConfigError(f"{self.source}: the config file is empty (half written?)")
         config = load_config(path)
         fresh: dict[str, Fresh] = {}

@@ -597,20 +597,12 @@ class Conversations:
                 log.warning("turn in %s not started: another instance owns the conversation now", key)
                 yield TurnError(MOVED, kind="unavailable")
                 return
-            if self.admit is not None:  # a budget spent by the turns this one waited behind
-                try:
-                    refused = await self.admit(key, user, is_admin)
-                except StoreError as exc:
-                    log.warning("turn in %s not started: the store failed (%s)", key, exc)
-                    yield TurnError(
-                        f"the conversation store is unavailable ({exc}); nothing was run, please try again shortly",
-                        kind="store",
-                    )
-                    return
+            try:
+                # a budget spent by the turns this one waited behind
+                refused = await self.admit(key, user, is_admin) if self.admit is not None else None
                 if refused is not None:
                     yield TurnError(refused, kind="budget")
                     return
-            try:
                 conv, record, request, merged = await self._begin(
                     key, text, user, is_admin, attachments, speaker, batch, places
                 )

@@ -102,16 +102,20 @@ class PayloadHandler(lark.EventDispatcherHandler):
             return None
         return body if isinstance(body, dict) else None
 
-    def answer_ahead(self, payload: bytes) -> bool:
-        """For a payload whose answer waits: compute it now (blocking: call it in a worker thread) and
-        keep it for the SDK's own call. False (nothing done) for any other payload."""
+    def waits(self, payload: bytes) -> bool:
+        """Whether the answer to ``payload`` takes a while (then :meth:`answer_ahead` it in a thread)."""
         body = self._body(payload)
-        if body is None or not self._waits(body):
-            return False
+        return body is not None and self._waits(body)
+
+    def answer_ahead(self, payload: bytes) -> None:
+        """Compute the answer to a payload that :meth:`waits` now (blocking: call it in a worker thread)
+        and keep it for the SDK's own call."""
+        body = self._body(payload)
+        if body is None:
+            return
         answer = self._on_payload(body)
         with self._lock:
             self._ahead.setdefault(payload, []).append(answer)
-        return True
 
     def _do_without_validation(self, payload: bytes) -> Any:
         with self._lock:
@@ -147,7 +151,7 @@ class _Client(lark.ws.Client):  # type: ignore[misc]
                 whole = headers.get(HEADER_SUM, "1") == "1" and headers.get(HEADER_TYPE) == MessageType.EVENT.value
             except Exception:  # noqa: BLE001 (a frame of another shape: the SDK handles it as it is)
                 whole = False
-            if whole:
+            if whole and handler.waits(frame.payload):  # other events are answered at once, on this loop
                 try:
                     await asyncio.to_thread(handler.answer_ahead, frame.payload)
                 except Exception as exc:  # noqa: BLE001 (the SDK's own call below raises it again: a 500 ack)
