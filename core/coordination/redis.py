@@ -11,10 +11,11 @@ Keys (all under ``coordination.key_prefix`` + the bot's name):
   (``fence:<conversation>``, incremented atomically in the same script);
 * ``inbox:<instance>`` — a stream per instance: messages handed to it by others;
   ``reply:<id>`` — a stream per handed-over message, carrying its events back;
-* ``seen:<key>`` — delivery ids: claimed on receipt by the receiving instance
-  (a duplicate for the others while it lives), kept long once the message was
-  accepted; a delivery whose first receiver died before accepting it may be
-  claimed again, so the platform's retry is answered;
+* ``seen:<key>`` — delivery ids: claimed on receipt (``<instance>|<run>``) by the
+  receiving instance, ``+`` and kept long once the message was accepted; another
+  instance receiving it meanwhile waits for the claim to settle: a duplicate once
+  accepted, free again when the claimer died first (its heartbeat lapsed, or it
+  restarted under the same id), so the platform's retry is answered;
 * ``refused:<who>`` — the refusal cooldown; ``approval:<id>`` — pending approval
   requests (with the instance waiting for them); ``leader:<name>`` — the
   instance allowed the one connection a platform permits (Telegram long polling).
@@ -72,12 +73,18 @@ return value
 """
 _CLAIM = """
 local holder = redis.call('GET', KEYS[1])
-if holder and (holder == '+' or redis.call('EXISTS', ARGV[3] .. holder) == 1) then
+if holder == '+' or holder == ARGV[1] then
   return 0
+end
+local who = holder and (string.match(holder, '^(.*)|') or holder)
+if who and who ~= ARGV[4] and redis.call('EXISTS', ARGV[3] .. who) == 1 then
+  return 2
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
+_SEEN, _CLAIMED, _HELD = 0, 1, 2  # what _CLAIM answers: remembered, claimed now, held by another live instance
+_SETTLE_POLL = 0.2  # seconds between looks at a delivery another instance holds
 _RELEASE = """
 local current = redis.call('GET', KEYS[1])
 if current and string.match(current, '^(.*)|') == ARGV[1] then
@@ -133,6 +140,7 @@ class RedisBackend:
         self.prefix = prefix
         self.instance_id = instance_id
         self.lease_ms = int(lease_ttl * 1000)
+        self.run = secrets.token_hex(4)  # this process's run: a claim by an earlier run under the same id is void
         self.redis = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=10)
         self._take = self.redis.register_script(_TAKE)
         self._release = self.redis.register_script(_RELEASE)
@@ -416,9 +424,10 @@ class RedisBackend:
 class RedisSeenKeys(SeenKeys):
     """Delivery ids across instances: a claim names the claiming instance until it is confirmed.
 
-    A delivery claimed by a live instance is a duplicate for every other one; one whose claimer
-    died before accepting it (its heartbeat lapsed) may be claimed again, so the platform's retry
-    is answered; once confirmed (``+``), it is a duplicate for everyone until the TTL.
+    Once confirmed (``+``), a delivery is a duplicate for everyone until the TTL. A delivery another
+    instance claimed but has not confirmed yet is waited for: it is a duplicate once that instance
+    confirms it (or, still alive, holds it past the lease's time); when that instance dies first (its
+    heartbeat lapses), the claim is free, so a platform's retry landing here is answered, not lost.
     """
 
     def __init__(self, backend: RedisBackend) -> None:
@@ -426,11 +435,22 @@ class RedisSeenKeys(SeenKeys):
 
     async def first_time(self, key: str, ttl: float) -> bool:
         b = self.backend
-        try:
-            claimed = await b._claim(keys=[b.k("seen", key)], args=[b.instance_id, int(ttl * 1000), b.k("alive", "")])
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"the coordination Redis is unreachable: {exc}") from exc
-        return bool(claimed)
+        loop = asyncio.get_running_loop()
+        settle_by = loop.time() + b.lease_ms / 1000 + 1.0  # a dead claimer's heartbeat has lapsed by then
+        while True:
+            try:
+                answer = await b._claim(
+                    keys=[b.k("seen", key)],
+                    args=[f"{b.instance_id}|{b.run}", int(ttl * 1000), b.k("alive", ""), b.instance_id],
+                )
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailable(f"the coordination Redis is unreachable: {exc}") from exc
+            if answer != _HELD:
+                return answer == _CLAIMED
+            if loop.time() >= settle_by:
+                log.info("delivery %s is still held by a live instance; taken as a repeat", key)
+                return False
+            await asyncio.sleep(_SETTLE_POLL)
 
     async def confirm(self, key: str, ttl: float) -> None:
         try:

@@ -140,18 +140,18 @@ async def test_a_delivery_claimed_by_a_live_instance_is_a_duplicate_and_a_dead_o
 ) -> None:
     from core.coordination.redis import RedisSeenKeys
 
-    a, b, c = (backend(redis_server, prefix, name) for name in "abc")
+    a, b, c = (backend(redis_server, prefix, name, ttl=1.5) for name in "abc")
     for one in (a, b, c):
         await one.start()
     try:
         seen_a, seen_b, seen_c = RedisSeenKeys(a), RedisSeenKeys(b), RedisSeenKeys(c)
         assert await seen_a.first_time("bot:update-1", 120)
-        assert not await seen_b.first_time("bot:update-1", 120)  # a is handling it
         assert not await seen_a.first_time("bot:update-1", 120)  # a retry reaching a again
+        assert not await seen_b.first_time("bot:update-1", 120)  # a lives and holds it: b waited, then let it be
 
-        for task in a._tasks:  # a dies before accepting the message
+        for task in a._tasks:  # a dies before accepting the message; its heartbeat key lingers a while
             task.cancel()
-        await a.redis.delete(a.k("alive", "a"))
+        assert await a.redis.exists(a.k("alive", "a"))
         assert await seen_b.first_time("bot:update-1", 120)  # the platform's retry is answered, by b
         await seen_b.confirm("bot:update-1", 3600)
         assert not await seen_c.first_time("bot:update-1", 120)
@@ -160,6 +160,49 @@ async def test_a_delivery_claimed_by_a_live_instance_is_a_duplicate_and_a_dead_o
     finally:
         await a.redis.aclose()
         await c.close()
+
+
+async def test_a_delivery_landing_while_another_instance_takes_it_on_is_a_duplicate_once_accepted(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    import asyncio
+
+    from core.coordination.redis import RedisSeenKeys
+
+    a, b = backend(redis_server, prefix, "a", ttl=30), backend(redis_server, prefix, "b", ttl=30)
+    await a.start()
+    await b.start()
+    try:
+        seen_a, seen_b = RedisSeenKeys(a), RedisSeenKeys(b)
+        assert await seen_a.first_time("bot:update-1", 120)
+        retry = asyncio.create_task(seen_b.first_time("bot:update-1", 120))
+        await asyncio.sleep(0.5)
+        assert not retry.done()  # a has not said yet whether it took the message on
+        await seen_a.confirm("bot:update-1", 3600)
+        assert await asyncio.wait_for(retry, 5) is False  # long before the 31 s a lapsed claim would take
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_delivery_claimed_by_an_earlier_run_under_the_same_id_is_free_for_its_restart(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    from core.coordination.redis import RedisSeenKeys
+
+    first_run = backend(redis_server, prefix, "a", ttl=30)
+    await first_run.start()
+    assert await RedisSeenKeys(first_run).first_time("bot:update-1", 120)
+    for task in first_run._tasks:  # killed before accepting it
+        task.cancel()
+    await first_run.redis.aclose()
+    restarted = backend(redis_server, prefix, "a", ttl=30)
+    await restarted.start()  # beats under the same id at once
+    try:
+        assert await RedisSeenKeys(restarted).first_time("bot:update-1", 120)  # the retry is answered
+        assert not await RedisSeenKeys(restarted).first_time("bot:update-1", 120)
+    finally:
+        await restarted.close()
 
 
 async def test_a_message_handed_to_an_owner_restarting_under_its_id_is_taken_up_once(
