@@ -14,10 +14,21 @@ from collections.abc import Callable
 from contextlib import aclosing
 from pathlib import Path
 
+import pytest
+
 from core import Agent, ConversationKey, Sections, TextDelta, TurnResult
 from core.coordination import claim_instance_id, default_instance_id
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Hang, Text
 from tests.helpers import REPO, eventually
+
+
+@pytest.fixture(autouse=True)
+def default_id_of_this_test(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A default instance id no other test's agent shares (it hashes the home): an agent an earlier test
+    left for the garbage collector cannot hold, or free, an id these tests count on. Processes the test
+    starts inherit it."""
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "home-of-this-test"))
+    return default_instance_id()
 
 
 async def test_a_restart_of_one_instance_leaves_the_others_running_turn_untouched(
@@ -91,7 +102,6 @@ asyncio.run(main())
 
 
 def test_live_agents_claim_distinct_ids_and_free_them(tmp_path: Path) -> None:
-    gc.collect()  # agents earlier tests dropped unclosed free their ids
     base, locks = f"test-{uuid.uuid4().hex[:8]}", tmp_path / "locks"
     one, two = claim_instance_id(base, locks), claim_instance_id(base, locks)
     assert (one.instance_id, two.instance_id) == (base, f"{base}-2")
@@ -113,8 +123,6 @@ def test_live_agents_claim_distinct_ids_and_free_them(tmp_path: Path) -> None:
 
 
 async def test_two_agents_from_the_same_sections_get_their_own_ids(make_sections: Callable[..., Sections]) -> None:
-    # (Relative to the lowest free id: an agent of an earlier test in this process may still be alive.)
-    gc.collect()
     base = default_instance_id()
     sections = make_sections()  # no coordination.instance_id
     async with Agent(sections) as a, Agent(sections) as b:
@@ -135,7 +143,6 @@ async def test_two_agents_from_the_same_sections_get_their_own_ids(make_sections
 async def test_restarting_one_of_two_agents_with_the_same_sections_leaves_the_others_turn_untouched(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
 ) -> None:
-    gc.collect()
     sections = make_sections()  # both "instances" from identical sections: no instance_id set anywhere
     fake_api.rules["slow"] = [Hang("slowly, ", seconds=10)]
     key = ConversationKey("api", "alice")
@@ -168,7 +175,6 @@ async def test_restarting_one_of_two_agents_with_the_same_sections_leaves_the_ot
 async def test_a_crashed_agent_restarted_from_the_same_sections_marks_its_own_cut_off_turn(
     make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI
 ) -> None:
-    gc.collect()
     sections = make_sections()
     key, other = ConversationKey("api", "alice"), ConversationKey("api", "bob")
     async with Agent(sections) as live:  # another instance, live throughout, with a running conversation
@@ -193,7 +199,6 @@ async def test_a_killed_process_with_the_same_sections_is_told_apart_and_its_res
     """Two processes from one directory and home (the same default id): the second runs as ``<id>-2``,
     leaves the first's running conversations alone, and once SIGKILLed, the next start takes ``<id>-2``
     back and marks what the kill cut off, while the first's turn runs on."""
-    gc.collect()
     sections = make_sections()
     alice, bob, carol = (ConversationKey("api", user) for user in ("alice", "bob", "carol"))
     async with Agent(sections) as a:
