@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -401,7 +402,9 @@ class Origins:
     def describe(self, loc: Loc, msg: str, prefix: Loc = (), *, sections: bool = False) -> str:
         """One line for an error at ``prefix + loc``; ``sections``: ``loc`` is in a bot's merged sections."""
         full = prefix + loc
-        overridden = self._env_var(loc if sections else full)
+        # a bot's merged sections: its own variable (CCBRIDGE_BOTS__API__AGENT__POOL_SIZE) wins over the
+        # top-level one (CCBRIDGE_AGENT__POOL_SIZE)
+        overridden = self._env_var(full) or (self._env_var(loc) if sections else None)
         if overridden is not None:
             name, rest = overridden
             return f"{name}{_suffix(rest)}: {msg}"
@@ -728,9 +731,12 @@ def unknown_env_sections(environ: Mapping[str, str], referenced: Collection[str]
     for name in sorted(environ):
         if not name.upper().startswith(_ENV_PREFIX) or name in referenced:
             continue
-        head, sep, _ = name[len(_ENV_PREFIX) :].partition("__")
+        head, sep, rest = name[len(_ENV_PREFIX) :].partition("__")
         if sep and head.lower() not in known:
-            out.append(f"{name} is not a ccbridge setting (sections: {', '.join(SECTION_NAMES)})")
+            sections = [*SECTION_NAMES, "ops", "bots"]
+            close = difflib.get_close_matches(head.lower(), sections, n=1)
+            hint = f"; did you mean {_ENV_PREFIX}{close[0].upper()}__{rest}?" if close else ""
+            out.append(f"{name} is not a ccbridge setting (sections: {', '.join(sections)}){hint}")
     return out
 
 

@@ -243,6 +243,13 @@ def test_a_failing_env_override_names_the_variable_not_the_key(tmp_path: Path, m
         load_config(write(tmp_path, config_text)).for_bot("tg")
     assert str(info.value) == "CCBRIDGE_AGENT__MAX_TURNS: Input should be greater than 0"
     monkeypatch.delenv("CCBRIDGE_AGENT__MAX_TURNS")
+    monkeypatch.setenv("CCBRIDGE_BOTS__TG__AGENT__MAX_TURNS", "many")  # the bot's own variable wins, and is named
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, config_text)).for_bot("tg")
+    assert str(info.value) == (
+        "CCBRIDGE_BOTS__TG__AGENT__MAX_TURNS: Input should be a valid integer, unable to parse string as an integer"
+    )
+    monkeypatch.delenv("CCBRIDGE_BOTS__TG__AGENT__MAX_TURNS")
     monkeypatch.setenv("CCBRIDGE_STORE__BACKEND", "floppy")  # a backend that does not exist
     assert _error(write(tmp_path, "")) == "CCBRIDGE_STORE__BACKEND: must be one of: sqlite, memory, redis, postgres"
     monkeypatch.delenv("CCBRIDGE_STORE__BACKEND")
@@ -255,11 +262,9 @@ def test_a_mistyped_env_section_warns(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("CCBRIDGE_API_KEY", "not an override")  # no "__": a variable the config may use
     monkeypatch.setenv("CCBRIDGE_SECRET__A", "used by the file")
     config = load_config(write(tmp_path, "agent:\n  system_prompt: ${CCBRIDGE_SECRET__A}\n"))
-    from core.config import SECTION_NAMES
-
-    assert SECTION_NAMES[:6] == ("agent", "workspace", "store", "access", "reply", "coordination")
     assert config.warnings == [
-        f"CCBRIDGE_AGNET__MODEL is not a ccbridge setting (sections: {', '.join(SECTION_NAMES)})"
+        "CCBRIDGE_AGNET__MODEL is not a ccbridge setting (sections: agent, workspace, store, access, reply, "
+        "coordination, projects, budgets, ops, bots); did you mean CCBRIDGE_AGENT__MODEL?"
     ]
     assert config.agent.model is None
 

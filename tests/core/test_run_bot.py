@@ -250,13 +250,14 @@ async def test_config_errors_through_the_command_are_one_line_each(tmp_path: Pat
 
 
 async def test_a_mistyped_env_section_is_a_warning_line(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    from core.config import SECTION_NAMES
-
     config = write_config(tmp_path, cli_env)
     env = {"CCBRIDGE_AGNET__MODEL": "claude-x"}
     code, out, err = await run_bot("--config", str(config), "--check", cwd=tmp_path, env=env)
     assert code == 0 and "config OK" in out
-    assert err == f"warning: CCBRIDGE_AGNET__MODEL is not a ccbridge setting (sections: {', '.join(SECTION_NAMES)})\n"
+    assert err == (
+        "warning: CCBRIDGE_AGNET__MODEL is not a ccbridge setting (sections: agent, workspace, store, access, reply, "
+        "coordination, projects, budgets, ops, bots); did you mean CCBRIDGE_AGENT__MODEL?\n"
+    )
 
 
 async def test_env_files_are_read_and_the_environment_wins(tmp_path: Path) -> None:
