@@ -30,7 +30,7 @@ from .events import AgentEvent, MessagesMerged, TurnError, TurnResult, TurnWaiti
 from .keys import ConversationKey, UserRef
 from .observe import TurnObserver, observed
 from .outcome import TurnOutcome
-from .projects import Projects, Workplace
+from .projects import Projects, Workplace, sandbox_git
 from .runtime import AgentRuntime, TurnRequest
 from .store import Conversation, ConversationStore, TurnRecord
 from .transcripts.base import make_key
@@ -710,7 +710,7 @@ class Conversations:
             resume=conv.message_count > 0,
             cwd=str(cwd),
             root=str(self.root_of(conv)),
-            writable=[str(Path(conv.metadata["repository"]) / ".git")] if conv.metadata.get("repository") else [],
+            **await sandbox_git(conv.metadata.get("repository"), conv.metadata.get("branch")),
             model=self.model_of(conv),
             text=prompt,
             user_id=user.id,
@@ -735,7 +735,7 @@ class Conversations:
             resume=conv.message_count > 0,
             cwd=str(cwd),
             root=str(self.root_of(conv)),
-            writable=[str(Path(conv.metadata["repository"]) / ".git")] if conv.metadata.get("repository") else [],
+            **await sandbox_git(conv.metadata.get("repository"), conv.metadata.get("branch")),
             model=self.model_of(conv),
             text="",
             user_id=conv.key.owner,

@@ -18,6 +18,7 @@ All git work runs ``git`` as a subprocess, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -120,6 +121,52 @@ def branch_for(key: ConversationKey) -> str:
     readable = _BRANCH_UNSAFE.sub("-", "-".join(parts)).strip("-./")[:60] or "conversation"
     digest = hashlib.sha256(str(key).encode()).hexdigest()[:8]
     return f"ccbridge/{readable}-{digest}"
+
+
+#: what in a repository's ``.git`` Bash in one of its worktrees may not write (Claude Code itself keeps
+#: its config, hooks, worktrees and modules read-only): the main checkout's own state, shared refs, and
+#: ``objects/info`` (an ``alternates`` file there would borrow another repository's objects)
+_SHARED_GIT = ("HEAD", "index", "packed-refs", "info", "description", "logs/HEAD", "refs/tags", "refs/remotes")
+_SHARED_GIT_MORE = ("objects/info", "FETCH_HEAD", "ORIG_HEAD", "shallow")
+
+
+async def sandbox_git(repository: str | None, branch: str | None) -> dict[str, list[str]]:
+    """The ``writable`` / ``read_only`` places of a worktree's git for the Bash sandbox (see
+    :class:`~core.runtime.state.TurnRequest`): the repository's ``.git`` is writable (new objects, the
+    conversation's branch and its log), but not the branches of the main checkout or of other
+    conversations, nor the shared files of :data:`_SHARED_GIT`. Outside a project: nothing."""
+    if not repository:
+        return {"writable": [], "read_only": []}
+    git_dir = Path(repository) / ".git"
+    read_only = await asyncio.to_thread(_read_only_git, git_dir, branch.split("/") if branch else [])
+    return {"writable": [str(git_dir)], "read_only": [str(p) for p in read_only]}
+
+
+def _read_only_git(git_dir: Path, own: list[str]) -> list[Path]:
+    packed = git_dir / "packed-refs"
+    if not packed.exists() and git_dir.is_dir():  # an empty one is valid; a missing one could not be kept read-only
+        with contextlib.suppress(OSError):
+            packed.touch()
+    fixed = [git_dir / name for name in (*_SHARED_GIT, *_SHARED_GIT_MORE)]
+    refs = _other_refs(git_dir / "refs/heads", own) + _other_refs(git_dir / "logs/refs/heads", own)
+    return [p for p in fixed if p.exists()] + refs
+
+
+def _other_refs(directory: Path, own: list[str]) -> list[Path]:
+    """The refs under ``directory`` other than ``own`` (its path parts): each entry off the way to it."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return []
+    out: list[Path] = []
+    for entry in entries:
+        if own and entry.name == own[0]:
+            if len(own) > 1 and entry.is_dir():
+                out += _other_refs(entry, own[1:])
+            continue
+        if not entry.name.endswith(".lock"):
+            out.append(entry)
+    return out
 
 
 @dataclass

@@ -174,11 +174,14 @@ def probe_sandbox(mode: str) -> SandboxStatus:
     return SandboxStatus(False, problem)
 
 
-def sandbox_settings(root: Path, tmp: Path, hidden: list[Path], writable: list[Path] | None = None) -> dict[str, Any]:
+def sandbox_settings(
+    root: Path, tmp: Path, hidden: list[Path], writable: list[Path] | None = None, read_only: list[Path] | None = None
+) -> dict[str, Any]:
     """Claude Code ``sandbox`` settings confining Bash to the workspace ``root`` (and its own ``tmp``).
 
     ``hidden`` (the other workspaces, the session directories, the store) cannot be read at all;
-    ``writable`` are more places commands may write (a project's ``.git``, for its worktrees).
+    ``writable`` are more places commands may write (a project's ``.git``, for its worktrees), and
+    ``read_only`` places inside them they may not (the refs of other branches there).
     """
     mine = [str(root), str(tmp), *(str(p) for p in writable or [])]
     return {
@@ -189,6 +192,7 @@ def sandbox_settings(root: Path, tmp: Path, hidden: list[Path], writable: list[P
         "filesystem": {
             "allowWrite": mine,
             "denyRead": [str(p) for p in hidden],
+            "denyWrite": [str(p) for p in read_only or []],
             "allowRead": mine,
         },
     }

@@ -73,6 +73,7 @@ class OptionsBuilder:
         spawn_env: dict[str, str],
         root: Path,
         writable: list[Path] | None = None,
+        read_only: list[Path] | None = None,
     ) -> ClaudeAgentOptions:
         s = self.settings
         spec = warm.spec
@@ -110,7 +111,9 @@ class OptionsBuilder:
             setting_sources=list(s.setting_sources),
             cli_path=self.cli_path,
             stderr=on_stderr,
-            sandbox=sandbox_settings(root, home.tmp_dir, self.hidden, writable) if self.sandbox.active else None,  # type: ignore[arg-type]
+            sandbox=sandbox_settings(root, home.tmp_dir, self.hidden, writable, read_only)
+            if self.sandbox.active
+            else None,  # type: ignore[arg-type]
             session_store=LocalMirror(self.transcripts, home.config_dir) if self.transcripts is not None else None,
             session_store_flush="batched",
         )

@@ -24,6 +24,7 @@ class TurnRequest:
     is_admin: bool = False
     attachments: list[Attachment] = field(default_factory=list)
     writable: list[str] = field(default_factory=list)  # more places sandboxed Bash may write (a project's .git)
+    read_only: list[str] = field(default_factory=list)  # places inside those it may not (other branches' refs)
     #: the session's total as Claude Code last reported it (the turn's cost is counted from it when the
     #: process's own starting total is unknown: a transcript resumed from the store)
     reported_total: float = 0.0

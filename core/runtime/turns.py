@@ -313,7 +313,13 @@ class AgentRuntime:
             spawn_id, spawn_env = self.launcher.spawn_env(nice)
             warm.spawn_id = spawn_id
             options = self.options.build(
-                warm, use_resume, home, spawn_env, Path(request.root), [Path(p) for p in request.writable]
+                warm,
+                use_resume,
+                home,
+                spawn_env,
+                Path(request.root),
+                [Path(p) for p in request.writable],
+                [Path(p) for p in request.read_only],
             )
             client = ClaudeSDKClient(options)
             try:

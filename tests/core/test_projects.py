@@ -13,7 +13,7 @@ import pytest
 from core import Agent, ConfigError, ConversationKey, Sections, UserRef
 from core.dispatcher import Dispatcher, IncomingMessage
 from core.projects import branch_for
-from tests.fakes.anthropic_api import FakeAnthropicAPI, ToolCall
+from tests.fakes.anthropic_api import FakeAnthropicAPI, Text, ToolCall
 from tests.fakes.recording_sink import RecordingSink
 
 CHANNEL = "C0PAY"
@@ -238,3 +238,36 @@ async def test_approved_bash_in_a_worktree_can_commit(
         assert conv is not None
         assert "fix" in git_log(payments, conv.metadata["branch"])  # committed on its branch, through the sandbox
         assert "fix" not in git_log(payments, "main")
+
+
+async def test_approved_bash_in_a_worktree_moves_no_other_branch_nor_the_shared_git_files(
+    project_sections: Sections, fake_api: FakeAnthropicAPI, payments: Path
+) -> None:
+    fake_api.rules["hello"] = [Text("hi")]
+    async with Agent(project_sections) as agent:
+        d = Dispatcher(agent)
+        await say(d, "hello", "t2")  # another thread's branch exists
+        two = await agent.conversations.get(ConversationKey("chat", CHANNEL, "t2"))
+        assert two is not None
+        other, git_dir = two.metadata["branch"], payments / ".git"
+        before = {ref: git_log(payments, ref) for ref in ("main", other)}
+        attempts = [
+            "git update-ref refs/heads/main HEAD",  # the main checkout's branch
+            f"git update-ref refs/heads/{other} HEAD",  # another conversation's
+            f"echo junk > {git_dir}/packed-refs",  # would break git for every worktree
+            f"echo '*' > {git_dir}/info/exclude",  # would hide files from the idle sweep's commit
+            f"echo {git_dir} > {git_dir}/objects/info/alternates",
+        ]
+        command = "echo mine > mine.txt && git add mine.txt && git -c user.email=c@x -c user.name=c commit -qm mine; "
+        command += "; ".join(f"{a}; echo rc=$?" for a in attempts)  # HEAD is the new commit: a move would show
+        fake_api.rules["try"] = [ToolCall("Bash", {"command": command})]
+        output = " ".join(await say(d, "try", "t1")).partition("tool result:")[2]  # the fake model echoes it
+        one = await agent.conversations.get(ConversationKey("chat", CHANNEL, "t1"))
+        assert one is not None
+        assert output.count("rc=") == len(attempts) and "rc=0" not in output, output
+        assert "mine" in git_log(payments, one.metadata["branch"])  # its own branch still takes commits
+        assert {ref: git_log(payments, ref) for ref in ("main", other)} == before
+        assert (git_dir / "packed-refs").read_text() == ""
+        assert not (git_dir / "info" / "exclude").read_text().startswith("*")
+        alternates = git_dir / "objects" / "info" / "alternates"
+        assert not alternates.exists() or alternates.read_text() == ""  # (the sandbox may leave an empty one)
