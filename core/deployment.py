@@ -73,8 +73,24 @@ def filesystem_of(path: Path, mounts: str | None = None) -> str | None:
 def shared_storage_warnings(sections: Sections, mounts: str | None = None) -> list[str]:
     """Warnings for a shared deployment whose conversations' files look local to this machine."""
     coordination = sections.coordination
-    if coordination.backend == "memory" or coordination.shared_storage:
+    if coordination.backend == "memory":
         return []
+    out = [] if coordination.shared_storage else _local_files(sections, mounts)
+    if sections.store.backend == "sqlite":
+        out.append(
+            "store: sqlite with shared coordination works only for instances on this machine; "
+            "use store: postgres or store: redis when instances run on several machines."
+        )
+    elif sections.store.backend == "memory":
+        out.append(
+            "store: memory with shared coordination: each instance keeps its own conversations, so one taken "
+            "over by another instance starts over there, its history gone; use store: redis or store: postgres."
+        )
+    return out
+
+
+def _local_files(sections: Sections, mounts: str | None) -> list[str]:
+    """Warnings for the conversations' directories that look local to this machine."""
     out = []
     places = {"workspace.base_dir": sections.workspace.base_dir}
     if sections.store.transcript_mode() == "local":  # with transcripts in the store, sessions resume anywhere
@@ -90,9 +106,4 @@ def shared_storage_warnings(sections: Sections, mounts: str | None = None) -> li
                 "Claude Code session. Put it on storage every instance mounts (NFS, CephFS, EFS, a shared "
                 "volume), or set coordination.shared_storage: true if it already is."
             )
-    if sections.store.backend == "sqlite":
-        out.append(
-            "store: sqlite with shared coordination works only for instances on this machine; "
-            "use store: postgres or store: redis when instances run on several machines."
-        )
     return out

@@ -42,7 +42,8 @@ def test_local_workspaces_and_sessions_behind_shared_coordination_are_warned_abo
         workspace={"base_dir": "/srv/shared/ws"},
         agent={"sessions_dir": "/srv/shared/sessions"},
     )
-    assert shared_storage_warnings(shared.model_copy(update={"store": MemoryStoreSettings()}), MOUNTS) == []
+    [memory] = shared_storage_warnings(shared.model_copy(update={"store": MemoryStoreSettings()}), MOUNTS)
+    assert memory.startswith("store: memory with shared coordination: each instance keeps its own conversations")
 
 
 def test_a_project_on_local_storage_behind_shared_coordination_is_warned_about(
@@ -66,7 +67,8 @@ def test_no_warning_for_one_instance_or_when_the_operator_says_storage_is_shared
         coordination={"backend": "redis", "url": "redis://127.0.0.1:1/0", "shared_storage": True},
         workspace={"base_dir": "/srv/local/ws"},
     )
-    assert shared_storage_warnings(vouched, MOUNTS) == []
+    [store] = shared_storage_warnings(vouched, MOUNTS)  # the files are vouched for; a SQLite file stays one machine's
+    assert store.startswith("store: sqlite with shared coordination works only for instances on this machine")
 
 
 def test_a_local_session_directory_matters_only_while_transcripts_stay_local(
@@ -78,6 +80,7 @@ def test_a_local_session_directory_matters_only_while_transcripts_stay_local(
         agent={"sessions_dir": "/srv/local/sessions"},
     )
     local = shared_storage_warnings(sections.model_copy(update={"store": MemoryStoreSettings()}), MOUNTS)
-    assert [w.split(" (")[0] for w in local] == ["agent.sessions_dir"]
+    assert [w.split(" (")[0].split(":")[0] for w in local] == ["agent.sessions_dir", "store"]
     in_store = sections.model_copy(update={"store": MemoryStoreSettings(transcripts="store")})
-    assert shared_storage_warnings(in_store, MOUNTS) == []  # the store's copy of the transcript resumes anywhere
+    [only] = shared_storage_warnings(in_store, MOUNTS)  # the store's copy of the transcript resumes anywhere
+    assert only.startswith("store: memory with shared coordination")
