@@ -7,7 +7,8 @@ accepted one: content, settings and full updates share that counter (300317 othe
 ``card_element.content`` takes the *full* text so far, only for ``markdown`` /
 ``plain_text`` elements and only while ``config.streaming_mode`` is on (300309); streaming
 ends by itself :attr:`CardKitRoutes.stream_lifetime` seconds after it was turned on (the
-next update answers 200850). ``card.settings`` takes ``settings`` as a JSON *string*
+next update answers 200850); at most 10 calls per card per second (99991400 beyond, with
+the ``x-ogw-ratelimit-*`` headers). ``card.settings`` takes ``settings`` as a JSON *string*
 (``{"config": {"streaming_mode": false}}``).
 """
 
@@ -24,6 +25,7 @@ from .errors import (
     DUPLICATE_ELEMENT_ID,
     ELEMENT_NOT_FOUND,
     FIELD_VALIDATION,
+    RATE_LIMITED,
     SEQUENCE_COMPARE_FAILED,
     STREAMING_CLOSED,
     STREAMING_TIMEOUT,
@@ -32,6 +34,7 @@ from .errors import (
 from .model import CardEntity, ContentUpdate, SettingsChange, card_id, walk_elements
 from .wire import CARD_LIMIT, ApiRequest, loads_object
 
+CARD_CALLS_PER_SECOND = 10  # Feishu's limit of updates per card (content, settings, full updates together)
 ELEMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,19}$")
 STREAMABLE_TAGS = {"markdown", "plain_text"}
 
@@ -52,6 +55,7 @@ class CardKitRoutes:
 
     def m_cardkit_v1_card_update(self, req: ApiRequest) -> dict[str, Any]:
         entity = self._card_entity(req.path["card_id"])
+        self._within_card_limit(entity)
         sequence = self._next_sequence(entity, req.body)
         card = self._check_card_json(req.body.get("card") or {})
         was_streaming = entity.streaming_mode
@@ -64,6 +68,7 @@ class CardKitRoutes:
 
     def m_cardkit_v1_card_settings(self, req: ApiRequest) -> dict[str, Any]:
         entity = self._card_entity(req.path["card_id"])
+        self._within_card_limit(entity)
         settings = loads_object(req.body.get("settings"), FIELD_VALIDATION, "settings")
         sequence = self._next_sequence(entity, req.body)
         config = settings.get("config")
@@ -81,6 +86,7 @@ class CardKitRoutes:
 
     def m_cardkit_v1_card_element_content(self, req: ApiRequest) -> dict[str, Any]:
         entity = self._card_entity(req.path["card_id"])
+        self._within_card_limit(entity)
         element_id = req.path["element_id"]
         if entity.streaming_mode and entity.streaming_since is not None:
             if time.monotonic() - entity.streaming_since > self.stream_lifetime:
@@ -111,6 +117,17 @@ class CardKitRoutes:
         if entity is None:
             raise FeishuError(FIELD_VALIDATION, f"card_id is invalid: {card_ref}")
         return entity
+
+    @staticmethod
+    def _within_card_limit(entity: CardEntity) -> None:
+        """At most :data:`CARD_CALLS_PER_SECOND` calls on one card within any second (99991400 beyond)."""
+        now = time.monotonic()
+        entity.recent_calls = [t for t in entity.recent_calls if now - t < 1.0]
+        if len(entity.recent_calls) >= CARD_CALLS_PER_SECOND:
+            entity.throttled += 1
+            reset = {"x-ogw-ratelimit-limit": str(CARD_CALLS_PER_SECOND), "x-ogw-ratelimit-reset": "1"}
+            raise FeishuError(RATE_LIMITED, status=429, headers=reset)
+        entity.recent_calls.append(now)
 
     @staticmethod
     def _next_sequence(entity: CardEntity, body: dict[str, Any]) -> int:

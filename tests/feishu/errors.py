@@ -89,8 +89,11 @@ def message_for(code: int, **fields: Any) -> str:
 class FeishuError(Exception):
     """Raised by a route handler: answered as ``{"code", "msg", "error"}`` with ``status``."""
 
-    def __init__(self, code: int, msg: str | None = None, *, status: int = 400, **fields: Any) -> None:
+    def __init__(
+        self, code: int, msg: str | None = None, *, status: int = 400, headers: dict[str, str] | None = None, **fields: Any
+    ) -> None:
         self.code = code
         self.msg = msg if msg is not None else message_for(code, **fields)
         self.status = status
+        self.headers = headers or {}
         super().__init__(f"{code}: {self.msg}")

@@ -55,7 +55,8 @@ most 20 times (230072); ``patch`` only for its cards; ``reply_in_thread`` opens 
 JSON 2.0 with unique ``element_id`` s (300301); each card's ``sequence`` must strictly
 increase across content, settings and update calls (300317); content updates need
 ``streaming_mode`` on (300309) and end with 200850 once :attr:`stream_lifetime` (600 s,
-Feishu's) has passed since streaming was turned on. Uploads: images <= 10 MB, files <= 30 MB.
+Feishu's) has passed since streaming was turned on; a card takes at most 10 calls per second
+(99991400 beyond). Uploads: images <= 10 MB, files <= 30 MB.
 
 Failure injection: ``fake.fail(name, Failure(400, code=230099))`` answers the next call of
 ``name`` with that code (its Feishu message when ``description`` is left default, e.g.

@@ -242,6 +242,8 @@ class CardEntity:
     full_updates: int = 0  # card.update (PUT) calls applied
     sequences: list[int] = field(default_factory=list)  # every accepted sequence (content, settings, update)
     message_ids: list[str] = field(default_factory=list)  # messages showing it
+    recent_calls: list[float] = field(default_factory=list)  # monotonic times of its calls within the last second
+    throttled: int = 0  # calls refused for going over 10 per second
 
     @property
     def config(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -322,6 +323,21 @@ async def test_cardkit_streaming_card(feishu: FakeFeishu, client: lark.Client) -
     assert [(c.sequence, c.streaming_mode) for c in entity.settings_changes] == [(4, False)]
     late = await run(client.cardkit.v1.card_element.content, card_content(card_id, "answer", "more", 5))
     assert late.code == errors.STREAMING_CLOSED
+
+
+async def test_a_card_takes_at_most_ten_calls_a_second(feishu: FakeFeishu, client: lark.Client) -> None:
+    card_id = (await run(client.cardkit.v1.card.create, create_card(streaming_card("answer")))).data.card_id
+    entity = feishu.card(card_id)
+    await prime_tenant_token(client)
+    first = await client.cardkit.v1.card_element.acontent(card_content(card_id, "answer", "x", 1))
+    assert first.success() and len(entity.recent_calls) == 1
+    entity.recent_calls = [time.monotonic()] * 10  # (as if ten calls had just been made)
+    over = await client.cardkit.v1.card_element.acontent(card_content(card_id, "answer", "xx", 2))
+    assert over.code == errors.RATE_LIMITED and over.raw.headers["x-ogw-ratelimit-reset"] == "1"
+    assert entity.throttled == 1 and entity.history("answer") == ["x"]
+    entity.recent_calls = [time.monotonic() - 1.1] * 10  # a second later
+    later = await client.cardkit.v1.card_element.acontent(card_content(card_id, "answer", "xx", 2))
+    assert later.success() and entity.history("answer") == ["x", "xx"]
 
 
 async def test_cardkit_validation_and_stream_lifetime(feishu: FakeFeishu, client: lark.Client) -> None:

@@ -117,6 +117,22 @@ async def test_a_group_mention_gets_a_streamed_card_in_a_thread_that_remembers(
     assert all(m.thread_id == card.thread_id for m in fake.bot_messages(group))
 
 
+async def test_a_fast_stream_stays_within_ten_card_updates_a_second(
+    make_bot: BotFactory, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot()
+    fake, alice = bot.fake, bot.people["alice"]
+    answer = " ".join(f"w{i}" for i in range(300)) + " done."
+    fake_api.rules["stream fast"] = [Text(answer, chunks=150, delay=0.01)]  # far more deltas than updates allowed
+    await bot.send(alice, text="stream fast")
+    assert await reply_containing(fake, None, "done.") == answer
+    entity = bot_card(fake, None).card
+    assert entity is not None
+    await eventually(lambda: not entity.streaming_mode, what="streaming turned off")
+    assert len(entity.updates) >= 3  # it did stream
+    assert [card.throttled for card in fake.cards.values()] == [0] * len(fake.cards)  # never over 10/s (99991400)
+
+
 async def test_p2p_chats_answer_every_message_and_unmentioned_group_chatter_is_ignored(
     make_bot: BotFactory, fake_api: FakeAnthropicAPI
 ) -> None:

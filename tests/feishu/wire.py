@@ -65,7 +65,8 @@ def log_id() -> str:
 
 
 def error_response(exc: FeishuError) -> web.Response:
-    return json_response({"code": exc.code, "msg": exc.msg, "error": {"log_id": log_id()}}, status=exc.status)
+    body = {"code": exc.code, "msg": exc.msg, "error": {"log_id": log_id()}}
+    return json_response(body, status=exc.status, headers=exc.headers or None)
 
 
 def loads_object(text: Any, code: int, what: str) -> dict[str, Any]:
