@@ -90,7 +90,13 @@ class FeishuError(Exception):
     """Raised by a route handler: answered as ``{"code", "msg", "error"}`` with ``status``."""
 
     def __init__(
-        self, code: int, msg: str | None = None, *, status: int = 400, headers: dict[str, str] | None = None, **fields: Any
+        self,
+        code: int,
+        msg: str | None = None,
+        *,
+        status: int = 400,
+        headers: dict[str, str] | None = None,
+        **fields: Any,
     ) -> None:
         self.code = code
         self.msg = msg if msg is not None else message_for(code, **fields)
