@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
