@@ -149,6 +149,8 @@ class Prewarmer:
 
     # -- after an eviction ---------------------------------------------------------
     def _on_evicted(self, warm: WarmClient) -> None:
+        if not warm.used:  # opened ahead of a turn that never came: its user is not known to be active
+            return
         self._evicted[warm.key] = warm.last_used
         self._evicted.move_to_end(warm.key)
         while len(self._evicted) > 4 * self.pool.size:

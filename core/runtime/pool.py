@@ -63,6 +63,7 @@ class WarmClient:
     generation: int = 0  # the pool's settings generation it was started with
     cli_cost_usd: float | None = None  # the last cumulative cost this process reported
     owner: str = ""  # the user of its current (or last) turn
+    used: bool = False  # a turn ran on it (a client opened ahead of a turn has not been used yet)
 
     async def disconnect(self) -> None:
         client, self.client = self.client, None
@@ -255,6 +256,7 @@ class ClientPool:
     def release(self, warm: WarmClient, *, healthy: bool = True) -> None:
         warm.busy = False
         warm.turn = None
+        warm.used = True
         warm.last_used = time.monotonic()
         if not healthy and self._clients.get(warm.key) is warm:
             self.discard(warm.key)

@@ -136,6 +136,24 @@ async def test_a_conversation_evicted_while_active_is_rewarmed_first_when_room_f
         assert pool.spawns == spawns  # b's turn ran on the re-warmed process
 
 
+async def test_a_prewarmed_process_nobody_used_is_not_rewarmed_after_its_eviction(
+    make_sections: Callable[..., Sections],
+) -> None:
+    await seed(make_sections, {"old": 3000})  # last active 50 minutes ago: still within prewarm_within
+    async with prewarming(make_sections, 1, 2) as agent:
+        pool = agent.runtime.pool
+        await agent.prewarm.wait()
+        assert pool.keys() == [key("old")] and pool.prewarmed == 1
+        for user in ("a", "b", "c"):  # b evicts old (never used since the restart), c evicts a
+            assert not (await agent.chat(f"hi from {user}", user_id=user)).is_error
+        assert pool.keys() == [key("b"), key("c")] and pool.evictions == 2
+        agent.runtime.forget(key("b"))
+        agent.runtime.forget(key("c"))  # room for two: only a, whose user is active, comes back
+        await eventually(lambda: pool.prewarmed == 2, what="a re-warm")
+        await agent.prewarm.wait()
+        assert pool.keys() == [key("a")] and pool.prewarmed == 2
+
+
 async def test_a_conversation_another_live_instance_owns_is_not_prewarmed(
     make_sections: Callable[..., Sections], redis_server: RedisServer
 ) -> None:
