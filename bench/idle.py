@@ -225,7 +225,11 @@ def markdown(before: Figures, after: Figures, n: int, seconds: float, rows: int)
 
 NOTES = """Notes: an idle conversation is one row in `conversations` (and its turns in `turns`); nothing in
 the process refers to it: the Python objects the bot holds do not grow with the rows (the few more are
-the newcomer conversations the measurement itself started). What RSS gains is native memory, most
+the newcomer conversations the measurement itself started). The rows are written straight to the store:
+a conversation that went idle in this process after turns leaves no more behind either (the cache of
+conversations with nothing queued keeps the newest 4,096; a tool check keeps nothing per session unless
+something is granted for it: tests/core/test_process_state.py), except, with `coordination: redis`, its
+lease and fencing token, held while this instance lives. What RSS gains is native memory, most
 likely SQLite's page cache (up to 2 MB per connection by default) and the allocator's arenas after
 20,000 writes. Every read a turn, `/status` or a listing makes is by key or through an index that
 also gives the order, with a limit (schema 5 of the SQLite store added `conversations_platform_active`

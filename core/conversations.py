@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -57,6 +58,7 @@ def _sessions_of(conv: Conversation) -> list[tuple[str, str]]:
 
 _RETRY_WRITES_EVERY = 5.0  # seconds between attempts to write records the store refused
 _QUEUE_SCAN = 200  # latest turns looked at for queued messages
+_NONE_QUEUED_KEPT = 4096  # conversations remembered as having none parked (the most recent; others are read)
 _WAITING = "waiting:"  # a store note per queued message: ``waiting:<instance>:<turn id>`` (see ``park``)
 
 
@@ -114,7 +116,8 @@ class Conversations:
         self._unwritten: list[tuple[ConversationKey, str, TurnRecord, float | None]] = []
         self._retrier: asyncio.Task[None] | None = None
         self._parked: dict[str, Parked] = {}
-        self._none_queued: set[ConversationKey] = set()  # one instance: conversations with no message parked
+        # one instance: conversations with no message parked, the most recently looked at (a bounded cache)
+        self._none_queued: OrderedDict[ConversationKey, None] = OrderedDict()
         self._parks = 0  # messages parked so far (a scan overtaken by one proves nothing)
         self._started_at = time.time()
         self.fences: dict[ConversationKey, int] = {}  # this instance's fencing token per owned conversation
@@ -396,7 +399,7 @@ class Conversations:
         )
         await self.store.put_turn(record)
         self._parks += 1  # after the write: a scan under way or done before it does not count the key empty
-        self._none_queued.discard(key)
+        self._none_queued.pop(key, None)
         self._parked[record.turn_id] = Parked(user.name, files, batch)
         waiting = {
             "key": str(key),
@@ -419,11 +422,14 @@ class Conversations:
         none is not read again until it parks one (the scan reads the latest turns of the history).
         """
         if not self.shared and key in self._none_queued:
+            self._none_queued.move_to_end(key)
             return []
         parks = self._parks
         found = [t for t in await self.store.turns(key, _QUEUE_SCAN) if t.status == "queued"]
         if not found and not self.shared and parks == self._parks:  # none parked while it was read
-            self._none_queued.add(key)
+            self._none_queued[key] = None
+            if len(self._none_queued) > _NONE_QUEUED_KEPT:
+                self._none_queued.popitem(last=False)
         return found
 
     def _answers(self, queued_turn: TurnRecord, batch: str | None) -> bool:

@@ -40,7 +40,7 @@ class Permissions:
         if name == SEND_FILE_TOOL:
             return ALLOW
         req = state.request
-        allowed = self._session_allowed.setdefault(req.session_id, set())
+        allowed = self._session_allowed.get(req.session_id, set())  # (kept only once something is granted)
         ctx = ToolContext(root=Path(req.root), cwd=Path(req.cwd), is_admin=req.is_admin, session_allowed=allowed)
         return await self.policy.evaluate(name, tool_input, ctx)
 
