@@ -76,9 +76,10 @@ class ProcessSlots:
         self.starting = max(0, self.starting - 1)
         self._hand_over()
 
-    def try_acquire(self) -> bool:
-        """Take a slot only if one is free now and nobody waits for one (work that may give way)."""
-        if self._free() and not self._queues:
+    def try_acquire(self, *, spare: int = 0) -> bool:
+        """Take a slot only if one is free now and nobody waits for one (work that may give way), leaving
+        ``spare`` start lanes free for the turns that may come meanwhile."""
+        if self._free() and not self._queues and self.starting + spare < self.spawns:
             self.alive += 1
             self.starting += 1
             return True

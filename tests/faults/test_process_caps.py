@@ -132,6 +132,38 @@ async def test_a_turn_waits_while_the_pool_is_full_of_busy_clients_and_a_closing
     assert slots.alive == 0
 
 
+async def test_a_prewarm_under_way_leaves_a_start_free_for_an_arriving_message() -> None:
+    started: list[str] = []
+    release_old = asyncio.Event()
+
+    class Process:
+        async def disconnect(self) -> None:
+            return None
+
+    async def connect(warm: WarmClient) -> None:
+        started.append(warm.key.owner)
+        if warm.key.owner == "old":
+            await release_old.wait()  # a pre-warm start that takes its time
+        warm.client = Process()  # type: ignore[assignment]
+
+    spec = ClientSpec("s", "/tmp", None)
+    slots = ProcessSlots(limit=8, spawns=2)
+    pool = ClientPool(size=8, idle_timeout=600, slots=slots)
+    old = asyncio.create_task(pool.prewarm(ConversationKey("chat", "old"), spec, connect))
+    await eventually(lambda: started == ["old"], what="the pre-warm start under way")
+    assert await pool.prewarm(ConversationKey("chat", "older"), spec, connect) is False  # one start stays free
+    newcomer = await asyncio.wait_for(pool.lease(ConversationKey("chat", "new"), spec, connect, owner="nia"), 5)
+    assert started == ["old", "new"] and not old.done()  # the newcomer's start did not wait for the pre-warm's
+    release_old.set()
+    assert await old is True
+    pool.release(newcomer)
+
+    one_lane = ClientPool(size=8, idle_timeout=600, slots=ProcessSlots(limit=8, spawns=1))
+    assert await one_lane.prewarm(ConversationKey("chat", "old"), spec, connect) is False  # the only lane is for turns
+    await pool.close()
+    await one_lane.close()
+
+
 async def test_the_pool_counts_each_users_turns_going_for_the_process_line() -> None:
     class Process:
         async def disconnect(self) -> None:
