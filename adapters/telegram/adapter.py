@@ -265,12 +265,24 @@ class TelegramAdapter(ChatAdapter[MessageView]):
             opened = self.albums.add(message, view, key)
             if opened is not None:  # the album keeps its place among the chat's messages
                 opened.place = self.dispatcher.reserve(opened.key)
+                task = asyncio.create_task(self._album_sign_of_life(view), name=f"ccbridge-album-typing-{key}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             return
         if key is None:
             log.debug("message %s in %s is not for the bot", view.message_id, view.chat_id)
             return
         text = "/help" if view.command == "/start" else view.text
         self._submit(self._incoming(key, view, text, [message]))
+
+    async def _album_sign_of_life(self, view: MessageView) -> None:
+        """The typing indicator as soon as an album addressed to the bot opens (its turn starts only once
+        its items stopped coming, ``album_window`` later), for a user the bot answers."""
+        try:
+            if await self.dispatcher.admits(PLATFORM, view.user):
+                await self.sink_for(view).typing()
+        except Exception as exc:  # noqa: BLE001 (a sign of life that failed costs the album nothing)
+            log.debug("typing indicator for an album failed: %r", exc)
 
     def _on_album(self, album: Album) -> None:
         self._submit(self._incoming(album.key, album.view, "\n".join(album.texts), album.messages), album.place)

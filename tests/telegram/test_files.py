@@ -13,7 +13,7 @@ from tests.fakes.anthropic_api import FakeAnthropicAPI, ToolCall
 
 from .conftest import BotFactory
 from .fake_bot_api import FakeBotAPI
-from .people import ADA, ADA_DM, BOB, BOB_DM, MENTION, TEAM
+from .people import ADA, ADA_DM, BOB, BOB_DM, EVE, EVE_DM, MENTION, TEAM
 
 ADA_KEY = ConversationKey("telegram", "42")
 
@@ -185,6 +185,27 @@ async def test_a_photo_album_is_one_message_with_every_photo(
     [text] = [t for t in request.user_texts() if "compare these two" in t]
     assert "uploads/photo_al0.jpg" in text and "uploads/photo_al1.jpg" in text
     assert len(bot_api.texts(42)) == 1
+
+
+async def test_an_album_shows_typing_as_it_opens_not_once_its_window_closed(
+    make_bot: BotFactory, bot_api: FakeBotAPI, fake_api: FakeAnthropicAPI
+) -> None:
+    bot = await make_bot(settings={"album_window": 2.0}, access={"allow_all": False, "allowlist": ["telegram:42"]})
+    file_id = bot_api.add_file(tiny_png(2, 2), "photos/one.jpg")
+
+    def album(chat: dict[str, object], sender: dict[str, object], group: str) -> None:
+        photo = [{"file_id": file_id, "file_unique_id": group, "width": 2, "height": 2}]
+        bot_api.say(chat, sender, None, photo=photo, caption="look", media_group_id=group)
+
+    album(EVE_DM, EVE, "from-eve")  # not allowed: shown nothing
+    album(ADA_DM, ADA, "from-ada")
+    await bot_api.wait_for(
+        lambda: [c for c in bot_api.calls_of("sendChatAction") if c.params.get("chat_id") == ADA_DM["id"]],
+        what="ada's sign of life",
+    )
+    assert len(bot.adapter.albums) >= 1 and not fake_api.requests  # the album is still gathering its items
+    await bot_api.wait_for(lambda: bot_api.texts(ADA_DM["id"]), what="the reply")
+    assert not [c for c in bot_api.calls_of("sendChatAction") if c.params.get("chat_id") == EVE_DM["id"]]
 
 
 async def test_in_groups_album_items_after_the_addressed_one_belong_to_it(
