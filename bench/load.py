@@ -521,7 +521,10 @@ def markdown(result: LoadResult) -> str:
     rows = [
         ("first update (s)", firsts),
         ("turn duration, message in -> final update (s)", durations),
-        ("queue wait, message in -> its Claude Code process starts (s)", queued or [0.0]),
+        (
+            f"queue wait, message in -> its Claude Code process starts (s; the {len(queued)} turns that started one)",
+            queued or [0.0],
+        ),
         ("of which waiting for a process slot, the starts that waited (s)", waited or [0.0]),
     ]
     lines = [
