@@ -3,6 +3,7 @@ clients skip, so the seed APIs' streams read exactly as before."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -43,3 +44,26 @@ async def test_the_stream_opens_with_a_comment_that_sse_clients_skip(
     assert all(data for _, data in events)  # the comment is no event: every event carries data
     name, data = events[-1]
     assert (name, json.loads(data).get("type")) == last
+
+
+@pytest.mark.parametrize(("url", "body", "last"), STREAMS[:2])
+async def test_the_comment_comes_before_claude_code_starts(
+    api: Api, url: str, body: dict[str, Any], last: tuple[str, str | None]
+) -> None:
+    runtime = api.agent.runtime
+    connect, started, go = runtime._connect, asyncio.Event(), asyncio.Event()
+
+    async def held(warm: Any, request: Any) -> None:  # the CLI's start waits until the comment was read
+        started.set()
+        await go.wait()
+        await connect(warm, request)
+
+    runtime._connect = held  # type: ignore[method-assign]
+    async with api.client.stream("POST", url, json=body) as response:
+        lines = response.aiter_lines()
+        # read while Claude Code's start is held: a stream that waited for the CLI would time out here
+        assert await asyncio.wait_for(anext(lines), 30) == ": accepted"
+        await asyncio.wait_for(started.wait(), 30)  # the start was indeed under way (held)
+        go.set()
+        rest = [line async for line in lines]
+    assert any(line.startswith("data:") for line in rest)
