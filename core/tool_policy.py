@@ -43,6 +43,8 @@ from typing import Any, Literal
 from .config import AgentSettings
 from .workspace import is_within
 
+SUB_AGENT_TOOLS = frozenset({"Agent", "Task"})
+
 
 class ToolClass(enum.StrEnum):
     FILE = "file"  # reads or writes paths: confined to the workspace
@@ -78,7 +80,11 @@ TOOL_CLASSES: dict[str, tuple[ToolClass, str]] = {
     # paths: confined to the workspace
     **{name: (ToolClass.FILE, "the paths it names, checked against the workspace") for name in FILE_TOOLS},
     # the session's own state
-    "Agent": (ToolClass.BOOKKEEPING, "a sub-agent in the same process; each of its tool calls is checked here"),
+    "Agent": (
+        ToolClass.BOOKKEEPING,
+        "a sub-agent in the same process; each of its tool calls is checked here. It runs within the turn "
+        "(background tasks are off: CLAUDE_CODE_DISABLE_BACKGROUND_TASKS), never in an isolation of its own",
+    ),
     "Task": (ToolClass.BOOKKEEPING, "old name of Agent"),
     "TodoWrite": (ToolClass.BOOKKEEPING, "the session's todo list"),
     "TodoRead": (ToolClass.BOOKKEEPING, "the session's todo list"),
@@ -215,6 +221,8 @@ class ToolPolicy:
         if kind is ToolClass.CROSS_SESSION and not s.cross_session_tools:
             return Verdict("deny", f"{tool} reaches other sessions on this machine and is disabled on this bot")
         if kind is ToolClass.BOOKKEEPING:
+            if tool in SUB_AGENT_TOOLS and tool_input.get("isolation"):  # a worktree or a remote agent of its own
+                return Verdict("deny", "sub-agents work in this conversation's directory: no isolation of their own")
             return ALLOW
         if kind is ToolClass.FILE:
             return await asyncio.to_thread(self._file_verdict, tool, tool_input, ctx)

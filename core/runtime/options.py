@@ -33,6 +33,12 @@ BRIDGE_PROMPT = (
 )
 
 
+#: set for every Claude Code process, whatever ``agent.env`` says: a background sub-agent or command would
+#: have the CLI run model turns by itself after ccbridge's turn ended, and nobody reads those (the user's
+#: next reply would be their output)
+FORCED_ENV = {"CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "1"}
+
+
 class OptionsBuilder:
     #: the store transcripts are mirrored to (``store.transcripts: store``), set by the Agent once started
     transcripts: TranscriptStore | None = None
@@ -60,7 +66,7 @@ class OptionsBuilder:
         if s.max_retries is not None:
             base["CLAUDE_CODE_MAX_RETRIES"] = str(s.max_retries)
         # the operator's env, then what isolation requires (it must win over a CLAUDE_CONFIG_DIR given there)
-        env = {**base, **s.env, **home.env(), **spawn_env}
+        env = {**base, **s.env, **home.env(), **spawn_env, **FORCED_ENV}
         if self.npm_probe is not None and self.sandbox.active:
             env["PATH"] = f"{self.npm_probe}{os.pathsep}{env.get('PATH') or os.environ.get('PATH', os.defpath)}"
         return env

@@ -121,3 +121,39 @@ async def test_transcripts_and_credentials_keep_working_in_private_directories(
         assert conv is not None
         private = agent.runtime.homes.path(conv.key) / "config" / "projects"
         assert list(private.glob(f"*/{conv.session_id}.jsonl"))
+
+
+async def test_a_sub_agent_or_a_background_command_runs_within_the_turn_so_no_turn_starts_by_itself(
+    make_sections: Callable[..., Sections], fake_api: FakeAnthropicAPI, cli_env: dict[str, str]
+) -> None:
+    """A background sub-agent (the CLI's default) or command would have the CLI run a model turn by itself
+    once ccbridge's turn ended; nobody reads it, so the next reply would be that run's output. Background
+    tasks are off for every process, whatever ``agent.env`` says."""
+    env = {**cli_env, "CLAUDE_CODE_DISABLE_BACKGROUND_TASKS": "0"}  # an operator turning them back on: ignored
+    fake_api.rules["spawn a helper"] = [
+        ToolCall("Agent", {"description": "helper", "prompt": "helper do things", "subagent_type": "general-purpose"})
+    ]
+    fake_api.rules["helper do things"] = [Hang("helper thinking", seconds=1), Text("HELPER RESULT")]
+    bash = {"command": "sleep 1; echo bg-done", "run_in_background": True, "description": "bg"}
+    fake_api.rules["run it behind"] = [ToolCall("Bash", bash)]
+    fake_api.rules["next question"] = [Text("answer to next")]
+    async with Agent(make_sections(agent={"env": env, "allowed_tools": ["Bash"]})) as agent:
+        [first] = [e for e in await _run(agent, "spawn a helper", "u") if isinstance(e, TurnResult)]
+        assert "HELPER RESULT" in first.text  # the sub-agent's answer came back within the turn
+        [second] = [e for e in await _run(agent, "run it behind", "u") if isinstance(e, TurnResult)]
+        assert "unexpected parameter `run_in_background`" in second.text  # the CLI offers no background
+        [third] = [e for e in await _run(agent, "next question", "u") if isinstance(e, TurnResult)]
+        assert third.text == "answer to next"
+        history = await agent.conversations.history(ConversationKey("api", "u"), 10)
+        assert [t.user_text for t in history][-3:] == ["spawn a helper", "run it behind", "next question"]
+
+
+async def test_a_sub_agent_asking_for_an_isolation_of_its_own_is_denied(
+    agent: Agent, fake_api: FakeAnthropicAPI
+) -> None:
+    for isolation in ("worktree", "remote"):
+        call = {"description": "h", "prompt": "helper elsewhere", "subagent_type": "general-purpose"}
+        fake_api.rules[f"isolate {isolation}"] = [ToolCall("Agent", {**call, "isolation": isolation})]
+        [result] = [e for e in await _run(agent, f"isolate {isolation}", "u") if isinstance(e, TurnResult)]
+        assert "no isolation of their own" in result.text, result.text
+    assert not any("helper elsewhere" in r.last_user_text() for r in fake_api.requests)  # no sub-agent ran
