@@ -505,6 +505,11 @@ def main(argv: list[str] | None = None) -> int:
             for warning in p.bot.warnings():
                 print(f"  warning: {warning}")
         print(f"credentials: {creds}" if creds else f"warning: {credentials_help(cli_path)}")
+        caps = [p.bot.agent.sections.agent.process_limit for p in plans]
+        if len(caps) > 1:  # each bot has its own warm pool and cap
+            print(
+                f"Claude Code processes: at most {sum(caps)} alive ({' + '.join(map(str, caps))}, each bot's pool_size)"
+            )
         for mode in sorted({p.bot.agent.sections.agent.sandbox for p in plans}):
             try:
                 status = probe_sandbox(mode)

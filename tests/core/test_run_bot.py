@@ -82,6 +82,17 @@ async def test_check_says_what_would_run(tmp_path: Path, cli_env: dict[str, str]
     assert "sandbox for approved Bash commands: active (Claude Code's bubblewrap sandbox" in out
 
 
+async def test_check_adds_up_the_process_caps_of_several_bots(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    bots = {
+        "one": {"kind": "http_api", "allow_anonymous": True, "port": 0},
+        "two": {"kind": "http_api", "allow_anonymous": True, "port": 0, "agent": {"pool_size": 3}},
+    }
+    config = write_config(tmp_path, cli_env, agent={"env": cli_env, "pool_size": 5}, bots=bots)
+    code, out, err = await run_bot("--config", str(config), "--check", cwd=tmp_path)
+    assert code == 0, err
+    assert "Claude Code processes: at most 8 alive (5 + 3, each bot's pool_size)" in out
+
+
 async def test_no_config_file_runs_the_console_bot_by_default(tmp_path: Path) -> None:
     code, out, _ = await run_bot("--check", cwd=tmp_path)
     assert code == 0 and "defaults, no config file" in out and "would run: console" in out
