@@ -7,6 +7,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
 from .base import (
     ApprovalAnswer,
     ApprovalBus,
@@ -82,6 +83,12 @@ def create_coordination(
             approvals=MemoryApprovalBus(),
             notes=MemoryNotes(),
         )
-    from .redis import create_redis_coordination  # optional extra: the redis package
-
+    try:
+        from .redis import create_redis_coordination  # optional extra: the redis package
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"redis coordination needs the package {(exc.name or 'redis').split('.')[0]!r}: "
+            "pip install 'ccbridge[redis]'",
+            key="coordination.backend",
+        ) from None
     return create_redis_coordination(settings, store, instance_id, name)

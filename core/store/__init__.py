@@ -60,7 +60,8 @@ def store_class(backend: str) -> Any:
         if exc.name == module_name:
             raise ConfigError(f"the {backend} store is not available in this install", key="store.backend") from None
         raise ConfigError(
-            f"the {backend} store needs the package {exc.name!r}: pip install 'ccbridge[{extra or backend}]'",
+            f"the {backend} store needs the package {(exc.name or backend).split('.')[0]!r}: "
+            f"pip install 'ccbridge[{extra or backend}]'",
             key="store.backend",
         ) from None
     return getattr(module, class_name)

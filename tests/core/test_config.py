@@ -686,3 +686,31 @@ def test_a_merged_mapping_may_still_override_what_it_merges(tmp_path: Path) -> N
     )
     bots = load_config(path).bots
     assert (bots["a"].kind, bots["a"].enabled, bots["b"].kind, bots["b"].enabled) == ("console", True, "console", False)
+
+
+@pytest.mark.parametrize(
+    ("section", "module", "message"),
+    [
+        ("coordination", "core.coordination.redis", "redis coordination needs the package 'redis'"),
+        ("store", "core.store.redis", "the redis store needs the package 'redis'"),
+    ],
+)
+def test_a_backend_whose_package_is_missing_is_a_config_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, section: str, module: str, message: str
+) -> None:
+    import sys
+
+    from core.config import CoordinationSettings
+    from core.coordination import create_coordination
+    from core.store import MemoryStore, create_store
+    from core.store.settings import RedisStoreSettings
+
+    for name in ("redis", "redis.asyncio"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if the package were not installed
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(ConfigError) as info:
+        if section == "coordination":
+            create_coordination(CoordinationSettings(backend="redis", url="redis://127.0.0.1:1/0"), MemoryStore())
+        else:
+            create_store(RedisStoreSettings(backend="redis", url="redis://127.0.0.1:1/0"))
+    assert str(info.value).startswith(f"{section}.backend: {message}: pip install 'ccbridge[redis]'")
