@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,15 @@ import pytest
 
 from core import Agent, ConfigError, ConversationKey, Decision
 from tests.fakes.anthropic_api import FakeAnthropicAPI, Hang, Text, ToolCall
+from tests.fakes.platform_server import PlatformServer
 from tests.helpers import eventually
+
+
+def calls_since(server: PlatformServer, method: str) -> Callable[[], list[float]]:
+    """A function giving the times (``time.monotonic()``) of the calls of ``method`` made from now on."""
+    before = len(server.called(method))
+    return lambda: [call.at for call in server.called(method)[before:]]
+
 
 ALLOWED = ("alice", "bob")
 ADMIN = "boss"
@@ -73,8 +82,9 @@ class ChatHarness(ABC):
         """The prompt as shown now (after a decision: with the decision)."""
 
     @abstractmethod
-    def rate_limit_final(self, retry_after: float) -> None:
-        """The platform answers the next final message of a reply with a rate limit."""
+    def rate_limit_final(self, retry_after: float) -> Callable[[], list[float]]:
+        """The platform answers the next final message of a reply with a rate limit; returns what
+        :func:`calls_since` returns for the platform method refused."""
 
     @abstractmethod
     async def start_with_bad_token(self) -> None:
@@ -171,9 +181,12 @@ class ChatBotContract:
 
     async def test_a_rate_limited_final_message_is_waited_out(self, harness: ChatHarness) -> None:
         await harness.start()
-        harness.rate_limit_final(retry_after=1)
+        calls = harness.rate_limit_final(retry_after=1)
         await harness.say("alice", "the whole answer please")
         assert await harness.reply_containing("alice", "echo: the whole answer please")
+        await eventually(lambda: len(calls()) >= 2, what="the refused call and its retry")
+        refused, retried, *_ = calls()
+        assert retried - refused >= 0.9  # the retry came once the platform's retry_after had passed
 
     async def test_another_instance_rebuilds_a_reply_sink_from_its_address(self, harness: ChatHarness) -> None:
         await harness.start()

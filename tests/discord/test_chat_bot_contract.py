@@ -10,7 +10,7 @@ import pytest
 from bots.discord import DiscordBot
 from core import Agent, ConversationKey, Decision, Sections
 from core.config import deep_merge
-from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness
+from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness, calls_since
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.platform_server import Failure
 
@@ -98,8 +98,9 @@ class DiscordHarness(ChatHarness):
     def prompt_text(self, prompt: Message) -> str:
         return prompt.content
 
-    def rate_limit_final(self, retry_after: float) -> None:
+    def rate_limit_final(self, retry_after: float) -> Callable[[], list[float]]:
         self.fake.fail(EDIT, Failure(429, retry_after=retry_after))
+        return calls_since(self.fake, EDIT)
 
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()

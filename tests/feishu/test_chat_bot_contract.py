@@ -15,7 +15,7 @@ import pytest
 from bots.feishu import FeishuBot
 from core import Agent, ConversationKey, Decision, Sections
 from core.config import deep_merge
-from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness
+from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness, calls_since
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.platform_server import Failure
 from tests.helpers import eventually
@@ -119,9 +119,10 @@ class FeishuHarness(ChatHarness):
     def prompt_text(self, prompt: Message) -> str:
         return self.fake.message(prompt.message_id).text
 
-    def rate_limit_final(self, retry_after: float) -> None:
+    def rate_limit_final(self, retry_after: float) -> Callable[[], list[float]]:
         # the final step of a streamed reply: streaming turned off on its card
         self.fake.fail("cardkit.v1.card.settings", Failure(429, code=RATE_LIMITED, retry_after=retry_after))
+        return calls_since(self.fake, "cardkit.v1.card.settings")
 
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()

@@ -10,7 +10,7 @@ import pytest
 from bots.slack import SlackBot
 from core import Agent, ConversationKey, Decision, Sections
 from core.config import deep_merge
-from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness
+from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness, calls_since
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.helpers import eventually
 
@@ -113,8 +113,9 @@ class SlackHarness(ChatHarness):
     def prompt_text(self, prompt: Message) -> str:
         return prompt.rendered()
 
-    def rate_limit_final(self, retry_after: float) -> None:
+    def rate_limit_final(self, retry_after: float) -> Callable[[], list[float]]:
         self.slack.fail_next("chat.update", retry_after=retry_after)
+        return calls_since(self.slack, "chat.update")
 
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()

@@ -12,7 +12,7 @@ from adapters.telegram.approvals import parse_press
 from bots.telegram import TelegramBot
 from core import Agent, ConversationKey, Decision, Sections
 from core.config import deep_merge
-from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness
+from tests.contracts.chat_bot_contract import ChatBotContract, ChatHarness, calls_since
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 
 from .conftest import bot_settings
@@ -93,8 +93,9 @@ class TelegramHarness(ChatHarness):
     def prompt_text(self, prompt: ChatMessage) -> str:
         return prompt.text
 
-    def rate_limit_final(self, retry_after: float) -> None:
+    def rate_limit_final(self, retry_after: float) -> Callable[[], list[float]]:
         self.bot_api.fail("sendMessage", 429, retry_after=int(retry_after))
+        return calls_since(self.bot_api, "sendMessage")
 
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()
