@@ -87,6 +87,10 @@ class ChatHarness(ABC):
         :func:`calls_since` returns for the platform method refused."""
 
     @abstractmethod
+    def downloads(self) -> int:
+        """How many files the bot fetched from the platform so far (its download calls)."""
+
+    @abstractmethod
     async def start_with_bad_token(self) -> None:
         """Start a bot whose token the platform rejects (expected to raise ConfigError)."""
 
@@ -148,7 +152,8 @@ class ChatBotContract:
         assert harness.replies(OUTSIDER) == [refusal]  # once per cooldown, not once per message
         assert harness.asked() == ["barrier"]
         assert await agent.conversations.get(harness.key(OUTSIDER)) is None
-        assert not agent.workspaces.root(harness.key(OUTSIDER)).exists()  # its file was never fetched
+        assert not agent.workspaces.root(harness.key(OUTSIDER)).exists()
+        assert harness.downloads() == 0  # its file was never fetched: refused before anything was downloaded
 
     async def test_only_the_requester_or_an_admin_answers_an_approval(
         self, harness: ChatHarness, tmp_path: Path
@@ -178,6 +183,7 @@ class ChatBotContract:
         base = agent.workspaces.base_dir
         assert not any(p.name.endswith("escape.txt") for p in base.parent.iterdir())
         assert f"uploads/{saved[0].name}" in harness.fake_api.requests[-1].last_user_text()
+        assert harness.downloads() == 1  # (what the outsider test counts)
 
     async def test_a_rate_limited_final_message_is_waited_out(self, harness: ChatHarness) -> None:
         await harness.start()

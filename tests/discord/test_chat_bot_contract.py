@@ -102,6 +102,9 @@ class DiscordHarness(ChatHarness):
         self.fake.fail(EDIT, Failure(429, retry_after=retry_after))
         return calls_since(self.fake, EDIT)
 
+    def downloads(self) -> int:
+        return len(self.fake.called("GET /attachments/{channel_id}/{attachment_id}/{filename}"))
+
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()
         try:

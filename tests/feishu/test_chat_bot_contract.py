@@ -124,6 +124,9 @@ class FeishuHarness(ChatHarness):
         self.fake.fail("cardkit.v1.card.settings", Failure(429, code=RATE_LIMITED, retry_after=retry_after))
         return calls_since(self.fake, "cardkit.v1.card.settings")
 
+    def downloads(self) -> int:
+        return len(self.fake.called("im.v1.message_resource.get"))
+
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()
         try:

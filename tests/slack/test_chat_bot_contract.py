@@ -117,6 +117,9 @@ class SlackHarness(ChatHarness):
         self.slack.fail_next("chat.update", retry_after=retry_after)
         return calls_since(self.slack, "chat.update")
 
+    def downloads(self) -> int:
+        return len(self.slack.downloads)
+
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()
         try:

@@ -97,6 +97,9 @@ class TelegramHarness(ChatHarness):
         self.bot_api.fail("sendMessage", 429, retry_after=int(retry_after))
         return calls_since(self.bot_api, "sendMessage")
 
+    def downloads(self) -> int:
+        return len(self.bot_api.calls_of("getFile"))
+
     async def start_with_bad_token(self) -> None:
         agent = await Agent(self.make_sections()).start()
         try:
