@@ -176,6 +176,7 @@ class Agent:
         self._janitor: asyncio.Task[None] | None = None
         self._store_id = ""  # the store's id when this agent started (a store emptied since has another, or none)
         self._store_lost_logged = False
+        self._store_down_logged = False  # health() found the store failing and said so (until it answers again)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, *, bot: str | None = None) -> Agent:
@@ -401,7 +402,13 @@ class Agent:
                     log.error("%s", problem)
         except CCBridgeError as exc:
             problems.append(f"store: {exc}")
+            if not self._store_down_logged:  # once per outage: a vanished data directory is loud at once
+                self._store_down_logged = True
+                log.error("the store fails its health check (not ready until it answers again): %s", exc)
         else:
+            if self._store_down_logged:
+                self._store_down_logged = False
+                log.warning("the store answers again: ready")
             waiting = await self.conversations.flush_unwritten()
             if waiting:
                 problems.append(f"store: {waiting} turn record(s) not written yet")

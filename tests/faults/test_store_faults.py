@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,15 +46,21 @@ async def test_a_read_only_store_is_a_clear_message_and_not_ready_then_recovers(
     assert texts == ["first", "third"]
 
 
-async def test_a_deleted_data_directory_is_noticed_at_once(agent: Agent, fake_api: FakeAnthropicAPI) -> None:
+async def test_a_deleted_data_directory_is_noticed_at_once(
+    agent: Agent, fake_api: FakeAnthropicAPI, caplog: pytest.LogCaptureFixture
+) -> None:
     dispatcher = Dispatcher(agent)
     await say(dispatcher, "first")
     data_dir = db_files(agent)[0].parent
     for path in data_dir.iterdir():
         path.unlink()
     data_dir.rmdir()
-    health = await agent.health()
-    assert not health.ready and "deleted" in health.problems[0]
+    with caplog.at_level(logging.ERROR, logger="core.agent"):
+        health = await agent.health()
+        assert not health.ready and "deleted" in health.problems[0]
+        assert not (await agent.health()).ready
+    loud = [r for r in caplog.records if r.levelno == logging.ERROR and "deleted" in r.getMessage()]
+    assert len(loud) == 1  # a loud error, once per outage (not on every probe)
     assert await say(dispatcher, "second") in ([STORE_DOWN], [])  # a clear notice, no turn
     assert not data_dir.exists()  # never silently recreated empty
 
