@@ -161,6 +161,8 @@ CROSS_SESSION_TOOLS = frozenset(n for n, (c, _) in TOOL_CLASSES.items() if c is 
 
 _MCP_TOOL = re.compile(r"^mcp__(?P<server>[^_].*?)__(?P<tool>.+)$")
 _GLOB_CHARS = re.compile(r"[*?\[{]")
+_EXTGLOB = re.compile(r"[@!+*?]\(")
+_POSIX_CLASS = re.compile(r"\[[^\]]*\[:[a-z]+:\][^\]]*\]")  # a bracket expression holding [:class:]
 _SCAN_BUDGET = 100_000  # directory entries looked at for symlinks leading out, per pattern
 
 
@@ -283,7 +285,8 @@ class ToolPolicy:
             if alt.startswith("~"):
                 alt = os.path.expanduser(alt)
             parts = alt.replace("\\", "/").split("/")
-            if any(segment_may_climb(p) for p in parts):
+            unescaped = alt.replace("\\", "").split("/")  # in glob syntax "\." is a literal "."
+            if any(segment_may_climb(p) for p in (*parts, *unescaped)):
                 return f"the pattern {pattern!r} climbs out of the workspace ('..' is not allowed in patterns)"
             literal: list[str] = []
             for p in parts:
@@ -343,8 +346,12 @@ def segment_may_climb(segment: str) -> bool:
     """
     if segment == "..":
         return True
+    if _EXTGLOB.search(segment):  # @(..), !(x), +(.) ...: read conservatively, as possibly ".."
+        return True
     if not _GLOB_CHARS.search(segment) or segment[:1] in ("*", "?"):
         return False
+    # as ripgrep / picomatch read classes: "[^a]" negates like "[!a]"; a POSIX class may hold "."
+    segment = _POSIX_CLASS.sub("?", segment.replace("[^", "[!"))
     return fnmatch.fnmatchcase("..", segment)
 
 

@@ -113,6 +113,10 @@ def policy() -> ToolPolicy:
         "src/{a,*/../../..}/x",
         "*\\..\\..\\x",  # backslashes count as separators too
         "src\\..\\..\\x",
+        "src/\\.\\./\\.\\./x",  # in glob syntax, escaped dots are dots
+        "[^a][^a]/x",  # "^" negates a class as "!" does
+        "[[:punct:]][[:punct:]]/etc/passwd",
+        "@(..)/x",  # an extglob
     ],
 )
 async def test_patterns_that_climb_or_leave_are_refused(ctx: ToolContext, pattern: str) -> None:
