@@ -131,17 +131,18 @@ async def test_two_agents_from_the_same_sections_get_their_own_ids(make_sections
         first = a.instance_id
     # a's id was given back when a closed. (A process another thread of this test process forks holds a
     # copy of the lock files' descriptors until it execs: such a copy can hold an id a moment longer.)
-    taken = []
+    taken: list[str] = []
+    dropped: Agent | None = None
     for _ in range(50):
         dropped = Agent(sections)  # never started nor closed: its id is freed when it is collected
         taken.append(dropped.instance_id)
         if dropped.instance_id == first:
             break
-        del dropped
+        dropped = None
         gc.collect()
         await asyncio.sleep(0.1)
     assert taken[-1] == first, taken
-    del dropped
+    dropped = None
     gc.collect()
     async with Agent(sections) as again:
         assert again.instance_id == first
