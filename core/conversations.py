@@ -31,7 +31,7 @@ from .events import AgentEvent, MessagesMerged, TurnError, TurnResult, TurnWaiti
 from .keys import ConversationKey, UserRef
 from .observe import TurnObserver, observed
 from .outcome import TurnOutcome
-from .projects import Projects, Workplace, sandbox_git
+from .projects import Projects, Workplace
 from .runtime import AgentRuntime, TurnRequest
 from .store import Conversation, ConversationStore, TurnRecord
 from .transcripts.base import make_key
@@ -716,7 +716,8 @@ class Conversations:
             resume=conv.message_count > 0,
             cwd=str(cwd),
             root=str(self.root_of(conv)),
-            **await sandbox_git(conv.metadata.get("repository"), conv.metadata.get("branch")),
+            repository=conv.metadata.get("repository"),
+            branch=conv.metadata.get("branch"),
             model=self.model_of(conv),
             text=prompt,
             user_id=user.id,
@@ -741,7 +742,8 @@ class Conversations:
             resume=conv.message_count > 0,
             cwd=str(cwd),
             root=str(self.root_of(conv)),
-            **await sandbox_git(conv.metadata.get("repository"), conv.metadata.get("branch")),
+            repository=conv.metadata.get("repository"),
+            branch=conv.metadata.get("branch"),
             model=self.model_of(conv),
             text="",
             user_id=conv.key.owner,

@@ -130,16 +130,16 @@ _SHARED_GIT = ("HEAD", "index", "packed-refs", "info", "description", "logs/HEAD
 _SHARED_GIT_MORE = ("objects/info", "FETCH_HEAD", "ORIG_HEAD", "shallow")
 
 
-async def sandbox_git(repository: str | None, branch: str | None) -> dict[str, list[str]]:
-    """The ``writable`` / ``read_only`` places of a worktree's git for the Bash sandbox (see
-    :class:`~core.runtime.state.TurnRequest`): the repository's ``.git`` is writable (new objects, the
-    conversation's branch and its log), but not the branches of the main checkout or of other
-    conversations, nor the shared files of :data:`_SHARED_GIT`. Outside a project: nothing."""
+async def sandbox_git(repository: str | None, branch: str | None) -> tuple[list[Path], list[Path]]:
+    """Where the Bash sandbox of a conversation in a worktree of ``repository`` may write in its git, and
+    where inside that not: the repository's ``.git`` is writable (new objects, the conversation's
+    ``branch`` and its log), but not the branches of the main checkout or of other conversations, nor
+    the shared files of :data:`_SHARED_GIT`. Outside a project: nothing. (Read when a process starts.)"""
     if not repository:
-        return {"writable": [], "read_only": []}
+        return [], []
     git_dir = Path(repository) / ".git"
     read_only = await asyncio.to_thread(_read_only_git, git_dir, branch.split("/") if branch else [])
-    return {"writable": [str(git_dir)], "read_only": [str(p) for p in read_only]}
+    return [git_dir], read_only
 
 
 def _read_only_git(git_dir: Path, own: list[str]) -> list[Path]:

@@ -265,9 +265,7 @@ class TelegramAdapter(ChatAdapter[MessageView]):
             opened = self.albums.add(message, view, key)
             if opened is not None:  # the album keeps its place among the chat's messages
                 opened.place = self.dispatcher.reserve(opened.key)
-                task = asyncio.create_task(self._album_sign_of_life(view), name=f"ccbridge-album-typing-{key}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._track(asyncio.create_task(self._album_sign_of_life(view), name=f"ccbridge-album-typing-{key}"))
             return
         if key is None:
             log.debug("message %s in %s is not for the bot", view.message_id, view.chat_id)
@@ -301,7 +299,10 @@ class TelegramAdapter(ChatAdapter[MessageView]):
         )
 
     def _submit(self, incoming: IncomingMessage, ticket: Any = None) -> None:
-        task = self.dispatcher.submit(incoming, ticket)
+        self._track(self.dispatcher.submit(incoming, ticket))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Keep ``task`` among the work drained at :meth:`stop`."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -97,6 +97,9 @@ class OptionsBuilder:
             warm.stderr_tail.append(line.rstrip())
             log.debug("claude[%s]: %s", warm.key, line.rstrip())
 
+        sandbox = (
+            sandbox_settings(root, home.tmp_dir, self.hidden, writable, read_only) if self.sandbox.active else None
+        )
         return ClaudeAgentOptions(
             cwd=spec.cwd,
             model=spec.model,
@@ -117,9 +120,7 @@ class OptionsBuilder:
             setting_sources=list(s.setting_sources),
             cli_path=self.cli_path,
             stderr=on_stderr,
-            sandbox=sandbox_settings(root, home.tmp_dir, self.hidden, writable, read_only)
-            if self.sandbox.active
-            else None,  # type: ignore[arg-type]
+            sandbox=sandbox,  # type: ignore[arg-type]
             session_store=LocalMirror(self.transcripts, home.config_dir) if self.transcripts is not None else None,
             session_store_flush="batched",
         )

@@ -193,8 +193,9 @@ class ClientPool:
         Nothing happens (False) when ``key`` has a client or one starting, when the pool has no
         room (no client is closed for it) or when no process slot is free right now (a turn
         waiting for one comes first), and it leaves one of ``max_spawns``' start lanes free for a
-        message that may arrive meanwhile (with ``max_spawns: 1``, nothing is pre-warmed). The client is the least recently used one: the first to give
-        way. A turn of ``key`` arriving meanwhile waits for this process rather than starting another.
+        message that may arrive meanwhile (with ``max_spawns: 1``, nothing is pre-warmed). The client
+        is the least recently used one: the first to give way. A turn of ``key`` arriving meanwhile
+        waits for this process rather than starting another.
         """
         if key in self._clients or key in self._warming or key in self._starting or not self.has_room():
             return False

@@ -23,8 +23,8 @@ class TurnRequest:
     user_id: str
     is_admin: bool = False
     attachments: list[Attachment] = field(default_factory=list)
-    writable: list[str] = field(default_factory=list)  # more places sandboxed Bash may write (a project's .git)
-    read_only: list[str] = field(default_factory=list)  # places inside those it may not (other branches' refs)
+    repository: str | None = None  # a project's main checkout, when the conversation works in its worktree
+    branch: str | None = None  # the conversation's branch there (its git may write it, not the others)
     #: the session's total as Claude Code last reported it (the turn's cost is counted from it when the
     #: process's own starting total is unknown: a transcript resumed from the store)
     reported_total: float = 0.0

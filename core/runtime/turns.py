@@ -26,6 +26,7 @@ from ..config import AgentSettings
 from ..errors import AgentUnavailable, StoreUnavailable
 from ..events import AgentEvent, TurnError, TurnResult, TurnWaiting
 from ..keys import ConversationKey
+from ..projects import sandbox_git
 from ..tool_policy import ToolPolicy
 from .costs import restored_total, turn_cost
 from .isolation import SandboxStatus, SessionHomes, probe_sandbox
@@ -308,6 +309,7 @@ class AgentRuntime:
         home = await self.homes.prepare(request.key, warm.spec.session_id)
         # this turn counts itself: more than one means the user has another turn going
         nice = self.settings.busy_user_nice if self.pool.turns_of(request.user_id) > 1 else 0
+        writable, read_only = await sandbox_git(request.repository, request.branch)  # at each start only
         for attempt, use_resume in enumerate((request.resume, not request.resume)):
             warm.stderr_tail.clear()
             spawn_id, spawn_env = self.launcher.spawn_env(nice)
@@ -318,8 +320,8 @@ class AgentRuntime:
                 home,
                 spawn_env,
                 Path(request.root),
-                [Path(p) for p in request.writable],
-                [Path(p) for p in request.read_only],
+                writable,
+                read_only,
             )
             client = ClaudeSDKClient(options)
             try:
